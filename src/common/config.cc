@@ -1,0 +1,288 @@
+#include "common/config.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <toml++/toml.h>
+
+#include "common/process.h"
+
+namespace mailtwin {
+
+std::optional<Millis> ParseDuration(std::string_view text) {
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || v < 0) return std::nullopt;
+  std::string_view unit(p, static_cast<std::size_t>(text.data() + text.size() - p));
+  if (unit.empty() || unit == "ms") return Millis(v);
+  if (unit == "s") return Millis(v * 1000);
+  if (unit == "m") return Millis(v * 60000);
+  return std::nullopt;
+}
+
+bool SplitHostPort(std::string_view addr, std::string& host, std::uint16_t& port) {
+  std::size_t colon;
+  if (!addr.empty() && addr[0] == '[') {
+    auto close = addr.find(']');
+    if (close == std::string_view::npos || close + 1 >= addr.size() || addr[close + 1] != ':')
+      return false;
+    host = std::string(addr.substr(1, close - 1));
+    colon = close + 1;
+  } else {
+    colon = addr.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) return false;
+    host = std::string(addr.substr(0, colon));
+  }
+  std::string_view p = addr.substr(colon + 1);
+  unsigned v = 0;
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
+  if (ec != std::errc() || end != p.data() + p.size() || v == 0 || v > 65535) return false;
+  port = static_cast<std::uint16_t>(v);
+  return true;
+}
+
+namespace {
+
+// Reads one table, remembering which keys were used, so leftovers are typos.
+class Section {
+ public:
+  Section(const toml::table* t, std::string name, ConfigErrors& out)
+      : t_(t), name_(std::move(name)), out_(out) {}
+
+  std::string Str(const char* key, bool required, std::string def = {}) {
+    used_.insert(key);
+    const toml::node* n = t_ ? t_->get(key) : nullptr;
+    if (!n) {
+      if (required) Error(fmt::format("[{}] {} is missing", name_, key));
+      return def;
+    }
+    if (auto s = n->value<std::string>()) return *s;
+    Error(At(n, fmt::format("[{}] {} must be a string", name_, key)));
+    return def;
+  }
+
+  bool Bool(const char* key, bool def) {
+    used_.insert(key);
+    const toml::node* n = t_ ? t_->get(key) : nullptr;
+    if (!n) return def;
+    if (auto b = n->value<bool>()) return *b;
+    Error(At(n, fmt::format("[{}] {} must be true or false", name_, key)));
+    return def;
+  }
+
+  Millis Duration(const char* key, Millis def) {
+    used_.insert(key);
+    const toml::node* n = t_ ? t_->get(key) : nullptr;
+    if (!n) return def;
+    if (auto i = n->value<std::int64_t>(); i && n->is_integer()) {
+      if (*i > 0) return Millis(*i);
+    } else if (auto s = n->value<std::string>()) {
+      if (auto d = ParseDuration(*s); d && d->count() > 0) return *d;
+    }
+    Error(At(n, fmt::format("[{}] {} must be a positive duration such as \"200ms\", \"3s\" or "
+                            "a number of milliseconds",
+                            name_, key)));
+    return def;
+  }
+
+  void CheckUnknown() {
+    if (!t_) return;
+    for (const auto& [k, v] : *t_) {
+      if (used_.count(std::string(k.str()))) continue;
+      std::string known;
+      for (const auto& u : used_) known += (known.empty() ? "" : ", ") + u;
+      Error(At(&v, fmt::format("unknown key '{}' in [{}] (known keys: {})", k.str(), name_,
+                               known)));
+    }
+  }
+
+ private:
+  std::string At(const toml::node* n, std::string msg) {
+    auto line = n->source().begin.line;
+    return line ? fmt::format("line {}: {}", line, msg) : msg;
+  }
+  void Error(std::string msg) { out_.errors.push_back(std::move(msg)); }
+
+  const toml::table* t_;
+  std::string name_;
+  ConfigErrors& out_;
+  std::set<std::string> used_;
+};
+
+bool ValidName(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s)
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  return true;
+}
+
+}  // namespace
+
+std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    auto line = e.source().begin.line;
+    out.errors.push_back(line ? fmt::format("{}: line {}: {}", path, line, e.description())
+                              : fmt::format("{}: {}", path, e.description()));
+    return std::nullopt;
+  }
+  Config c;
+  c.path = path;
+  static const std::set<std::string> kSections{"node", "postfix", "replication", "tls", "metrics"};
+  for (const auto& [k, v] : root) {
+    if (!kSections.count(std::string(k.str())))
+      out.errors.push_back(fmt::format("unknown section [{}] (known: node, postfix, replication, "
+                                       "tls, metrics)",
+                                       k.str()));
+    else if (!v.is_table())
+      out.errors.push_back(fmt::format("{} must be a table: write it as [{}]", k.str(), k.str()));
+  }
+
+  Section node(root["node"].as_table(), "node", out);
+  c.node_name = node.Str("name", true);
+  c.cluster = node.Str("cluster", true);
+  std::string role = node.Str("role", true);
+  c.state_dir = node.Str("state_dir", false, "/var/lib/mailtwin");
+  c.mirror_dir = node.Str("mirror_dir", false);
+  c.control_socket = node.Str("control_socket", false, "/run/mailtwin/control.sock");
+  node.CheckUnknown();
+  if (!c.node_name.empty() && !ValidName(c.node_name))
+    out.errors.push_back("[node] name may use only letters, digits, '-', '_' and '.'");
+  if (!c.cluster.empty() && !ValidName(c.cluster))
+    out.errors.push_back("[node] cluster may use only letters, digits, '-', '_' and '.'");
+  if (role == "primary") c.role = NodeRole::kPrimary;
+  else if (role == "standby") c.role = NodeRole::kStandby;
+  else if (!role.empty())
+    out.errors.push_back(fmt::format("[node] role is \"{}\": it must be \"primary\" or "
+                                     "\"standby\" (the role this node takes at its first start)",
+                                     role));
+
+  Section pf(root["postfix"].as_table(), "postfix", out);
+  c.postfix_config_dir = pf.Str("config_dir", false, "/etc/postfix");
+  c.queue_directory = pf.Str("queue_directory", false);
+  c.flush_after_promote = pf.Bool("flush_after_promote", true);
+  pf.CheckUnknown();
+
+  Section rep(root["replication"].as_table(), "replication", out);
+  c.listen = rep.Str("listen", true);
+  c.peer = rep.Str("peer", true);
+  c.heartbeat_interval = rep.Duration("heartbeat_interval", Millis(200));
+  c.peer_timeout = rep.Duration("peer_timeout", Millis(3000));
+  c.reconnect_interval = rep.Duration("reconnect_interval", Millis(200));
+  rep.CheckUnknown();
+  std::string host;
+  std::uint16_t port;
+  if (!c.listen.empty() && !SplitHostPort(c.listen, host, port))
+    out.errors.push_back(fmt::format("[replication] listen \"{}\" is not host:port", c.listen));
+  if (!c.peer.empty() && !SplitHostPort(c.peer, host, port))
+    out.errors.push_back(fmt::format("[replication] peer \"{}\" is not host:port", c.peer));
+  if (c.peer_timeout < 2 * c.heartbeat_interval)
+    out.errors.push_back(fmt::format(
+        "[replication] peer_timeout ({} ms) must be at least twice heartbeat_interval ({} ms), "
+        "or one late heartbeat would drop the link",
+        c.peer_timeout.count(), c.heartbeat_interval.count()));
+
+  Section tls(root["tls"].as_table(), "tls", out);
+  c.ca_file = tls.Str("ca_file", true);
+  c.cert_file = tls.Str("cert_file", true);
+  c.key_file = tls.Str("key_file", true);
+  c.peer_name = tls.Str("peer_name", true);
+  tls.CheckUnknown();
+
+  Section met(root["metrics"].as_table(), "metrics", out);
+  c.metrics_listen = met.Str("listen", false);
+  met.CheckUnknown();
+  if (!c.metrics_listen.empty() && !SplitHostPort(c.metrics_listen, host, port))
+    out.errors.push_back(fmt::format("[metrics] listen \"{}\" is not host:port", c.metrics_listen));
+
+  if (!out.ok()) return std::nullopt;
+  return c;
+}
+
+namespace {
+
+void CheckReadable(const std::string& what, const std::string& path, ConfigErrors& out) {
+  if (access(path.c_str(), R_OK) != 0)
+    out.errors.push_back(fmt::format("{} {} cannot be read: {}", what, path, std::strerror(errno)));
+}
+
+void CheckCertificates(const Config& c, ConfigErrors& out) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_method());
+  if (SSL_CTX_use_certificate_chain_file(ctx, c.cert_file.c_str()) != 1)
+    out.errors.push_back(fmt::format("[tls] cert_file {} is not a PEM certificate", c.cert_file));
+  else if (SSL_CTX_use_PrivateKey_file(ctx, c.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
+    out.errors.push_back(fmt::format("[tls] key_file {} is not a PEM private key", c.key_file));
+  else if (SSL_CTX_check_private_key(ctx) != 1)
+    out.errors.push_back(fmt::format("[tls] key_file {} does not belong to cert_file {}",
+                                     c.key_file, c.cert_file));
+  if (SSL_CTX_load_verify_locations(ctx, c.ca_file.c_str(), nullptr) != 1)
+    out.errors.push_back(fmt::format("[tls] ca_file {} holds no PEM certificate", c.ca_file));
+  SSL_CTX_free(ctx);
+}
+
+}  // namespace
+
+void CheckEnvironment(const Config& c, ConfigErrors& out) {
+  CheckReadable("[tls] ca_file", c.ca_file, out);
+  CheckReadable("[tls] cert_file", c.cert_file, out);
+  CheckReadable("[tls] key_file", c.key_file, out);
+  if (out.ok()) CheckCertificates(c, out);
+
+  struct stat st;
+  if (stat(c.postfix_config_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    out.errors.push_back(fmt::format("[postfix] config_dir {} is not a directory",
+                                     c.postfix_config_dir));
+    return;
+  }
+  auto pc = Postconf(c.postfix_config_dir, {"queue_directory", "enable_long_queue_ids"});
+  if (!pc.error.empty()) {
+    out.errors.push_back(pc.error);
+    return;
+  }
+  if (pc.values["enable_long_queue_ids"] != "yes")
+    out.errors.push_back(fmt::format(
+        "Postfix in {} uses short queue IDs (enable_long_queue_ids = {}). Short IDs are inode "
+        "numbers and change when a file is copied to another host, so a standby cannot tell "
+        "its copies apart. Run: postconf -c {} -e enable_long_queue_ids=yes; postfix -c {} reload",
+        c.postfix_config_dir, pc.values["enable_long_queue_ids"], c.postfix_config_dir,
+        c.postfix_config_dir));
+  std::string qdir = c.queue_directory.empty() ? pc.values["queue_directory"] : c.queue_directory;
+  struct stat qst, mst;
+  if (stat(qdir.c_str(), &qst) != 0) {
+    out.errors.push_back(fmt::format("queue_directory {} does not exist", qdir));
+    return;
+  }
+  std::string mirror = c.mirror_dir.empty() ? qdir + "-mailtwin-mirror" : c.mirror_dir;
+  std::string probe = mirror;
+  while (stat(probe.c_str(), &mst) != 0) {  // nearest existing ancestor
+    auto slash = probe.rfind('/');
+    if (slash == std::string::npos || slash == 0) {
+      probe = "/";
+      stat("/", &mst);
+      break;
+    }
+    probe.resize(slash);
+  }
+  if (mst.st_dev != qst.st_dev)
+    out.errors.push_back(fmt::format(
+        "[node] mirror_dir {} is not on the filesystem of queue_directory {}: promotion must be a "
+        "rename, so put the mirror beside the queue (e.g. {}-mailtwin-mirror)",
+        mirror, qdir, qdir));
+  if (mirror.rfind(qdir + "/", 0) == 0)
+    out.errors.push_back(fmt::format(
+        "[node] mirror_dir {} is inside queue_directory {}: Postfix would see (and may rename or "
+        "purge) the mirrored files; put it beside the queue instead",
+        mirror, qdir));
+}
+
+}  // namespace mailtwin

@@ -1,0 +1,72 @@
+// config.h - one TOML file per node (docs/configuration.md lists every key).
+//
+// LoadConfig parses and validates the file's shape: unknown keys, wrong types,
+// missing keys and bad values are all reported, each with its line and what
+// to do, not just the first one. CheckEnvironment goes further for
+// `mailtwin check-config`: files readable, certificate and key matching,
+// Postfix settings (long queue IDs), mirror on the queue's filesystem.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mailtwin {
+
+using Millis = std::chrono::milliseconds;
+
+enum class NodeRole { kPrimary, kStandby };
+
+struct Config {
+  std::string path;
+
+  // [node]
+  std::string node_name;
+  std::string cluster;
+  NodeRole role = NodeRole::kStandby;  // role at first start
+  std::string state_dir;
+  std::string mirror_dir;
+  std::string control_socket;
+
+  // [postfix]
+  std::string postfix_config_dir = "/etc/postfix";
+  std::string queue_directory;  // from postconf unless set
+  bool flush_after_promote = true;
+
+  // [replication]
+  std::string listen;  // host:port the standby accepts on
+  std::string peer;    // host:port of the peer's listener
+  Millis heartbeat_interval{200};
+  Millis peer_timeout{3000};
+  Millis reconnect_interval{200};
+
+  // [tls]
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string peer_name;  // CN/SAN the peer's certificate must carry
+
+  // [metrics]
+  std::string metrics_listen;  // host:port for Prometheus, empty = off
+};
+
+struct ConfigErrors {
+  std::vector<std::string> errors;
+  std::vector<std::string> warnings;
+  bool ok() const { return errors.empty(); }
+};
+
+std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out);
+
+// Checks that need the machine: files, certificates, Postfix. Appends to out.
+void CheckEnvironment(const Config& cfg, ConfigErrors& out);
+
+// Parses "250ms", "2s", "1m" or a bare number of milliseconds.
+std::optional<Millis> ParseDuration(std::string_view text);
+
+// Splits "host:port" ("[v6]:port" too). Returns false on a malformed address.
+bool SplitHostPort(std::string_view addr, std::string& host, std::uint16_t& port);
+
+}  // namespace mailtwin

@@ -1,0 +1,123 @@
+#include "ctl/control.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace mailtwin::ctl {
+
+ControlServer::ControlServer(asio::io_context& io, std::string path, RequestHandler handler)
+    : io_(io), path_(std::move(path)), handler_(std::move(handler)), acceptor_(io) {}
+
+ControlServer::~ControlServer() {
+  asio::error_code ec;
+  if (acceptor_.is_open()) {
+    acceptor_.close(ec);
+    unlink(path_.c_str());
+  }
+}
+
+std::string ControlServer::Start() {
+  auto dir = path_.substr(0, path_.rfind('/'));
+  if (!dir.empty()) mkdir(dir.c_str(), 0755);
+  unlink(path_.c_str());
+  asio::error_code ec;
+  asio::local::stream_protocol::endpoint ep(path_);
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) chmod(path_.c_str(), 0600);
+  if (!ec) acceptor_.listen(16, ec);
+  if (ec) return fmt::format("cannot listen on control socket {}: {}", path_, ec.message());
+  Accept();
+  return {};
+}
+
+void ControlServer::Accept() {
+  acceptor_.async_accept([this](asio::error_code ec, asio::local::stream_protocol::socket sock) {
+    if (ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      auto s = std::make_shared<asio::local::stream_protocol::socket>(std::move(sock));
+      struct ucred cred{};
+      socklen_t len = sizeof cred;
+      bool allowed = getsockopt(s->native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+                     (cred.uid == 0 || cred.uid == geteuid());
+      auto buf = std::make_shared<asio::streambuf>(64 * 1024);
+      auto reply = [s](const Json& j) {
+        auto out = std::make_shared<std::string>(j.dump() + "\n");
+        asio::async_write(*s, asio::buffer(*out), [s, out](asio::error_code, std::size_t) {});
+      };
+      if (!allowed) {
+        spdlog::warn("control: refused a request from uid {} pid {}", cred.uid, cred.pid);
+        reply(Json{{"ok", false}, {"error", "permission denied: only root may control mailtwind"}});
+      } else {
+        asio::async_read_until(*s, *buf, '\n', [this, s, buf, reply](asio::error_code ec,
+                                                                     std::size_t n) {
+          if (ec) return;
+          std::string line(asio::buffers_begin(buf->data()),
+                           asio::buffers_begin(buf->data()) + static_cast<std::ptrdiff_t>(n));
+          Json req = Json::parse(line, nullptr, false);
+          if (req.is_discarded() || !req.is_object())
+            return reply(Json{{"ok", false}, {"error", "request is not a JSON object"}});
+          try {
+            reply(handler_(req));
+          } catch (const std::exception& e) {
+            reply(Json{{"ok", false}, {"error", e.what()}});
+          }
+        });
+      }
+    }
+    Accept();
+  });
+}
+
+Json Call(const std::string& path, const Json& request, int timeout_ms) {
+  auto fail = [&](std::string why) { return Json{{"ok", false}, {"error", why}}; };
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail(fmt::format("socket: {}", std::strerror(errno)));
+  struct sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sa.sun_path) {
+    close(fd);
+    return fail("control socket path too long");
+  }
+  std::strcpy(sa.sun_path, path.c_str());
+  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+    std::string why = fmt::format("cannot reach mailtwind at {}: {} (is it running?)", path,
+                                  std::strerror(errno));
+    close(fd);
+    return fail(why);
+  }
+  std::string out = request.dump() + "\n";
+  if (write(fd, out.data(), out.size()) != static_cast<ssize_t>(out.size())) {
+    close(fd);
+    return fail("write to control socket failed");
+  }
+  std::string in;
+  char buf[65536];
+  for (;;) {
+    struct pollfd p{fd, POLLIN, 0};
+    int r = poll(&p, 1, timeout_ms);
+    if (r <= 0) {
+      close(fd);
+      return fail("mailtwind did not answer in time");
+    }
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    in.append(buf, static_cast<std::size_t>(n));
+    if (in.find('\n') != std::string::npos) break;
+  }
+  close(fd);
+  Json j = Json::parse(in, nullptr, false);
+  if (j.is_discarded()) return fail("mailtwind sent an unreadable reply");
+  return j;
+}
+
+}  // namespace mailtwin::ctl

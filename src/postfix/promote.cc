@@ -1,0 +1,125 @@
+#include "postfix/promote.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/process.h"
+
+namespace mailtwin::postfix {
+namespace {
+
+std::string LiveDir(Queue q) {
+  switch (q) {
+    case Queue::kActive:  // qmgr would move it back to incoming at start anyway
+    case Queue::kIncoming: return "incoming";
+    default: return std::string(QueueName(q));
+  }
+}
+
+}  // namespace
+
+bool PostfixRunning(const std::string& config_dir) {
+  return RunCommand({"postfix", "-c", config_dir, "status"}).ok();
+}
+
+PromoteReport Promote(repl::Mirror& mirror, const std::string& queue_dir,
+                      const std::string& config_dir, bool flush) {
+  PromoteReport rep;
+  auto step = [&](std::string s) {
+    spdlog::info("promote: {}", s);
+    rep.steps.push_back(std::move(s));
+  };
+  auto pc = Postconf(config_dir, {"mail_owner", "setgid_group"});
+  if (!pc.error.empty()) {
+    rep.error = pc.error;
+    return rep;
+  }
+  struct passwd* pw = getpwnam(pc.values["mail_owner"].c_str());
+  if (!pw) {
+    rep.error = fmt::format("mail_owner {} is not a user on this host", pc.values["mail_owner"]);
+    return rep;
+  }
+  uid_t uid = pw->pw_uid;
+  gid_t gid = pw->pw_gid;
+  struct group* gr = getgrnam(pc.values["setgid_group"].c_str());
+  gid_t drop_gid = gr ? gr->gr_gid : gid;
+
+  if (PostfixRunning(config_dir)) {
+    auto r = RunCommand({"postfix", "-c", config_dir, "stop"});
+    step(fmt::format("stopped the local Postfix first (exit {})", r.status));
+  }
+
+  int qfd = open(queue_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (qfd < 0) {
+    rep.error = fmt::format("cannot open queue_directory {}: {}", queue_dir, std::strerror(errno));
+    return rep;
+  }
+  int mfd = mirror.root_fd();
+  auto move_one = [&](const std::string& from, const std::string& to, gid_t g) -> bool {
+    struct stat st;
+    if (fstatat(qfd, to.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return false;  // never overwrite
+    if (renameat(mfd, from.c_str(), qfd, to.c_str()) != 0) {
+      if (rep.error.empty())
+        rep.error = fmt::format("cannot move {}/{} to {}/{}: {}", mirror.root(), from, queue_dir,
+                                to, std::strerror(errno));
+      return false;
+    }
+    fchownat(qfd, to.c_str(), uid, g, AT_SYMLINK_NOFOLLOW);
+    return true;
+  };
+
+  // Logs first: a queue file must never be live without the logs it points to.
+  for (const auto& [key, e] : mirror.logs()) {
+    std::string name = std::string(LogKindName(key.first)) + "/" + key.second;
+    if (move_one(repl::MirrorDir(key.first) + "/" + key.second, name, gid)) ++rep.logs;
+  }
+  for (const auto& [id, e] : mirror.files()) {
+    std::string to = LiveDir(e.queue) + "/" + id;
+    bool ok = move_one(repl::MirrorDir(e.queue) + "/" + id, to,
+                       e.queue == Queue::kMaildrop ? drop_gid : gid);
+    if (ok) ++rep.files;
+    else rep.conflicts.push_back(id);
+  }
+  for (const char* d : {"incoming", "deferred", "hold", "maildrop", "corrupt", "defer", "bounce",
+                        "trace"}) {
+    int dfd = openat(qfd, d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      fsync(dfd);
+      close(dfd);
+    }
+  }
+  close(qfd);
+  step(fmt::format("moved {} queue files and {} logs into {}", rep.files, rep.logs, queue_dir));
+  if (!rep.conflicts.empty())
+    step(fmt::format("left {} files in the mirror: a file of that name is already queued",
+                     rep.conflicts.size()));
+  if (!rep.error.empty()) return rep;
+  // The mirror's index is stale now; rebuild it from what is left.
+  mirror.Open();
+
+  auto r = RunCommand({"postsuper", "-c", config_dir, "-s"});
+  step(fmt::format("postsuper -s: exit {}{}", r.status, r.output.empty() ? "" : ": " + r.output));
+  r = RunCommand({"postfix", "-c", config_dir, "start"});
+  if (!r.ok()) {
+    rep.error = fmt::format("postfix -c {} start failed (exit {}): {}", config_dir, r.status,
+                            r.output);
+    return rep;
+  }
+  step("started Postfix");
+  if (flush) {
+    r = RunCommand({"postqueue", "-c", config_dir, "-f"});
+    step(fmt::format("postqueue -f: exit {}", r.status));
+  }
+  return rep;
+}
+
+}  // namespace mailtwin::postfix

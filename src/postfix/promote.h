@@ -1,0 +1,38 @@
+// promote.h - turning the standby's mirror into its live Postfix queue.
+//
+// The sequence of docs/operations.md ("Promotion"), after the caller has
+// stored the new epoch:
+//   1. stop the local Postfix if it runs (a standby's Postfix must not serve);
+//   2. rename every mirrored queue file into the live queue, keeping mode and
+//      mtime (= next retry time), owner = Postfix's mail_owner: incoming and
+//      active -> incoming/, deferred -> deferred/ (flat: postsuper -s hashes
+//      it), hold, maildrop, corrupt alike; logs into defer/, bounce/, trace/;
+//      a name that already exists in the live queue is left in the mirror and
+//      reported, never overwritten;
+//   3. fsync the live queue directories;
+//   4. postsuper -s; postfix start; postqueue -f (if configured).
+// Idempotent: running it again after a crash moves what is left.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "repl/mirror.h"
+
+namespace mailtwin::postfix {
+
+struct PromoteReport {
+  std::size_t files = 0;
+  std::size_t logs = 0;
+  std::vector<std::string> conflicts;  // IDs left in the mirror
+  std::vector<std::string> steps;      // what was done, for the operator
+  std::string error;                   // empty on success
+};
+
+PromoteReport Promote(repl::Mirror& mirror, const std::string& queue_dir,
+                      const std::string& config_dir, bool flush);
+
+// True when the Postfix instance of config_dir is running.
+bool PostfixRunning(const std::string& config_dir);
+
+}  // namespace mailtwin::postfix

@@ -1,0 +1,69 @@
+// connection.h - one authenticated replication connection (either side).
+//
+// Owns the TLS stream, turns bytes into frames (FrameDecoder) for its
+// Handler, queues outgoing frames, sends heartbeats and drops a peer that has
+// been silent for longer than the peer timeout. After Close() (or an error)
+// the handler gets exactly one OnClosed and no more calls.
+//
+// Link states are written down in the owners: primary_link.h, standby_server.h.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+
+#include "common/config.h"
+#include "repl/frame_codec.h"
+
+namespace mailtwin::repl {
+
+using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  class Handler {
+   public:
+    virtual ~Handler() = default;
+    virtual void OnFrame(Frame&& f) = 0;
+    // All frames of one read have been delivered (the standby commits here).
+    virtual void OnReadDone() {}
+    // The write queue fell below the low watermark.
+    virtual void OnDrained() {}
+    virtual void OnClosed(const std::string& why) = 0;
+  };
+
+  static constexpr std::size_t kLowWater = 8u << 20;
+
+  Connection(TlsStream stream, Handler* h, Millis heartbeat, Millis timeout);
+  void Start();
+  void Send(std::uint64_t seq, const Message& m);
+  void Close(const std::string& why);
+  // Sends an Error frame, stops reading, and closes once it is written.
+  void Fail(msg::ErrorCode code, const std::string& why);
+  std::size_t queued_bytes() const { return out_.size() + writing_.size(); }
+  std::string peer() const { return peer_; }
+  std::chrono::steady_clock::time_point last_rx() const { return last_rx_; }
+
+ private:
+  void ReadMore();
+  void WriteMore();
+  void Tick();
+
+  TlsStream stream_;
+  Handler* handler_;
+  Millis heartbeat_, timeout_;
+  asio::steady_timer timer_;
+  FrameDecoder decoder_;
+  std::string rbuf_;
+  std::string out_, writing_;
+  bool closed_ = false;
+  std::string fail_why_;
+  std::string peer_;
+  std::chrono::steady_clock::time_point last_rx_;
+};
+
+}  // namespace mailtwin::repl

@@ -1,0 +1,174 @@
+// messages.h - the typed messages of the replication protocol.
+//
+// docs/protocol.md is the single source of truth for the bytes; this header
+// recaps it: every frame carries exactly one of these messages. Change
+// messages (File .. LogDelete) are idempotent and name a message by queue ID
+// only, never by path, so the standby decides where bytes land.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/queue_id.h"
+
+namespace mailtwin::repl {
+
+inline constexpr std::uint16_t kProtocolVersion = 1;
+
+// Caps checked before anything is allocated (docs/protocol.md §4).
+inline constexpr std::size_t kMaxPayload = 4u << 20;        // one frame's payload
+inline constexpr std::size_t kMaxChunk = 1u << 20;          // File / LogData bytes per frame
+inline constexpr std::size_t kMaxPatch = 64u << 10;         // Patch bytes per frame
+inline constexpr std::uint64_t kMaxFileSize = 2ull << 30;   // one queue file
+inline constexpr std::uint64_t kMaxLogSize = 64ull << 20;   // one defer/bounce/trace log
+inline constexpr std::size_t kMaxManifestEntries = 16384;   // per Manifest frame
+inline constexpr std::size_t kMaxName = 255;                // cluster/node names, error text
+
+enum class Role : std::uint8_t { kPrimary = 1, kStandby = 2 };
+
+enum class MsgType : std::uint8_t {
+  kHello = 1,
+  kError = 2,
+  kHeartbeat = 3,
+  kManifest = 10,
+  kSyncDone = 11,
+  kFile = 20,
+  kPatch = 21,
+  kMeta = 22,
+  kMove = 23,
+  kDelete = 24,
+  kLogData = 25,
+  kLogDelete = 26,
+  kAck = 30,
+};
+
+namespace msg {
+
+struct Hello {
+  std::uint16_t version = kProtocolVersion;
+  Role role = Role::kPrimary;
+  std::string cluster;
+  std::string node;
+  std::uint64_t epoch = 0;
+  std::uint64_t incarnation = 0;  // random per daemon start
+  bool operator==(const Hello&) const = default;
+};
+
+enum class ErrorCode : std::uint16_t {
+  kProtocol = 1,      // malformed frame or unexpected message
+  kWrongCluster = 2,  // peer belongs to another cluster
+  kRoleConflict = 3,  // both sides claim the same role
+  kStaleEpoch = 4,    // peer's epoch is older than ours
+  kApply = 5,         // the standby could not apply a change (disk full, ...)
+  kShutdown = 6,
+};
+
+struct Error {
+  ErrorCode code = ErrorCode::kProtocol;
+  std::string text;
+  bool operator==(const Error&) const = default;
+};
+
+struct Heartbeat {
+  std::int64_t sent_ns = 0;
+  bool operator==(const Heartbeat&) const = default;
+};
+
+// One thing the standby holds: a queue file (kind 0) or a per-message log.
+struct ManifestEntry {
+  std::uint8_t kind = 0;  // 0 = queue file, else LogKind
+  Queue queue = Queue::kIncoming;  // queue files only
+  std::string id;
+  std::uint64_t size = 0;
+  std::uint32_t mode = 0;
+  std::int64_t mtime_ns = 0;
+  std::uint64_t digest = 0;  // queue_file.h: DigestOf
+  bool operator==(const ManifestEntry&) const = default;
+};
+
+struct Manifest {
+  bool last = false;
+  std::vector<ManifestEntry> entries;
+  bool operator==(const Manifest&) const = default;
+};
+
+struct SyncDone {
+  std::uint64_t messages = 0;  // queue files the primary holds at this point
+  bool operator==(const SyncDone&) const = default;
+};
+
+// A committed queue file, sent in chunks; the file is published when the
+// chunk ending at total_size is durable.
+struct File {
+  std::string id;
+  Queue queue = Queue::kIncoming;
+  std::uint32_t mode = 0;
+  std::int64_t mtime_ns = 0;
+  std::uint64_t total_size = 0;
+  std::uint64_t offset = 0;
+  std::string data;
+  bool operator==(const File&) const = default;
+};
+
+// In-place update of a committed queue file (R->D, K, W records).
+struct Patch {
+  std::string id;
+  std::uint64_t offset = 0;
+  std::string data;
+  bool operator==(const Patch&) const = default;
+};
+
+struct Meta {
+  std::string id;
+  std::uint32_t mode = 0;
+  std::int64_t mtime_ns = 0;
+  bool operator==(const Meta&) const = default;
+};
+
+struct Move {
+  std::string id;
+  Queue queue = Queue::kIncoming;
+  bool operator==(const Move&) const = default;
+};
+
+struct Delete {
+  std::string id;
+  bool operator==(const Delete&) const = default;
+};
+
+// Log bytes at offset; offset 0 replaces the log, otherwise it must equal the
+// standby's current length (an append).
+struct LogData {
+  LogKind kind = LogKind::kDefer;
+  std::string id;
+  std::uint64_t offset = 0;
+  std::string data;
+  bool operator==(const LogData&) const = default;
+};
+
+struct LogDelete {
+  LogKind kind = LogKind::kDefer;
+  std::string id;
+  bool operator==(const LogDelete&) const = default;
+};
+
+struct Ack {
+  std::uint64_t seq = 0;  // every change frame up to seq is durable
+  bool operator==(const Ack&) const = default;
+};
+
+}  // namespace msg
+
+using Message = std::variant<msg::Hello, msg::Error, msg::Heartbeat, msg::Manifest, msg::SyncDone,
+                             msg::File, msg::Patch, msg::Meta, msg::Move, msg::Delete,
+                             msg::LogData, msg::LogDelete, msg::Ack>;
+
+MsgType TypeOf(const Message& m);
+// True for the messages that change the mirror and carry a sequence number.
+bool IsChange(const Message& m);
+// Queue ID a change message is about ("" for the others).
+const std::string& ChangeId(const Message& m);
+
+}  // namespace mailtwin::repl

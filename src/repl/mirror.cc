@@ -1,0 +1,431 @@
+#include "repl/mirror.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "repl/queue_file.h"
+
+namespace mailtwin::repl {
+namespace {
+
+constexpr std::size_t kSyncfsThreshold = 24;  // touched objects above which one syncfs wins
+
+std::string Errno(std::string_view what, const std::string& path) {
+  return fmt::format("{} {}: {}", what, path, std::strerror(errno));
+}
+
+bool PwriteFull(int fd, std::string_view data, std::uint64_t off) {
+  while (!data.empty()) {
+    ssize_t n = pwrite(fd, data.data(), data.size(), static_cast<off_t>(off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<std::size_t>(n));
+    off += static_cast<std::uint64_t>(n);
+  }
+  return true;
+}
+
+struct timespec Ts(std::int64_t ns) {
+  struct timespec ts;
+  ts.tv_sec = ns / 1000000000;
+  ts.tv_nsec = ns % 1000000000;
+  if (ts.tv_nsec < 0) {
+    ts.tv_nsec += 1000000000;
+    --ts.tv_sec;
+  }
+  return ts;
+}
+
+}  // namespace
+
+std::string MirrorDir(Queue q) { return std::string(QueueName(q)); }
+std::string MirrorDir(LogKind k) { return std::string(LogKindName(k)); }
+
+Mirror::Mirror(std::string root) : root_(std::move(root)) {}
+
+Mirror::~Mirror() {
+  DropPartial();
+  for (int fd : dirty_fds_) close(fd);
+  for (auto& [id, s] : staged_) close(s.fd);
+  if (rootfd_ >= 0) close(rootfd_);
+}
+
+std::string Mirror::Open() {
+  if (rootfd_ >= 0) close(rootfd_);
+  if (mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) return Errno("cannot create", root_);
+  rootfd_ = open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd_ < 0) return Errno("cannot open", root_);
+  std::vector<std::string> dirs{"tmp"};
+  for (Queue q : kAllQueues) dirs.push_back(MirrorDir(q));
+  for (LogKind k : kAllLogKinds) dirs.push_back(MirrorDir(k));
+  for (const auto& d : dirs)
+    if (mkdirat(rootfd_, d.c_str(), 0700) != 0 && errno != EEXIST)
+      return Errno("cannot create", root_ + "/" + d);
+  if (fsync(rootfd_) != 0) return Errno("fsync", root_);
+  return Scan();
+}
+
+std::string Mirror::Scan() {
+  files_.clear();
+  logs_.clear();
+  auto list = [&](const std::string& rel, auto&& fn) -> std::string {
+    int dfd = openat(rootfd_, rel.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return Errno("cannot open", root_ + "/" + rel);
+    DIR* d = fdopendir(dfd);
+    if (!d) {
+      close(dfd);
+      return Errno("cannot read", root_ + "/" + rel);
+    }
+    std::vector<std::string> names;
+    while (struct dirent* e = readdir(d))
+      if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+    closedir(d);
+    for (const auto& n : names) fn(n);
+    return {};
+  };
+  // Files still arriving when we stopped are worthless: the primary resends.
+  std::string err = list("tmp", [&](const std::string& n) {
+    unlinkat(rootfd_, ("tmp/" + n).c_str(), 0);
+  });
+  if (!err.empty()) return err;
+  std::size_t dropped = 0;
+  for (Queue q : kAllQueues) {
+    err = list(MirrorDir(q), [&](const std::string& n) {
+      std::string rel = MirrorDir(q) + "/" + n;
+      struct stat st;
+      if (!IsValidQueueId(n) || fstatat(rootfd_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+          !S_ISREG(st.st_mode))
+        return;
+      if (!(st.st_mode & 0100)) {  // published but never made durable
+        unlinkat(rootfd_, rel.c_str(), 0);
+        ++dropped;
+        return;
+      }
+      auto [it, fresh] = files_.try_emplace(n);
+      if (!fresh) {  // a crash between the rename and the unlink of the old copy
+        std::string older = MirrorDir(it->second.queue) + "/" + n;
+        unlinkat(rootfd_, older.c_str(), 0);
+      }
+      it->second = FileEntry{q, static_cast<std::uint64_t>(st.st_size), st.st_mode & 07777u,
+                             static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 +
+                                 st.st_mtim.tv_nsec,
+                             std::nullopt};
+    });
+    if (!err.empty()) return err;
+  }
+  for (LogKind k : kAllLogKinds) {
+    err = list(MirrorDir(k), [&](const std::string& n) {
+      struct stat st;
+      std::string rel = MirrorDir(k) + "/" + n;
+      if (!IsValidQueueId(n) || fstatat(rootfd_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+          !S_ISREG(st.st_mode))
+        return;
+      logs_[{k, n}] = LogEntry{static_cast<std::uint64_t>(st.st_size), std::nullopt};
+    });
+    if (!err.empty()) return err;
+  }
+  if (dropped) spdlog::info("mirror: dropped {} files that were never made durable", dropped);
+  spdlog::info("mirror: {} holds {} queue files and {} logs", root_, files_.size(), logs_.size());
+  return {};
+}
+
+std::string Mirror::FilePath(const std::string& id) const {
+  auto it = files_.find(id);
+  return it == files_.end() ? std::string() : MirrorDir(it->second.queue) + "/" + id;
+}
+
+int Mirror::OpenFile(const std::string& rel, int flags) {
+  return openat(rootfd_, rel.c_str(), flags | O_CLOEXEC | O_NOFOLLOW, 0600);
+}
+
+void Mirror::TouchDir(const std::string& rel) {
+  for (const auto& d : dirty_dirs_)
+    if (d == rel) return;
+  dirty_dirs_.push_back(rel);
+}
+
+void Mirror::TouchFd(int fd) { dirty_fds_.push_back(fd); }
+
+std::string Mirror::Apply(const Message& change) {
+  ++stats_.applied;
+  return std::visit(
+      [&](const auto& m) -> std::string {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, msg::File>) return ApplyFile(m);
+        else if constexpr (std::is_same_v<T, msg::Patch>) return ApplyPatch(m);
+        else if constexpr (std::is_same_v<T, msg::Meta>) return ApplyMeta(m);
+        else if constexpr (std::is_same_v<T, msg::Move>) return ApplyMove(m);
+        else if constexpr (std::is_same_v<T, msg::Delete>) return ApplyDelete(m);
+        else if constexpr (std::is_same_v<T, msg::LogData>) return ApplyLogData(m);
+        else if constexpr (std::is_same_v<T, msg::LogDelete>) return ApplyLogDelete(m);
+        else return "not a change message";
+      },
+      change);
+}
+
+std::string Mirror::ApplyFile(const msg::File& m) {
+  std::string tmp = "tmp/" + m.id;
+  auto pit = partial_.find(m.id);
+  if (m.offset == 0) {
+    if (pit != partial_.end()) {  // a resend restarts the file
+      close(pit->second.fd);
+      partial_.erase(pit);
+    }
+    int fd = OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC);
+    if (fd < 0) return Errno("cannot create", root_ + "/" + tmp);
+    pit = partial_.emplace(m.id, Partial{fd, m, 0}).first;
+    pit->second.meta.data.clear();
+  } else if (pit == partial_.end() || pit->second.written != m.offset ||
+             pit->second.meta.total_size != m.total_size) {
+    return fmt::format("file chunk for {} at offset {} does not follow what was received", m.id,
+                       m.offset);
+  }
+  Partial& p = pit->second;
+  if (!PwriteFull(p.fd, m.data, m.offset)) return Errno("cannot write", root_ + "/" + tmp);
+  p.written += m.data.size();
+  if (p.written < p.meta.total_size) return {};
+
+  // Complete: publish without u+x, give it its real mode in Commit().
+  int fd = p.fd;
+  msg::File meta = std::move(p.meta);
+  partial_.erase(pit);
+  struct timespec times[2] = {Ts(meta.mtime_ns), Ts(meta.mtime_ns)};
+  if (fchmod(fd, meta.mode & ~0100u) != 0 || futimens(fd, times) != 0) {
+    close(fd);
+    return Errno("cannot set mode/time of", root_ + "/" + tmp);
+  }
+  std::string old = FilePath(meta.id);
+  std::string dst = MirrorDir(meta.queue) + "/" + meta.id;
+  if (renameat(rootfd_, tmp.c_str(), rootfd_, dst.c_str()) != 0) {
+    close(fd);
+    return Errno("cannot rename into", root_ + "/" + dst);
+  }
+  if (!old.empty() && old != dst) {
+    unlinkat(rootfd_, old.c_str(), 0);
+    TouchDir(old.substr(0, old.find('/')));
+  }
+  TouchDir("tmp");
+  TouchDir(MirrorDir(meta.queue));
+  if (auto sit = staged_.find(meta.id); sit != staged_.end()) {
+    close(sit->second.fd);
+    staged_.erase(sit);
+  }
+  staged_[meta.id] = Staged{fd, meta.mode};
+  files_[meta.id] = FileEntry{meta.queue, meta.total_size, meta.mode, meta.mtime_ns, std::nullopt};
+  return {};
+}
+
+std::string Mirror::ApplyPatch(const msg::Patch& m) {
+  auto it = files_.find(m.id);
+  if (it == files_.end()) return fmt::format("patch for unknown message {}", m.id);
+  if (m.offset + m.data.size() > it->second.size)
+    return fmt::format("patch for {} at {}+{} is outside its {} bytes", m.id, m.offset,
+                       m.data.size(), it->second.size);
+  std::string rel = FilePath(m.id);
+  int fd = OpenFile(rel, O_WRONLY);
+  if (fd < 0) return Errno("cannot open", root_ + "/" + rel);
+  if (!PwriteFull(fd, m.data, m.offset)) {
+    close(fd);
+    return Errno("cannot write", root_ + "/" + rel);
+  }
+  // pwrite moved the mtime; the primary's mtime follows in a Meta or stays.
+  struct timespec times[2] = {Ts(it->second.mtime_ns), Ts(it->second.mtime_ns)};
+  futimens(fd, times);
+  TouchFd(fd);
+  it->second.digest.reset();
+  return {};
+}
+
+std::string Mirror::ApplyMeta(const msg::Meta& m) {
+  auto it = files_.find(m.id);
+  if (it == files_.end()) return fmt::format("mode/time change for unknown message {}", m.id);
+  std::string rel = FilePath(m.id);
+  int fd = OpenFile(rel, O_RDONLY);
+  if (fd < 0) return Errno("cannot open", root_ + "/" + rel);
+  struct timespec times[2] = {Ts(m.mtime_ns), Ts(m.mtime_ns)};
+  auto sit = staged_.find(m.id);
+  std::uint32_t mode = sit != staged_.end() ? (m.mode & ~0100u) : m.mode;
+  if (sit != staged_.end()) sit->second.final_mode = m.mode;
+  if (fchmod(fd, mode) != 0 || futimens(fd, times) != 0) {
+    close(fd);
+    return Errno("cannot set mode/time of", root_ + "/" + rel);
+  }
+  TouchFd(fd);
+  it->second.mode = m.mode;
+  it->second.mtime_ns = m.mtime_ns;
+  return {};
+}
+
+std::string Mirror::ApplyMove(const msg::Move& m) {
+  auto it = files_.find(m.id);
+  if (it == files_.end()) return fmt::format("move of unknown message {}", m.id);
+  if (it->second.queue == m.queue) return {};
+  std::string from = FilePath(m.id);
+  std::string to = MirrorDir(m.queue) + "/" + m.id;
+  if (renameat(rootfd_, from.c_str(), rootfd_, to.c_str()) != 0)
+    return Errno("cannot move", root_ + "/" + from);
+  TouchDir(MirrorDir(it->second.queue));
+  TouchDir(MirrorDir(m.queue));
+  it->second.queue = m.queue;
+  return {};
+}
+
+std::string Mirror::ApplyDelete(const msg::Delete& m) {
+  if (auto pit = partial_.find(m.id); pit != partial_.end()) {
+    close(pit->second.fd);
+    unlinkat(rootfd_, ("tmp/" + m.id).c_str(), 0);
+    partial_.erase(pit);
+  }
+  auto it = files_.find(m.id);
+  if (it == files_.end()) return {};  // idempotent
+  std::string rel = FilePath(m.id);
+  if (unlinkat(rootfd_, rel.c_str(), 0) != 0 && errno != ENOENT)
+    return Errno("cannot remove", root_ + "/" + rel);
+  TouchDir(MirrorDir(it->second.queue));
+  if (auto sit = staged_.find(m.id); sit != staged_.end()) {
+    close(sit->second.fd);
+    staged_.erase(sit);
+  }
+  files_.erase(it);
+  return {};
+}
+
+std::string Mirror::ApplyLogData(const msg::LogData& m) {
+  std::string rel = MirrorDir(m.kind) + "/" + m.id;
+  auto key = std::make_pair(m.kind, m.id);
+  auto it = logs_.find(key);
+  int fd;
+  if (m.offset == 0) {
+    fd = OpenFile(rel, O_WRONLY | O_CREAT | O_TRUNC);
+    if (fd < 0) return Errno("cannot create", root_ + "/" + rel);
+    if (it == logs_.end()) TouchDir(MirrorDir(m.kind));
+  } else {
+    if (it == logs_.end() || it->second.size < m.offset)
+      return fmt::format("{} log append for {} at {} leaves a gap", LogKindName(m.kind), m.id,
+                         m.offset);
+    fd = OpenFile(rel, O_WRONLY);
+    if (fd < 0) return Errno("cannot open", root_ + "/" + rel);
+  }
+  if (!PwriteFull(fd, m.data, m.offset)) {
+    close(fd);
+    return Errno("cannot write", root_ + "/" + rel);
+  }
+  TouchFd(fd);
+  std::uint64_t end = m.offset + m.data.size();
+  LogEntry& e = logs_[key];
+  e.size = m.offset == 0 ? end : std::max(e.size, end);
+  e.digest.reset();
+  return {};
+}
+
+std::string Mirror::ApplyLogDelete(const msg::LogDelete& m) {
+  auto it = logs_.find({m.kind, m.id});
+  if (it == logs_.end()) return {};
+  std::string rel = MirrorDir(m.kind) + "/" + m.id;
+  if (unlinkat(rootfd_, rel.c_str(), 0) != 0 && errno != ENOENT)
+    return Errno("cannot remove", root_ + "/" + rel);
+  TouchDir(MirrorDir(m.kind));
+  logs_.erase(it);
+  return {};
+}
+
+std::string Mirror::Commit() {
+  if (dirty_fds_.empty() && dirty_dirs_.empty() && staged_.empty()) return {};
+  ++stats_.commits;
+  std::string err;
+  bool many = dirty_fds_.size() + dirty_dirs_.size() + staged_.size() > kSyncfsThreshold;
+  auto sync_fd = [&](int fd, const std::string& what) {
+    ++stats_.fsyncs;
+    if (fsync(fd) != 0 && err.empty()) err = Errno("fsync", what);
+  };
+  auto sync_all = [&]() {
+    if (many) {
+      ++stats_.syncfs;
+      if (syncfs(rootfd_) != 0 && err.empty()) err = Errno("syncfs", root_);
+      return;
+    }
+    for (int fd : dirty_fds_) sync_fd(fd, "file in " + root_);
+    for (auto& [id, s] : staged_) sync_fd(s.fd, root_ + "/" + id);
+    for (const auto& d : dirty_dirs_) {
+      int dfd = openat(rootfd_, d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd < 0) {
+        if (err.empty()) err = Errno("cannot open", root_ + "/" + d);
+        continue;
+      }
+      sync_fd(dfd, root_ + "/" + d);
+      close(dfd);
+    }
+  };
+  // Phase 1: every byte and every name durable.
+  sync_all();
+  // Phase 2: staged files get their owner-execute bit, the mirror's commit mark.
+  if (err.empty() && !staged_.empty()) {
+    for (auto& [id, s] : staged_)
+      if (fchmod(s.fd, s.final_mode) != 0 && err.empty()) err = Errno("fchmod", id);
+    if (many) {
+      ++stats_.syncfs;
+      if (syncfs(rootfd_) != 0 && err.empty()) err = Errno("syncfs", root_);
+    } else {
+      for (auto& [id, s] : staged_) sync_fd(s.fd, root_ + "/" + id);
+    }
+  }
+  for (int fd : dirty_fds_) close(fd);
+  dirty_fds_.clear();
+  dirty_dirs_.clear();
+  if (err.empty()) {
+    for (auto& [id, s] : staged_) close(s.fd);
+    staged_.clear();
+  }
+  return err;
+}
+
+void Mirror::DropPartial() {
+  for (auto& [id, p] : partial_) {
+    close(p.fd);
+    if (rootfd_ >= 0) unlinkat(rootfd_, ("tmp/" + id).c_str(), 0);
+  }
+  partial_.clear();
+}
+
+std::vector<msg::ManifestEntry> Mirror::Manifest() {
+  std::vector<msg::ManifestEntry> out;
+  out.reserve(files_.size() + logs_.size());
+  for (auto& [id, e] : files_) {
+    if (!e.digest) {
+      std::string rel = MirrorDir(e.queue) + "/" + id;
+      int fd = OpenFile(rel, O_RDONLY);
+      std::string head;
+      MutableBytes mut;
+      if (fd >= 0 && ReadHead(fd, 512, head)) {
+        Layout l = ParseLayout(head, e.size);
+        if (ReadMutable(fd, l, mut)) e.digest = DigestOf(l, mut);
+      }
+      if (fd >= 0) close(fd);
+      if (!e.digest) e.digest = 0;  // unreadable: a mismatch makes the primary resend
+    }
+    out.push_back(msg::ManifestEntry{0, e.queue, id, e.size, e.mode, e.mtime_ns, *e.digest});
+  }
+  for (auto& [key, e] : logs_) {
+    if (!e.digest) {
+      std::string rel = MirrorDir(key.first) + "/" + key.second;
+      int fd = OpenFile(rel, O_RDONLY);
+      std::string content;
+      if (fd >= 0 && ReadHead(fd, e.size, content)) e.digest = DigestOfLog(content);
+      if (fd >= 0) close(fd);
+      if (!e.digest) e.digest = 0;
+    }
+    out.push_back(msg::ManifestEntry{static_cast<std::uint8_t>(key.first), Queue::kIncoming,
+                                     key.second, e.size, 0, 0, *e.digest});
+  }
+  return out;
+}
+
+}  // namespace mailtwin::repl

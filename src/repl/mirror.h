@@ -1,0 +1,117 @@
+// mirror.h - the standby's durable twin of the primary's queue.
+//
+// Layout: <root>/{maildrop,incoming,active,deferred,hold,corrupt}/ID for queue
+// files (flat: no hash subdirectories), <root>/{defer,bounce,trace}/ID for logs,
+// <root>/tmp for files still arriving. <root> must be on the same filesystem as
+// the standby's queue_directory so that promotion is a rename.
+//
+// Durability: Apply() changes files without syncing; Commit() makes everything
+// applied since the last Commit durable (fsync of each touched file and
+// directory, or one syncfs() for a large batch: group commit). Only then may
+// the caller acknowledge. A queue file is written to tmp/, renamed into its
+// queue directory *without* its owner-execute bit, synced, and only then given
+// its real mode: a file in the mirror with u+x set always has every byte.
+// At Open(), files without u+x (a crash mid-commit) are removed, so the
+// primary sends them again.
+//
+// Errors are values: a bad change (a patch outside the file, a log append
+// with a gap) or a disk error returns a message; the caller drops the link
+// and reconciliation repairs the difference.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/queue_id.h"
+#include "repl/messages.h"
+
+namespace mailtwin::repl {
+
+class Mirror {
+ public:
+  explicit Mirror(std::string root);
+  ~Mirror();
+  Mirror(const Mirror&) = delete;
+  Mirror& operator=(const Mirror&) = delete;
+
+  // Creates the layout if needed, discards partial files, builds the index.
+  std::string Open();
+
+  // Applies one change message (File .. LogDelete). Not yet durable.
+  std::string Apply(const Message& change);
+  // Makes every change applied so far durable.
+  std::string Commit();
+  // Abandons partially received files (link lost mid-file).
+  void DropPartial();
+
+  // What the mirror holds, for the manifest (digests computed lazily).
+  std::vector<msg::ManifestEntry> Manifest();
+
+  struct FileEntry {
+    Queue queue;
+    std::uint64_t size;
+    std::uint32_t mode;
+    std::int64_t mtime_ns;
+    std::optional<std::uint64_t> digest;  // cached; reset by patches
+  };
+  struct LogEntry {
+    std::uint64_t size;
+    std::optional<std::uint64_t> digest;
+  };
+  const std::unordered_map<std::string, FileEntry>& files() const { return files_; }
+  const std::map<std::pair<LogKind, std::string>, LogEntry>& logs() const { return logs_; }
+  const std::string& root() const { return root_; }
+  int root_fd() const { return rootfd_; }
+
+  struct Stats {
+    std::uint64_t applied = 0;
+    std::uint64_t commits = 0;
+    std::uint64_t fsyncs = 0;
+    std::uint64_t syncfs = 0;
+  };
+  const Stats& stats() const { return stats_; }
+
+ private:
+  struct Partial {
+    int fd;
+    msg::File meta;
+    std::uint64_t written;
+  };
+  struct Staged {  // published under a name, waiting for Commit to get its mode
+    int fd;
+    std::uint32_t final_mode;
+  };
+
+  std::string ApplyFile(const msg::File& m);
+  std::string ApplyPatch(const msg::Patch& m);
+  std::string ApplyMeta(const msg::Meta& m);
+  std::string ApplyMove(const msg::Move& m);
+  std::string ApplyDelete(const msg::Delete& m);
+  std::string ApplyLogData(const msg::LogData& m);
+  std::string ApplyLogDelete(const msg::LogDelete& m);
+  std::string Scan();
+  int OpenFile(const std::string& rel, int flags);
+  void TouchDir(const std::string& rel);
+  void TouchFd(int fd);  // takes ownership
+  std::string FilePath(const std::string& id) const;
+
+  std::string root_;
+  int rootfd_ = -1;
+  std::unordered_map<std::string, FileEntry> files_;
+  std::map<std::pair<LogKind, std::string>, LogEntry> logs_;
+  std::unordered_map<std::string, Partial> partial_;
+  std::unordered_map<std::string, Staged> staged_;
+  std::vector<int> dirty_fds_;
+  std::vector<std::string> dirty_dirs_;
+  Stats stats_;
+};
+
+// Relative path of the mirror's directory for a queue or a log kind.
+std::string MirrorDir(Queue q);
+std::string MirrorDir(LogKind k);
+
+}  // namespace mailtwin::repl

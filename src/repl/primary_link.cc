@@ -1,0 +1,238 @@
+#include "repl/primary_link.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace mailtwin::repl {
+namespace {
+
+constexpr std::size_t kHighWater = 32u << 20;  // above this, live changes become resends
+
+std::int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+std::string_view PrimaryLink::StateName(State s) {
+  switch (s) {
+    case State::kDisconnected: return "disconnected";
+    case State::kConnecting: return "connecting";
+    case State::kHello: return "hello";
+    case State::kManifest: return "manifest";
+    case State::kCatchup: return "catchup";
+    case State::kLive: return "live";
+  }
+  return "?";
+}
+
+PrimaryLink::PrimaryLink(asio::io_context& io, const Config& cfg, Identity id,
+                         QueueWatcher& watcher)
+    : io_(io), cfg_(cfg), ident_(std::move(id)), watcher_(watcher), retry_(io) {}
+
+PrimaryLink::~PrimaryLink() { Stop(); }
+
+std::string PrimaryLink::Start() {
+  std::string err = ConfigureTls(tls_, cfg_);
+  if (!err.empty()) return err;
+  Connect();
+  return {};
+}
+
+void PrimaryLink::Stop() {
+  stopped_ = true;
+  retry_.cancel();
+  if (conn_) conn_->Close("shutting down");
+}
+
+void PrimaryLink::ScheduleReconnect() {
+  if (stopped_) return;
+  retry_.expires_after(cfg_.reconnect_interval);
+  retry_.async_wait([this](asio::error_code ec) {
+    if (!ec) Connect();
+  });
+}
+
+void PrimaryLink::Connect() {
+  if (stopped_) return;
+  state_ = State::kConnecting;
+  std::string host;
+  std::uint16_t port;
+  SplitHostPort(cfg_.peer, host, port);
+  asio::error_code ec;
+  auto addr = asio::ip::make_address(host, ec);
+  if (ec) {
+    last_error_ = fmt::format("peer address {} is not an IP address", host);
+    state_ = State::kDisconnected;
+    return ScheduleReconnect();
+  }
+  auto stream = std::make_shared<TlsStream>(io_, tls_);
+  stream->lowest_layer().async_connect(
+      asio::ip::tcp::endpoint(addr, port), [this, stream](asio::error_code ec) {
+        if (stopped_) return;
+        if (ec) {
+          last_error_ = fmt::format("connect to {}: {}", cfg_.peer, ec.message());
+          state_ = State::kDisconnected;
+          return ScheduleReconnect();
+        }
+        stream->lowest_layer().set_option(asio::ip::tcp::no_delay(true));
+        stream->async_handshake(asio::ssl::stream_base::client, [this, stream](
+                                                                    asio::error_code ec) {
+          if (stopped_) return;
+          if (ec) {
+            last_error_ = fmt::format("TLS handshake with {}: {}", cfg_.peer, ec.message());
+            spdlog::warn("replication: {}", last_error_);
+            state_ = State::kDisconnected;
+            return ScheduleReconnect();
+          }
+          conn_ = std::make_shared<Connection>(std::move(*stream), this, cfg_.heartbeat_interval,
+                                               cfg_.peer_timeout);
+          conn_->Start();
+          state_ = State::kHello;
+          seq_ = 0;
+          acked_ = 0;
+          inflight_.clear();
+          conn_->Send(0, msg::Hello{kProtocolVersion, Role::kPrimary, ident_.cluster, ident_.node,
+                                    ident_.epoch, ident_.incarnation});
+        });
+      });
+}
+
+void PrimaryLink::OnFrame(Frame&& f) {
+  std::visit(
+      [&](auto& m) {
+        using T = std::decay_t<decltype(m)>;
+        if constexpr (std::is_same_v<T, msg::Hello>) {
+          if (state_ != State::kHello)
+            return conn_->Fail(msg::ErrorCode::kProtocol, "unexpected Hello");
+          if (m.version != kProtocolVersion)
+            return conn_->Fail(msg::ErrorCode::kProtocol,
+                               fmt::format("protocol version {} is not {}", m.version,
+                                           kProtocolVersion));
+          if (m.cluster != ident_.cluster)
+            return conn_->Fail(msg::ErrorCode::kWrongCluster,
+                               fmt::format("peer {} belongs to cluster '{}', this node to '{}'",
+                                           m.node, m.cluster, ident_.cluster));
+          if (m.role != Role::kStandby)
+            return conn_->Fail(msg::ErrorCode::kRoleConflict,
+                               fmt::format("peer {} is also a primary", m.node));
+          peer_node_ = m.node;
+          manifest_.clear();
+          state_ = State::kManifest;
+          spdlog::info("replication: connected to standby {} at {}", m.node, conn_->peer());
+        } else if constexpr (std::is_same_v<T, msg::Manifest>) {
+          if (state_ != State::kManifest)
+            return conn_->Fail(msg::ErrorCode::kProtocol, "unexpected Manifest");
+          for (auto& e : m.entries) manifest_.push_back(std::move(e));
+          if (m.last) OnManifestComplete();
+        } else if constexpr (std::is_same_v<T, msg::Ack>) {
+          OnAck(m.seq);
+        } else if constexpr (std::is_same_v<T, msg::Heartbeat>) {
+        } else if constexpr (std::is_same_v<T, msg::Error>) {
+          last_error_ = fmt::format("standby refused: {}", m.text);
+          spdlog::error("replication: {}", last_error_);
+          conn_->Close(last_error_);
+        } else {
+          conn_->Fail(msg::ErrorCode::kProtocol, "unexpected message from the standby");
+        }
+      },
+      f.msg);
+}
+
+void PrimaryLink::OnManifestComplete() {
+  catchup_start_ = std::chrono::steady_clock::now();
+  auto rec = watcher_.model().Reconcile(manifest_);
+  spdlog::info("replication: standby holds {} entries; {} messages to send whole, {} fixes",
+               manifest_.size(), rec.resend.size(), rec.changes.size());
+  manifest_.clear();
+  manifest_.shrink_to_fit();
+  for (auto& c : rec.changes) conn_->Send(++seq_, c);
+  resend_.clear();
+  resend_set_.clear();
+  for (auto& id : rec.resend) {
+    resend_set_.insert(id);
+    resend_.push_back(std::move(id));
+  }
+  state_ = State::kCatchup;
+  Pump();
+}
+
+void PrimaryLink::Pump() {
+  if (state_ != State::kCatchup || !conn_) return;
+  while (!resend_.empty() && conn_->queued_bytes() < Connection::kLowWater) {
+    std::string id = std::move(resend_.front());
+    resend_.pop_front();
+    resend_set_.erase(id);
+    ApplyResult r = watcher_.Snapshot(id);
+    SendChanges(id, std::move(r), false);
+  }
+  if (resend_.empty() && state_ == State::kCatchup) {
+    conn_->Send(0, msg::SyncDone{watcher_.model().size()});
+    state_ = State::kLive;
+    last_catchup_s_ =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - catchup_start_).count();
+    spdlog::info("replication: standby {} caught up in {:.3f} s; streaming live", peer_node_,
+                 *last_catchup_s_);
+  }
+}
+
+void PrimaryLink::OnDrained() { Pump(); }
+
+void PrimaryLink::OnChanges(const std::string& id, ApplyResult&& r) {
+  if (state_ != State::kCatchup && state_ != State::kLive) return;  // reconcile will cover it
+  bool deleting = false;
+  for (const auto& c : r.changes)
+    if (std::holds_alternative<msg::Delete>(c)) deleting = true;
+  if (resend_set_.count(id)) {
+    if (!deleting) return;  // the pump sends its current state later
+    resend_set_.erase(id);
+    std::erase(resend_, id);
+  } else if (!deleting && conn_->queued_bytes() > kHighWater) {
+    // The standby is slow: keep memory bounded, send it whole later.
+    resend_set_.insert(id);
+    resend_.push_back(id);
+    if (state_ == State::kLive) state_ = State::kCatchup;
+    return;
+  }
+  SendChanges(id, std::move(r), true);
+}
+
+void PrimaryLink::SendChanges(const std::string& id, ApplyResult&& r, bool live) {
+  for (auto& c : r.changes) {
+    std::uint64_t seq = ++seq_;
+    if (auto* file = std::get_if<msg::File>(&c)) {
+      bytes_sent_ += file->data.size();
+      if (file->offset + file->data.size() == file->total_size) {
+        ++files_sent_;
+        const MessageState* st = watcher_.model().Find(id);
+        inflight_.push_back({seq, st ? st->file.ctime_ns : NowNs(), live && r.new_file});
+      }
+    }
+    conn_->Send(seq, c);
+  }
+}
+
+void PrimaryLink::OnAck(std::uint64_t seq) {
+  if (seq > seq_) return conn_->Fail(msg::ErrorCode::kProtocol, "ack of a frame never sent");
+  acked_ = std::max(acked_, seq);
+  std::int64_t now = NowNs();
+  while (!inflight_.empty() && inflight_.front().seq <= acked_) {
+    if (inflight_.front().live) lag_.Add(static_cast<double>(now - inflight_.front().commit_ns) / 1e6);
+    inflight_.pop_front();
+  }
+}
+
+void PrimaryLink::OnClosed(const std::string& why) {
+  if (!stopped_) spdlog::warn("replication: link to {} lost: {}", cfg_.peer, why);
+  last_error_ = why;
+  conn_.reset();
+  state_ = State::kDisconnected;
+  resend_.clear();
+  resend_set_.clear();
+  inflight_.clear();
+  ScheduleReconnect();
+}
+
+}  // namespace mailtwin::repl

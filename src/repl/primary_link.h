@@ -1,0 +1,119 @@
+// primary_link.h - the primary's side of replication: dial, reconcile, stream.
+//
+// States (one connection at a time):
+//
+//   disconnected -> connecting -> hello -> manifest -> catchup -> live
+//        ^________________________________________________________|  (any error)
+//
+// - hello:    TLS is up (both certificates verified); Hello frames exchanged,
+//             cluster and roles checked.
+// - manifest: the standby lists what its mirror holds; the primary diffs it
+//             against its model in one step of the event loop, so no change
+//             can slip between the diff and the live stream.
+// - catchup:  messages that differ are sent whole by a pump that reads them
+//             from disk as the socket drains (memory stays bounded); live
+//             changes of other messages stream meanwhile.
+// - live:     SyncDone sent; every change is streamed as it is observed.
+//
+// Every change frame carries a sequence number; the standby acknowledges the
+// highest one that is durable. The link records, per committed message, when
+// its copy became durable (replication lag) and lets callers wait for it
+// (the zero-loss gate builds on WaitDurable).
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+
+#include "common/config.h"
+#include "repl/connection.h"
+#include "repl/tls.h"
+#include "repl/queue_model.h"
+#include "repl/queue_watcher.h"
+#include "repl/stats.h"
+
+namespace mailtwin::repl {
+
+struct Identity {
+  std::string cluster;
+  std::string node;
+  std::uint64_t epoch = 1;
+  std::uint64_t incarnation = 0;
+};
+
+class PrimaryLink : public Connection::Handler {
+ public:
+  enum class State { kDisconnected, kConnecting, kHello, kManifest, kCatchup, kLive };
+
+  PrimaryLink(asio::io_context& io, const Config& cfg, Identity id, QueueWatcher& watcher);
+  ~PrimaryLink() override;
+  std::string Start();  // "" or a TLS configuration error
+  void Stop();
+
+  // The watcher's output.
+  void OnChanges(const std::string& id, ApplyResult&& r);
+
+  State state() const { return state_; }
+  static std::string_view StateName(State s);
+  std::string peer_node() const { return peer_node_; }
+  std::uint64_t sent_seq() const { return seq_; }
+  std::uint64_t acked_seq() const { return acked_; }
+  std::size_t pending_resend() const { return resend_.size(); }
+  std::size_t queued_bytes() const { return conn_ ? conn_->queued_bytes() : 0; }
+  const LatencyStats& lag() const { return lag_; }
+  std::uint64_t files_sent() const { return files_sent_; }
+  std::uint64_t bytes_sent() const { return bytes_sent_; }
+  std::string last_error() const { return last_error_; }
+  // Seconds the current catch-up took, once live.
+  std::optional<double> last_catchup_seconds() const { return last_catchup_s_; }
+
+ private:
+  void Connect();
+  void ScheduleReconnect();
+  void OnFrame(Frame&& f) override;
+  void OnDrained() override;
+  void OnClosed(const std::string& why) override;
+  void OnManifestComplete();
+  void Pump();
+  void SendChanges(const std::string& id, ApplyResult&& r, bool live);
+  void OnAck(std::uint64_t seq);
+
+  asio::io_context& io_;
+  const Config& cfg_;
+  Identity ident_;
+  QueueWatcher& watcher_;
+  asio::ssl::context tls_{asio::ssl::context::tls_client};
+  asio::steady_timer retry_;
+  std::shared_ptr<Connection> conn_;
+  State state_ = State::kDisconnected;
+  bool stopped_ = false;
+  std::string peer_node_;
+  std::string last_error_;
+  std::vector<msg::ManifestEntry> manifest_;
+  std::deque<std::string> resend_;
+  std::unordered_set<std::string> resend_set_;
+  std::uint64_t seq_ = 0;
+  std::uint64_t acked_ = 0;
+  struct Inflight {
+    std::uint64_t seq;
+    std::int64_t commit_ns;
+    bool live;
+  };
+  std::deque<Inflight> inflight_;
+  LatencyStats lag_;
+  std::uint64_t files_sent_ = 0;
+  std::uint64_t bytes_sent_ = 0;
+  std::chrono::steady_clock::time_point catchup_start_;
+  std::optional<double> last_catchup_s_;
+};
+
+}  // namespace mailtwin::repl

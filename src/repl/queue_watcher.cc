@@ -1,0 +1,309 @@
+#include "repl/queue_watcher.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace mailtwin::repl {
+namespace {
+
+constexpr std::uint32_t kDirMask = IN_CREATE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE |
+                                   IN_ATTRIB | IN_MODIFY | IN_DELETE_SELF | IN_ONLYDIR;
+constexpr int kMaxDepth = 3;  // hash_queue_depth is at most 2 in practice
+constexpr std::size_t kHeadBytes = 512;
+
+std::string_view TopOf(std::string_view relpath) {
+  return relpath.substr(0, relpath.find('/'));
+}
+
+std::int64_t Ns(const struct timespec& ts) {
+  return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) close(fd);
+  }
+};
+
+}  // namespace
+
+std::optional<Queue> QueueOfRelpath(std::string_view relpath) {
+  return QueueFromName(TopOf(relpath));
+}
+
+std::optional<LogKind> LogKindOfRelpath(std::string_view relpath) {
+  return LogKindFromName(TopOf(relpath));
+}
+
+QueueWatcher::QueueWatcher(std::string queue_dir, QueueModel& model, Emit emit)
+    : queue_dir_(std::move(queue_dir)), model_(model), emit_(std::move(emit)) {}
+
+QueueWatcher::~QueueWatcher() {
+  if (ifd_ >= 0) close(ifd_);
+  if (qfd_ >= 0) close(qfd_);
+}
+
+std::string QueueWatcher::Start() {
+  qfd_ = open(queue_dir_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (qfd_ < 0)
+    return fmt::format("cannot open queue directory {}: {}", queue_dir_, std::strerror(errno));
+  ifd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (ifd_ < 0) return fmt::format("inotify_init1: {}", std::strerror(errno));
+  Rescan();
+  if (watches_.empty())
+    return fmt::format("{} has none of Postfix's queue directories (incoming, active, ...): "
+                       "is this the right queue_directory?",
+                       queue_dir_);
+  return {};
+}
+
+void QueueWatcher::AddWatchTree(const std::string& relpath, int depth) {
+  std::string path = queue_dir_ + "/" + relpath;
+  int wd = inotify_add_watch(ifd_, path.c_str(), kDirMask);
+  if (wd < 0) {
+    if (errno != ENOENT && errno != ENOTDIR)
+      spdlog::warn("watcher: cannot watch {}: {}", path, std::strerror(errno));
+    return;
+  }
+  DirKind kind = QueueOfRelpath(relpath) ? DirKind::kQueue : DirKind::kLog;
+  watches_[wd] = Dir{relpath, kind};
+  ScanDir(relpath, depth);
+}
+
+void QueueWatcher::ScanDir(const std::string& relpath, int depth) {
+  int dfd = openat(qfd_, relpath.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return;
+  DIR* d = fdopendir(dfd);
+  if (!d) {
+    close(dfd);
+    return;
+  }
+  std::vector<std::string> subdirs;
+  while (struct dirent* e = readdir(d)) {
+    std::string_view name = e->d_name;
+    if (name == "." || name == "..") continue;
+    bool is_dir = e->d_type == DT_DIR;
+    if (e->d_type == DT_UNKNOWN) {
+      struct stat st;
+      is_dir = fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+    }
+    if (is_dir) {
+      if (depth < kMaxDepth) subdirs.emplace_back(name);
+    } else if (IsValidQueueId(name)) {
+      MarkDirty(std::string(name), relpath + "/" + std::string(name));
+    }
+  }
+  closedir(d);
+  for (const auto& s : subdirs) AddWatchTree(relpath + "/" + s, depth + 1);
+}
+
+void QueueWatcher::Rescan() {
+  ++stats_.rescans;
+  for (Queue q : kAllQueues) AddWatchTree(std::string(QueueName(q)), 1);
+  for (LogKind k : kAllLogKinds) AddWatchTree(std::string(LogKindName(k)), 1);
+  // Everything the model knows is re-read too: that is how a deletion missed
+  // in an overflow is found.
+  for (const auto& [id, st] : model_.entries()) MarkDirty(id, st.file.relpath);
+}
+
+void QueueWatcher::MarkDirty(const std::string& id, const std::string& relpath) {
+  auto [it, fresh] = dirty_.try_emplace(id);
+  if (fresh) dirty_order_.push_back(id);
+  if (!relpath.empty() &&
+      std::find(it->second.begin(), it->second.end(), relpath) == it->second.end())
+    it->second.push_back(relpath);
+}
+
+bool QueueWatcher::ReadEvents() {
+  alignas(struct inotify_event) char buf[64 * 1024];
+  bool got = false;
+  for (;;) {
+    ssize_t n = read(ifd_, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got = true;
+    for (char* p = buf; p < buf + n;) {
+      auto* ev = reinterpret_cast<struct inotify_event*>(p);
+      p += sizeof(struct inotify_event) + ev->len;
+      ++stats_.events;
+      if (ev->mask & IN_Q_OVERFLOW) {
+        overflow_ = true;
+        continue;
+      }
+      auto wit = watches_.find(ev->wd);
+      if (wit == watches_.end()) continue;
+      if (ev->mask & IN_IGNORED) {
+        watches_.erase(wit);
+        continue;
+      }
+      if (ev->len == 0) continue;  // event on the directory itself
+      const Dir& dir = wit->second;
+      std::string_view name(ev->name);
+      std::string relpath = dir.relpath + "/" + std::string(name);
+      if (ev->mask & IN_ISDIR) {
+        if (ev->mask & (IN_CREATE | IN_MOVED_TO)) {
+          int depth = static_cast<int>(std::count(relpath.begin(), relpath.end(), '/')) + 1;
+          if (depth <= kMaxDepth) AddWatchTree(relpath, depth);
+        }
+        continue;
+      }
+      if (!IsValidQueueId(name)) continue;  // temporary names like USEC.PID
+      std::string id(name);
+      // A committed file announces itself by IN_ATTRIB (the 0700 chmod) or by
+      // a rename into place; other events matter only for messages we know.
+      bool wanted = dir.kind == DirKind::kQueue && (ev->mask & (IN_ATTRIB | IN_MOVED_TO));
+      if (wanted || model_.Find(id) || dirty_.count(id)) MarkDirty(id, relpath);
+    }
+  }
+  return got;
+}
+
+bool QueueWatcher::Poll(int max_rounds) {
+  for (int round = 0; round < max_rounds; ++round) {
+    bool got = ReadEvents();
+    if (overflow_) {
+      overflow_ = false;
+      ++stats_.overflows;
+      spdlog::warn("watcher: inotify queue overflowed; rescanning {}", queue_dir_);
+      Rescan();
+    }
+    if (!dirty_order_.empty()) {
+      SyncDirty();
+      continue;
+    }
+    if (got) continue;
+    if (suspects_.empty()) return true;
+    ConfirmSuspects();
+  }
+  return false;
+}
+
+void QueueWatcher::SyncDirty() {
+  std::vector<std::string> order;
+  order.swap(dirty_order_);
+  auto hints = std::move(dirty_);
+  dirty_.clear();
+  for (const std::string& id : order) {
+    ++stats_.syncs;
+    Observation obs;
+    if (!Observe(id, hints[id], false, obs)) {
+      ++stats_.read_races;
+      MarkDirty(id, {});
+      continue;
+    }
+    ApplyResult r = model_.Apply(obs, /*allow_deletes=*/false);
+    if (r.maybe_gone) suspects_.insert(id);
+    if (!r.changes.empty()) emit_(id, std::move(r));
+  }
+}
+
+void QueueWatcher::ConfirmSuspects() {
+  std::vector<std::string> ids(suspects_.begin(), suspects_.end());
+  suspects_.clear();
+  for (const std::string& id : ids) {
+    Observation obs;
+    if (!Observe(id, {}, false, obs)) {
+      MarkDirty(id, {});
+      continue;
+    }
+    ApplyResult r = model_.Apply(obs, /*allow_deletes=*/true);
+    if (!r.changes.empty()) emit_(id, std::move(r));
+  }
+}
+
+ApplyResult QueueWatcher::Snapshot(const std::string& id) {
+  Observation obs;
+  for (int attempt = 0; attempt < 3; ++attempt)
+    if (Observe(id, {}, true, obs)) return model_.Apply(obs, /*allow_deletes=*/true, true);
+  // Still changing under us: let the watcher pick it up from its events.
+  MarkDirty(id, {});
+  return {};
+}
+
+bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>& hints,
+                           bool full, Observation& obs) {
+  obs = Observation{};
+  obs.id = id;
+  const MessageState* known = model_.Find(id);
+
+  // Where the queue file may be: the newest event first, then where it was.
+  std::vector<std::string> cands;
+  auto add = [&](const std::string& rel) {
+    if (!rel.empty() && std::find(cands.begin(), cands.end(), rel) == cands.end())
+      cands.push_back(rel);
+  };
+  for (auto it = hints.rbegin(); it != hints.rend(); ++it)
+    if (QueueOfRelpath(*it)) add(*it);
+  if (known) add(known->file.relpath);
+  for (Queue q : kAllQueues) add(fmt::format("{}/{}", QueueName(q), id));
+
+  FileObservation& f = obs.file;
+  for (const std::string& rel : cands) {
+    Fd fd{openat(qfd_, rel.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)};
+    if (fd.fd < 0) continue;
+    struct stat st;
+    if (fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    f.found = true;
+    f.queue = *QueueOfRelpath(rel);
+    f.relpath = rel;
+    f.mode = st.st_mode & 07777;
+    f.mtime_ns = Ns(st.st_mtim);
+    f.ctime_ns = Ns(st.st_ctim);
+    if (!known && !(f.mode & 0100)) return true;  // not committed yet: nothing to read
+    auto size = static_cast<std::uint64_t>(st.st_size);
+    if (size > kMaxFileSize) {
+      spdlog::error("watcher: {} is {} bytes, over the {} byte cap; not replicated", rel, size,
+                    kMaxFileSize);
+      f.found = false;
+      return true;
+    }
+    std::string head;
+    if (!ReadHead(fd.fd, kHeadBytes, head)) return false;
+    f.layout = ParseLayout(head, size);
+    if (!ReadMutable(fd.fd, f.layout, f.mut)) return false;
+    if (full || model_.NeedsFull(id, size)) {
+      f.full.emplace();
+      if (!ReadAll(fd.fd, size, *f.full)) return false;
+    }
+    break;
+  }
+
+  // Logs are read after the queue file: see queue_model.h.
+  for (LogKind k : kAllLogKinds) {
+    std::vector<std::string> lc;
+    auto addl = [&](const std::string& rel) {
+      if (!rel.empty() && std::find(lc.begin(), lc.end(), rel) == lc.end()) lc.push_back(rel);
+    };
+    for (auto it = hints.rbegin(); it != hints.rend(); ++it)
+      if (LogKindOfRelpath(*it) == k) addl(*it);
+    if (known && known->logs[static_cast<int>(k) - 1])
+      addl(known->logs[static_cast<int>(k) - 1]->relpath);
+    addl(fmt::format("{}/{}", LogKindName(k), id));
+    LogObservation& lo = obs.logs[static_cast<int>(k) - 1];
+    for (const std::string& rel : lc) {
+      Fd fd{openat(qfd_, rel.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)};
+      if (fd.fd < 0) continue;
+      struct stat st;
+      if (fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      auto size = std::min<std::uint64_t>(static_cast<std::uint64_t>(st.st_size), kMaxLogSize);
+      if (!ReadHead(fd.fd, size, lo.content)) return false;
+      lo.found = true;
+      lo.relpath = rel;
+      break;
+    }
+  }
+  return true;
+}
+
+}  // namespace mailtwin::repl

@@ -1,0 +1,99 @@
+// queue_watcher.h - turns inotify events on a Postfix queue into message changes.
+//
+// Guarantees (docs/replication.md):
+// - never locks or writes a queue file; reads with pread only;
+// - a message is picked up when its file is committed (owner-execute bit set:
+//   0700 in incoming/, 0744 in maildrop/), never while cleanup still writes it;
+// - every event only marks a queue ID dirty; the ID's whole state is then read
+//   (queue file first, then its logs) and diffed in QueueModel, so a file that
+//   moved or vanished meanwhile is handled by what is on disk, not by the event;
+// - a new hash subdirectory is watched and scanned at once (inotify misses
+//   files created before the watch exists); IN_Q_OVERFLOW triggers a rescan;
+// - deletions are confirmed only after inotify has been drained once more, so
+//   a file caught mid-rename is never reported deleted, and a message created
+//   before another one was deleted (an NDR and its original) reaches the
+//   standby first.
+// Single-threaded: call Poll() when fd() is readable.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "repl/queue_model.h"
+
+namespace mailtwin::repl {
+
+class QueueWatcher {
+ public:
+  using Emit = std::function<void(const std::string& id, ApplyResult&& result)>;
+
+  QueueWatcher(std::string queue_dir, QueueModel& model, Emit emit);
+  ~QueueWatcher();
+  QueueWatcher(const QueueWatcher&) = delete;
+  QueueWatcher& operator=(const QueueWatcher&) = delete;
+
+  // Creates the inotify instance and watches, then scans the whole queue.
+  // Returns an error message, or "" on success.
+  std::string Start();
+  int fd() const { return ifd_; }
+
+  // Processes events until inotify is drained (or max_rounds rounds ran).
+  // Returns true when it stopped because the queue was drained.
+  bool Poll(int max_rounds = 64);
+
+  // Reads id's whole current state and returns it as full-state changes,
+  // updating the model (the resend pump of the link uses this).
+  ApplyResult Snapshot(const std::string& id);
+
+  // Forgets nothing, re-reads everything (also run on IN_Q_OVERFLOW).
+  void Rescan();
+
+  struct Stats {
+    std::uint64_t events = 0;
+    std::uint64_t syncs = 0;
+    std::uint64_t overflows = 0;
+    std::uint64_t rescans = 0;
+    std::uint64_t read_races = 0;
+  };
+  const Stats& stats() const { return stats_; }
+  const QueueModel& model() const { return model_; }
+
+ private:
+  enum class DirKind { kQueue, kLog };
+  struct Dir {
+    std::string relpath;  // "deferred/6"
+    DirKind kind;
+  };
+
+  bool ReadEvents();
+  void AddWatchTree(const std::string& relpath, int depth);
+  void ScanDir(const std::string& relpath, int depth);
+  void MarkDirty(const std::string& id, const std::string& relpath);
+  void SyncDirty();
+  void ConfirmSuspects();
+  // Reads id's state from disk. Returns false when a read raced with a change.
+  bool Observe(const std::string& id, const std::vector<std::string>& hints, bool full,
+               Observation& obs);
+
+  std::string queue_dir_;
+  QueueModel& model_;
+  Emit emit_;
+  int ifd_ = -1;
+  int qfd_ = -1;  // O_PATH descriptor of queue_dir
+  std::unordered_map<int, Dir> watches_;
+  bool overflow_ = false;
+  std::vector<std::string> dirty_order_;
+  std::unordered_map<std::string, std::vector<std::string>> dirty_;
+  std::unordered_set<std::string> suspects_;
+  Stats stats_;
+};
+
+// "deferred/6/ID" -> Queue::kDeferred (nullopt for log dirs and unknown dirs).
+std::optional<Queue> QueueOfRelpath(std::string_view relpath);
+std::optional<LogKind> LogKindOfRelpath(std::string_view relpath);
+
+}  // namespace mailtwin::repl

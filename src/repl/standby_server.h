@@ -1,0 +1,71 @@
+// standby_server.h - the standby's side of replication: accept, list, apply, ack.
+//
+// States of the one session it serves:
+//
+//   listening -> hello -> streaming (catchup until SyncDone, then live)
+//        ^____________________|   (any error; a new connection replaces the old)
+//
+// - hello:     the primary's certificate is verified by TLS; its Hello must
+//              name our cluster and the primary role.
+// - streaming: the mirror's manifest is sent first; then every change frame is
+//              applied, and after each read the mirror is committed (group
+//              commit) and the highest durable sequence number acknowledged.
+// A change the mirror cannot apply (bad patch, disk full) ends the session
+// with an Error frame; the primary reconnects and reconciles.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+
+#include "common/config.h"
+#include "repl/connection.h"
+#include "repl/mirror.h"
+#include "repl/primary_link.h"
+
+namespace mailtwin::repl {
+
+class StandbyServer : public Connection::Handler {
+ public:
+  enum class State { kListening, kHello, kCatchup, kLive };
+
+  StandbyServer(asio::io_context& io, const Config& cfg, Identity id, Mirror& mirror);
+  ~StandbyServer() override;
+  std::string Start();
+  // Stops accepting and ends the session; everything applied is committed.
+  void Stop();
+
+  State state() const { return state_; }
+  static std::string_view StateName(State s);
+  std::string peer_node() const { return peer_node_; }
+  std::uint64_t applied_seq() const { return last_seq_; }
+  std::string last_error() const { return last_error_; }
+  std::chrono::system_clock::time_point last_change() const { return last_change_; }
+
+ private:
+  void Accept();
+  void OnFrame(Frame&& f) override;
+  void OnReadDone() override;
+  void OnClosed(const std::string& why) override;
+
+  asio::io_context& io_;
+  const Config& cfg_;
+  Identity ident_;
+  Mirror& mirror_;
+  asio::ssl::context tls_{asio::ssl::context::tls_server};
+  asio::ip::tcp::acceptor acceptor_;
+  std::shared_ptr<Connection> conn_;
+  State state_ = State::kListening;
+  bool stopped_ = false;
+  std::string peer_node_;
+  std::string last_error_;
+  std::uint64_t last_seq_ = 0;
+  std::uint64_t acked_ = 0;
+  bool uncommitted_ = false;
+  std::chrono::system_clock::time_point last_change_{};
+};
+
+}  // namespace mailtwin::repl
