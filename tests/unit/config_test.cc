@@ -1,1 +1,105 @@
+#include "common/config.h"
+
+#include <fstream>
+
 #include <gtest/gtest.h>
+
+#include "test_util.h"
+
+namespace mailtwin {
+namespace {
+
+const char* kGood = R"(
+[node]
+name = "backup"
+cluster = "lab"
+role = "standby"
+state_dir = "/var/lib/mailtwin"
+
+[postfix]
+config_dir = "/etc/postfix"
+
+[replication]
+listen = "10.0.0.2:7525"
+peer = "10.0.0.1:7525"
+heartbeat_interval = "100ms"
+peer_timeout = "1s"
+
+[tls]
+ca_file = "/etc/mailtwin/ca.pem"
+cert_file = "/etc/mailtwin/backup.pem"
+key_file = "/etc/mailtwin/backup.key"
+peer_name = "main"
+)";
+
+std::optional<Config> Load(const std::string& text, ConfigErrors& errs) {
+  mailtwin::testing::TempDir dir;
+  std::string path = dir.path() + "/mailtwin.toml";
+  std::ofstream(path) << text;
+  return LoadConfig(path, errs);
+}
+
+TEST(Config, GoodFileLoads) {
+  ConfigErrors errs;
+  auto c = Load(kGood, errs);
+  ASSERT_TRUE(c) << (errs.errors.empty() ? "" : errs.errors[0]);
+  EXPECT_EQ(c->node_name, "backup");
+  EXPECT_EQ(c->role, NodeRole::kStandby);
+  EXPECT_EQ(c->heartbeat_interval, Millis(100));
+  EXPECT_EQ(c->peer_timeout, Millis(1000));
+}
+
+TEST(Config, EveryProblemIsReportedWithItsLine) {
+  std::string text = kGood;
+  text.replace(text.find("role = \"standby\""), 16, "role = \"backup\"");
+  text.replace(text.find("heartbeat_interval"), 18, "heartbeat_intervall");
+  text += "\n[extra]\n";
+  ConfigErrors errs;
+  EXPECT_FALSE(Load(text, errs));
+  std::string all;
+  for (const auto& e : errs.errors) all += e + "\n";
+  EXPECT_NE(all.find("role is \"backup\""), std::string::npos) << all;
+  EXPECT_NE(all.find("unknown key 'heartbeat_intervall'"), std::string::npos) << all;
+  EXPECT_NE(all.find("line "), std::string::npos) << all;
+  EXPECT_NE(all.find("unknown section [extra]"), std::string::npos) << all;
+}
+
+TEST(Config, MissingKeysAndBadAddresses) {
+  ConfigErrors errs;
+  EXPECT_FALSE(Load("[node]\nname = \"a\"\n[replication]\nlisten = \"nope\"\npeer = \"1.2.3.4:0\"\n",
+                    errs));
+  std::string all;
+  for (const auto& e : errs.errors) all += e + "\n";
+  EXPECT_NE(all.find("[node] cluster is missing"), std::string::npos) << all;
+  EXPECT_NE(all.find("listen \"nope\" is not host:port"), std::string::npos) << all;
+  EXPECT_NE(all.find("peer \"1.2.3.4:0\" is not host:port"), std::string::npos) << all;
+  EXPECT_NE(all.find("[tls] ca_file is missing"), std::string::npos) << all;
+}
+
+TEST(Config, TimeoutMustCoverHeartbeats) {
+  std::string text = kGood;
+  text.replace(text.find("peer_timeout = \"1s\""), 19, "peer_timeout = 150");
+  ConfigErrors errs;
+  EXPECT_FALSE(Load(text, errs));
+  ASSERT_EQ(errs.errors.size(), 1u);
+  EXPECT_NE(errs.errors[0].find("at least twice"), std::string::npos);
+}
+
+TEST(Config, SyntaxErrorNamesTheLine) {
+  ConfigErrors errs;
+  EXPECT_FALSE(Load("[node]\nname = \n", errs));
+  ASSERT_EQ(errs.errors.size(), 1u);
+  EXPECT_NE(errs.errors[0].find("line 2"), std::string::npos) << errs.errors[0];
+}
+
+TEST(Config, Durations) {
+  EXPECT_EQ(ParseDuration("250ms"), Millis(250));
+  EXPECT_EQ(ParseDuration("2s"), Millis(2000));
+  EXPECT_EQ(ParseDuration("1m"), Millis(60000));
+  EXPECT_EQ(ParseDuration("40"), Millis(40));
+  EXPECT_FALSE(ParseDuration("2h"));
+  EXPECT_FALSE(ParseDuration("-1s"));
+}
+
+}  // namespace
+}  // namespace mailtwin

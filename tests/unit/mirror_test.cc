@@ -1,1 +1,156 @@
+// Mirror: durability rules and refusal of inconsistent changes, on a real filesystem.
+#include "repl/mirror.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include <gtest/gtest.h>
+
+#include "repl/queue_model.h"
+#include "test_util.h"
+
+namespace mailtwin::repl {
+namespace {
+
+using mailtwin::testing::MakeQueueFile;
+using mailtwin::testing::TempDir;
+const std::string kId = "4jbphZ0BYjz1bYpH";
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct stat Stat(const std::string& path) {
+  struct stat st{};
+  stat(path.c_str(), &st);
+  return st;
+}
+
+std::vector<Message> FileChanges(const std::string& bytes, Queue q, std::int64_t mtime_ns) {
+  std::vector<Message> out;
+  FileState f{q, "", 0700, mtime_ns, 0, {}, {}, 0};
+  AppendFileChunks(kId, f, bytes, out);
+  return out;
+}
+
+TEST(Mirror, CommittedFileHasItsBytesModeAndMtime) {
+  TempDir dir;
+  Mirror m(dir.path() + "/mirror");
+  ASSERT_EQ(m.Open(), "");
+  auto q = MakeQueueFile(2, 3u << 20);
+  for (auto& c : FileChanges(q.bytes, Queue::kDeferred, 1795820330123000000)) ASSERT_EQ(m.Apply(c), "");
+  std::string path = dir.path() + "/mirror/deferred/" + kId;
+  // Published before Commit, but without the owner-execute bit: not yet a queue file.
+  EXPECT_EQ(Stat(path).st_mode & 07777, 0600u);
+  ASSERT_EQ(m.Commit(), "");
+  auto st = Stat(path);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  EXPECT_EQ(st.st_mtim.tv_sec, 1795820330);
+  EXPECT_EQ(st.st_mtim.tv_nsec, 123000000);
+  EXPECT_EQ(Slurp(path), q.bytes);
+}
+
+TEST(Mirror, PartialAndUncommittedFilesAreDroppedOnReopen) {
+  TempDir dir;
+  auto q = MakeQueueFile(1, 3u << 20);
+  auto chunks = FileChanges(q.bytes, Queue::kIncoming, 0);
+  {
+    Mirror m(dir.path() + "/mirror");
+    ASSERT_EQ(m.Open(), "");
+    ASSERT_EQ(m.Apply(chunks[0]), "");  // only the first chunk arrived
+  }
+  // Simulate a crash after publish but before the commit chmod.
+  std::string other = dir.path() + "/mirror/incoming/4jbphZ0BYjz1bYpX";
+  std::ofstream(other) << "half";
+  chmod(other.c_str(), 0600);
+  Mirror m(dir.path() + "/mirror");
+  ASSERT_EQ(m.Open(), "");
+  EXPECT_TRUE(m.files().empty());
+  EXPECT_FALSE(std::filesystem::exists(other));
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/mirror/tmp"));
+}
+
+TEST(Mirror, PatchMoveMetaDelete) {
+  TempDir dir;
+  Mirror m(dir.path() + "/mirror");
+  ASSERT_EQ(m.Open(), "");
+  auto q = MakeQueueFile(2, 1000);
+  for (auto& c : FileChanges(q.bytes, Queue::kIncoming, 0)) ASSERT_EQ(m.Apply(c), "");
+  ASSERT_EQ(m.Commit(), "");
+  ASSERT_EQ(m.Apply(msg::Patch{kId, q.rcpt_offsets[1], "D"}), "");
+  ASSERT_EQ(m.Apply(msg::Move{kId, Queue::kDeferred}), "");
+  ASSERT_EQ(m.Apply(msg::Meta{kId, 0700, 2000000000}), "");
+  ASSERT_EQ(m.Commit(), "");
+  std::string expect = q.bytes;
+  expect[q.rcpt_offsets[1]] = 'D';
+  std::string path = dir.path() + "/mirror/deferred/" + kId;
+  EXPECT_EQ(Slurp(path), expect);
+  EXPECT_EQ(Stat(path).st_mtim.tv_sec, 2);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/mirror/incoming/" + kId));
+  ASSERT_EQ(m.Apply(msg::Delete{kId}), "");
+  ASSERT_EQ(m.Apply(msg::Delete{kId}), "");  // idempotent
+  ASSERT_EQ(m.Commit(), "");
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(Mirror, InconsistentChangesAreRefused) {
+  TempDir dir;
+  Mirror m(dir.path() + "/mirror");
+  ASSERT_EQ(m.Open(), "");
+  auto q = MakeQueueFile(1, 100);
+  EXPECT_NE(m.Apply(msg::Patch{kId, 0, "D"}), "");  // unknown message
+  for (auto& c : FileChanges(q.bytes, Queue::kIncoming, 0)) ASSERT_EQ(m.Apply(c), "");
+  EXPECT_NE(m.Apply(msg::Patch{kId, q.bytes.size() - 1, "DD"}), "");  // past the end
+  EXPECT_NE(m.Apply(msg::LogData{LogKind::kDefer, kId, 10, "gap"}), "");
+  EXPECT_NE(m.Apply(msg::File{kId, Queue::kIncoming, 0700, 0, 10, 5, "12345"}), "");
+}
+
+TEST(Mirror, LogsAppendAndReplace) {
+  TempDir dir;
+  Mirror m(dir.path() + "/mirror");
+  ASSERT_EQ(m.Open(), "");
+  ASSERT_EQ(m.Apply(msg::LogData{LogKind::kDefer, kId, 0, "one\n"}), "");
+  ASSERT_EQ(m.Apply(msg::LogData{LogKind::kDefer, kId, 4, "two\n"}), "");
+  ASSERT_EQ(m.Commit(), "");
+  EXPECT_EQ(Slurp(dir.path() + "/mirror/defer/" + kId), "one\ntwo\n");
+  ASSERT_EQ(m.Apply(msg::LogData{LogKind::kDefer, kId, 0, "x\n"}), "");
+  ASSERT_EQ(m.Commit(), "");
+  EXPECT_EQ(Slurp(dir.path() + "/mirror/defer/" + kId), "x\n");
+  ASSERT_EQ(m.Apply(msg::LogDelete{LogKind::kDefer, kId}), "");
+  ASSERT_EQ(m.Commit(), "");
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/mirror/defer/" + kId));
+}
+
+TEST(Mirror, ManifestDigestMatchesThePrimarysModel) {
+  TempDir dir;
+  Mirror m(dir.path() + "/mirror");
+  ASSERT_EQ(m.Open(), "");
+  auto q = MakeQueueFile(3, 5000);
+  for (auto& c : FileChanges(q.bytes, Queue::kActive, 5)) ASSERT_EQ(m.Apply(c), "");
+  ASSERT_EQ(m.Commit(), "");
+  QueueModel model;
+  Observation o;
+  o.id = kId;
+  o.file = {true, Queue::kActive, "active/" + kId, 0700, 5, 0,
+            ParseLayout(q.bytes, q.bytes.size()), {}, q.bytes};
+  o.file.mut = {q.bytes.substr(0, o.file.layout.body_begin), q.bytes.substr(o.file.layout.body_end)};
+  model.Apply(o, false);
+  auto rec = model.Reconcile(m.Manifest());
+  EXPECT_TRUE(rec.resend.empty());
+  EXPECT_TRUE(rec.changes.empty());
+  // Reopening (a restart) computes the same digest from disk.
+  Mirror again(dir.path() + "/mirror");
+  ASSERT_EQ(again.Open(), "");
+  rec = model.Reconcile(again.Manifest());
+  EXPECT_TRUE(rec.resend.empty());
+  EXPECT_TRUE(rec.changes.empty());
+}
+
+}  // namespace
+}  // namespace mailtwin::repl

@@ -1,1 +1,155 @@
+// QueueWatcher against real inotify on a temp dir laid out like a Postfix queue,
+// driven the way cleanup, qmgr, delivery agents and bounce touch it.
+#include "repl/queue_watcher.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
+
+#include "test_util.h"
+
+namespace mailtwin::repl {
+namespace {
+
+using mailtwin::testing::MakeQueueFile;
+using mailtwin::testing::TempDir;
+const std::string kId = "4jbphZ0BYjz1bYpH";
+
+class WatcherTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* d : {"incoming", "active", "deferred", "hold", "maildrop", "corrupt", "defer",
+                          "bounce", "trace"})
+      std::filesystem::create_directory(q_ + "/" + d);
+    watcher_ = std::make_unique<QueueWatcher>(q_, model_, [this](const std::string&, ApplyResult&& r) {
+      for (auto& c : r.changes) out_.push_back(std::move(c));
+    });
+    ASSERT_EQ(watcher_->Start(), "");
+    watcher_->Poll();
+    out_.clear();
+  }
+
+  // What cleanup does: temp name 0600, rename to the ID, write, chmod 0700.
+  void Commit(const std::string& bytes) {
+    std::string tmp = q_ + "/incoming/12345.678";
+    int fd = open(tmp.c_str(), O_CREAT | O_RDWR | O_EXCL, 0600);
+    ASSERT_GE(fd, 0);
+    rename(tmp.c_str(), (q_ + "/incoming/" + kId).c_str());
+    ASSERT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+    fchmod(fd, 0700);
+    fsync(fd);
+    close(fd);
+  }
+
+  std::vector<Message> Drain() {
+    watcher_->Poll();
+    return std::move(out_);
+  }
+
+  TempDir dir_;
+  std::string q_ = dir_.path();
+  QueueModel model_;
+  std::unique_ptr<QueueWatcher> watcher_;
+  std::vector<Message> out_;
+};
+
+TEST_F(WatcherTest, CommitIsShippedWholeOnce) {
+  auto q = MakeQueueFile(2, 2000);
+  Commit(q.bytes);
+  auto out = Drain();
+  std::string joined;
+  for (auto& m : out) joined += std::get<msg::File>(m).data;
+  EXPECT_EQ(joined, q.bytes);
+  EXPECT_TRUE(Drain().empty());
+}
+
+TEST_F(WatcherTest, FileStillBeingWrittenIsNotShipped) {
+  int fd = open((q_ + "/incoming/" + kId).c_str(), O_CREAT | O_RDWR, 0600);
+  ASSERT_EQ(write(fd, "C", 1), 1);
+  close(fd);
+  EXPECT_TRUE(Drain().empty());
+}
+
+TEST_F(WatcherTest, LifecycleOfADeferredMessageWithABounce) {
+  auto q = MakeQueueFile(2, 2000);
+  Commit(q.bytes);
+  Drain();
+  // qmgr: incoming -> active
+  rename((q_ + "/incoming/" + kId).c_str(), (q_ + "/active/" + kId).c_str());
+  // bounce daemon appends (and fsyncs) before the agent marks the recipient done
+  std::ofstream(q_ + "/bounce/" + kId) << "recipient=user0\noffset=" << q.rcpt_offsets[0] << "\n";
+  int fd = open((q_ + "/active/" + kId).c_str(), O_WRONLY);
+  ASSERT_EQ(pwrite(fd, "D", 1, static_cast<off_t>(q.rcpt_offsets[0])), 1);
+  close(fd);
+  // the other recipient is deferred into a hash directory that does not exist yet
+  std::filesystem::create_directory(q_ + "/defer/6");
+  std::ofstream(q_ + "/defer/6/" + kId) << "recipient=user1\n";
+  std::filesystem::create_directory(q_ + "/deferred/6");
+  struct timespec t[2] = {{2000000000, 0}, {2000000000, 0}};
+  utimensat(AT_FDCWD, (q_ + "/active/" + kId).c_str(), t, 0);
+  rename((q_ + "/active/" + kId).c_str(), (q_ + "/deferred/6/" + kId).c_str());
+  auto out = Drain();
+  // Logs come before the queue file's changes.
+  std::vector<int> kinds;
+  for (auto& m : out) kinds.push_back(static_cast<int>(TypeOf(m)));
+  auto first_patch = std::find(kinds.begin(), kinds.end(), static_cast<int>(MsgType::kPatch));
+  ASSERT_NE(first_patch, kinds.end());
+  int logs_before = 0;
+  for (auto it = kinds.begin(); it != first_patch; ++it)
+    logs_before += *it == static_cast<int>(MsgType::kLogData);
+  EXPECT_EQ(logs_before, 2);
+  const MessageState* st = model_.Find(kId);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->file.queue, Queue::kDeferred);
+  EXPECT_EQ(st->file.relpath, "deferred/6/" + kId);
+  EXPECT_EQ(st->file.mtime_ns, 2000000000ll * 1000000000);
+  ASSERT_TRUE(st->logs[0]);
+  EXPECT_EQ(st->logs[0]->relpath, "defer/6/" + kId);
+}
+
+TEST_F(WatcherTest, DeletionIsConfirmedAndLogsGoFirst) {
+  auto q = MakeQueueFile(1, 100);
+  Commit(q.bytes);
+  std::ofstream(q_ + "/trace/" + kId) << "x\n";
+  Drain();
+  unlink((q_ + "/trace/" + kId).c_str());
+  unlink((q_ + "/incoming/" + kId).c_str());
+  auto out = Drain();
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_TRUE(std::holds_alternative<msg::LogDelete>(out[0]));
+  EXPECT_TRUE(std::holds_alternative<msg::Delete>(out[1]));
+  EXPECT_EQ(model_.size(), 0u);
+}
+
+TEST_F(WatcherTest, OverflowRescanFindsEverything) {
+  auto q = MakeQueueFile(1, 100);
+  Commit(q.bytes);
+  Drain();
+  // Without reading events, remove the file and add another behind inotify's back.
+  watcher_->Rescan();
+  unlink((q_ + "/incoming/" + kId).c_str());
+  auto out = Drain();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<msg::Delete>(out[0]));
+}
+
+TEST_F(WatcherTest, MaildropFileIsShippedWhenComplete) {
+  std::string path = q_ + "/maildrop/" + kId;
+  int fd = open(path.c_str(), O_CREAT | O_RDWR, 0644);
+  ASSERT_EQ(write(fd, "T\x03" "123", 5), 5);
+  EXPECT_TRUE(Drain().empty());
+  fchmod(fd, 0744);
+  close(fd);
+  auto out = Drain();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(std::get<msg::File>(out[0]).queue, Queue::kMaildrop);
+  EXPECT_EQ(std::get<msg::File>(out[0]).mode, 0744u);
+}
+
+}  // namespace
+}  // namespace mailtwin::repl
