@@ -189,6 +189,8 @@ ctl::Json Daemon::Status() {
                         {"commits", ms.commits},
                         {"fsyncs", ms.fsyncs},
                         {"syncfs", ms.syncfs},
+                        {"commit_ms_avg", ms.commits ? ms.commit_ms_total / ms.commits : 0.0},
+                        {"commit_ms_max", ms.commit_ms_max},
                         {"last_error", server_->last_error()}};
   }
   return j;

@@ -75,7 +75,12 @@ void Connection::ReadMore() {
           if (self->handler_) self->handler_->OnFrame(std::move(f));
           if (self->closed_) return;
         }
-        if (self->handler_) self->handler_->OnReadDone();
+        if (self->handler_) {
+          asio::error_code aec;
+          bool more = SSL_pending(self->stream_.native_handle()) > 0 ||
+                      self->stream_.next_layer().available(aec) > 0;
+          self->handler_->OnReadDone(more);
+        }
         if (!self->closed_) self->ReadMore();
       });
 }

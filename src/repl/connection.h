@@ -29,8 +29,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
    public:
     virtual ~Handler() = default;
     virtual void OnFrame(Frame&& f) = 0;
-    // All frames of one read have been delivered (the standby commits here).
-    virtual void OnReadDone() {}
+    // All frames of one read have been delivered. more_pending: more bytes
+    // are already waiting (the standby defers its group commit until caught up).
+    virtual void OnReadDone(bool more_pending) {}
     // The write queue fell below the low watermark.
     virtual void OnDrained() {}
     virtual void OnClosed(const std::string& why) = 0;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 
@@ -54,7 +55,7 @@ Mirror::Mirror(std::string root) : root_(std::move(root)) {}
 Mirror::~Mirror() {
   DropPartial();
   for (int fd : dirty_fds_) close(fd);
-  for (auto& [id, s] : staged_) close(s.fd);
+  for (auto& [id, r] : ready_) close(r.fd);
   if (rootfd_ >= 0) close(rootfd_);
 }
 
@@ -91,12 +92,12 @@ std::string Mirror::Scan() {
     for (const auto& n : names) fn(n);
     return {};
   };
-  // Files still arriving when we stopped are worthless: the primary resends.
+  // Files still arriving (or not yet durable) when we stopped are worthless:
+  // the primary resends them.
   std::string err = list("tmp", [&](const std::string& n) {
     unlinkat(rootfd_, ("tmp/" + n).c_str(), 0);
   });
   if (!err.empty()) return err;
-  std::size_t dropped = 0;
   for (Queue q : kAllQueues) {
     err = list(MirrorDir(q), [&](const std::string& n) {
       std::string rel = MirrorDir(q) + "/" + n;
@@ -104,11 +105,6 @@ std::string Mirror::Scan() {
       if (!IsValidQueueId(n) || fstatat(rootfd_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
           !S_ISREG(st.st_mode))
         return;
-      if (!(st.st_mode & 0100)) {  // published but never made durable
-        unlinkat(rootfd_, rel.c_str(), 0);
-        ++dropped;
-        return;
-      }
       auto [it, fresh] = files_.try_emplace(n);
       if (!fresh) {  // a crash between the rename and the unlink of the old copy
         std::string older = MirrorDir(it->second.queue) + "/" + n;
@@ -132,12 +128,12 @@ std::string Mirror::Scan() {
     });
     if (!err.empty()) return err;
   }
-  if (dropped) spdlog::info("mirror: dropped {} files that were never made durable", dropped);
   spdlog::info("mirror: {} holds {} queue files and {} logs", root_, files_.size(), logs_.size());
   return {};
 }
 
 std::string Mirror::FilePath(const std::string& id) const {
+  if (ready_.count(id)) return "tmp/" + id;
   auto it = files_.find(id);
   return it == files_.end() ? std::string() : MirrorDir(it->second.queue) + "/" + id;
 }
@@ -193,32 +189,25 @@ std::string Mirror::ApplyFile(const msg::File& m) {
   p.written += m.data.size();
   if (p.written < p.meta.total_size) return {};
 
-  // Complete: publish without u+x, give it its real mode in Commit().
+  // Complete: give it its real mode and time now; Commit() makes the bytes
+  // durable and only then renames it into its queue directory.
   int fd = p.fd;
   msg::File meta = std::move(p.meta);
   partial_.erase(pit);
   struct timespec times[2] = {Ts(meta.mtime_ns), Ts(meta.mtime_ns)};
-  if (fchmod(fd, meta.mode & ~0100u) != 0 || futimens(fd, times) != 0) {
+  if (fchmod(fd, meta.mode) != 0 || futimens(fd, times) != 0) {
     close(fd);
     return Errno("cannot set mode/time of", root_ + "/" + tmp);
   }
-  std::string old = FilePath(meta.id);
-  std::string dst = MirrorDir(meta.queue) + "/" + meta.id;
-  if (renameat(rootfd_, tmp.c_str(), rootfd_, dst.c_str()) != 0) {
-    close(fd);
-    return Errno("cannot rename into", root_ + "/" + dst);
+  std::string old;
+  if (auto rit = ready_.find(meta.id); rit != ready_.end()) {
+    old = rit->second.old_rel;  // a resend within one batch replaces the first copy
+    close(rit->second.fd);
+    ready_.erase(rit);
+  } else {
+    old = FilePath(meta.id);
   }
-  if (!old.empty() && old != dst) {
-    unlinkat(rootfd_, old.c_str(), 0);
-    TouchDir(old.substr(0, old.find('/')));
-  }
-  TouchDir("tmp");
-  TouchDir(MirrorDir(meta.queue));
-  if (auto sit = staged_.find(meta.id); sit != staged_.end()) {
-    close(sit->second.fd);
-    staged_.erase(sit);
-  }
-  staged_[meta.id] = Staged{fd, meta.mode};
+  ready_[meta.id] = Ready{fd, old};
   files_[meta.id] = FileEntry{meta.queue, meta.total_size, meta.mode, meta.mtime_ns, std::nullopt};
   return {};
 }
@@ -251,10 +240,7 @@ std::string Mirror::ApplyMeta(const msg::Meta& m) {
   int fd = OpenFile(rel, O_RDONLY);
   if (fd < 0) return Errno("cannot open", root_ + "/" + rel);
   struct timespec times[2] = {Ts(m.mtime_ns), Ts(m.mtime_ns)};
-  auto sit = staged_.find(m.id);
-  std::uint32_t mode = sit != staged_.end() ? (m.mode & ~0100u) : m.mode;
-  if (sit != staged_.end()) sit->second.final_mode = m.mode;
-  if (fchmod(fd, mode) != 0 || futimens(fd, times) != 0) {
+  if (fchmod(fd, m.mode) != 0 || futimens(fd, times) != 0) {
     close(fd);
     return Errno("cannot set mode/time of", root_ + "/" + rel);
   }
@@ -268,6 +254,10 @@ std::string Mirror::ApplyMove(const msg::Move& m) {
   auto it = files_.find(m.id);
   if (it == files_.end()) return fmt::format("move of unknown message {}", m.id);
   if (it->second.queue == m.queue) return {};
+  if (ready_.count(m.id)) {  // not in a queue directory yet: Commit puts it in the new one
+    it->second.queue = m.queue;
+    return {};
+  }
   std::string from = FilePath(m.id);
   std::string to = MirrorDir(m.queue) + "/" + m.id;
   if (renameat(rootfd_, from.c_str(), rootfd_, to.c_str()) != 0)
@@ -287,13 +277,17 @@ std::string Mirror::ApplyDelete(const msg::Delete& m) {
   auto it = files_.find(m.id);
   if (it == files_.end()) return {};  // idempotent
   std::string rel = FilePath(m.id);
+  if (auto rit = ready_.find(m.id); rit != ready_.end()) {
+    close(rit->second.fd);
+    if (!rit->second.old_rel.empty()) {
+      unlinkat(rootfd_, rit->second.old_rel.c_str(), 0);
+      TouchDir(rit->second.old_rel.substr(0, rit->second.old_rel.find('/')));
+    }
+    ready_.erase(rit);
+  }
   if (unlinkat(rootfd_, rel.c_str(), 0) != 0 && errno != ENOENT)
     return Errno("cannot remove", root_ + "/" + rel);
-  TouchDir(MirrorDir(it->second.queue));
-  if (auto sit = staged_.find(m.id); sit != staged_.end()) {
-    close(sit->second.fd);
-    staged_.erase(sit);
-  }
+  if (rel.rfind("tmp/", 0) != 0) TouchDir(MirrorDir(it->second.queue));
   files_.erase(it);
   return {};
 }
@@ -338,52 +332,68 @@ std::string Mirror::ApplyLogDelete(const msg::LogDelete& m) {
 }
 
 std::string Mirror::Commit() {
-  if (dirty_fds_.empty() && dirty_dirs_.empty() && staged_.empty()) return {};
+  if (dirty_fds_.empty() && dirty_dirs_.empty() && ready_.empty()) return {};
   ++stats_.commits;
+  auto t0 = std::chrono::steady_clock::now();
   std::string err;
-  bool many = dirty_fds_.size() + dirty_dirs_.size() + staged_.size() > kSyncfsThreshold;
+  bool many = dirty_fds_.size() + ready_.size() > kSyncfsThreshold;
   auto sync_fd = [&](int fd, const std::string& what) {
     ++stats_.fsyncs;
     if (fsync(fd) != 0 && err.empty()) err = Errno("fsync", what);
   };
-  auto sync_all = [&]() {
-    if (many) {
-      ++stats_.syncfs;
-      if (syncfs(rootfd_) != 0 && err.empty()) err = Errno("syncfs", root_);
-      return;
-    }
+  auto sync_fs = [&]() {
+    ++stats_.syncfs;
+    if (syncfs(rootfd_) != 0 && err.empty()) err = Errno("syncfs", root_);
+  };
+  // Phase 1: every byte durable. One syncfs beats thousands of fsyncs in a
+  // bulk transfer; a few fsyncs beat flushing the whole filesystem.
+  if (many) {
+    sync_fs();
+  } else {
     for (int fd : dirty_fds_) sync_fd(fd, "file in " + root_);
-    for (auto& [id, s] : staged_) sync_fd(s.fd, root_ + "/" + id);
-    for (const auto& d : dirty_dirs_) {
-      int dfd = openat(rootfd_, d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dfd < 0) {
-        if (err.empty()) err = Errno("cannot open", root_ + "/" + d);
+    for (auto& [id, r] : ready_) sync_fd(r.fd, root_ + "/tmp/" + id);
+  }
+  // Phase 2: durable files take their names in the queue directories. A queue
+  // file therefore never has a name in the mirror before all its bytes are on disk.
+  if (err.empty()) {
+    for (auto& [id, r] : ready_) {
+      std::string tmp = "tmp/" + id;
+      std::string dst = MirrorDir(files_[id].queue) + "/" + id;
+      if (renameat(rootfd_, tmp.c_str(), rootfd_, dst.c_str()) != 0) {
+        if (err.empty()) err = Errno("cannot rename into", root_ + "/" + dst);
         continue;
       }
-      sync_fd(dfd, root_ + "/" + d);
-      close(dfd);
+      TouchDir(dst.substr(0, dst.find('/')));
+      if (!r.old_rel.empty() && r.old_rel != dst) {
+        unlinkat(rootfd_, r.old_rel.c_str(), 0);
+        TouchDir(r.old_rel.substr(0, r.old_rel.find('/')));
+      }
     }
-  };
-  // Phase 1: every byte and every name durable.
-  sync_all();
-  // Phase 2: staged files get their owner-execute bit, the mirror's commit mark.
-  if (err.empty() && !staged_.empty()) {
-    for (auto& [id, s] : staged_)
-      if (fchmod(s.fd, s.final_mode) != 0 && err.empty()) err = Errno("fchmod", id);
-    if (many) {
-      ++stats_.syncfs;
-      if (syncfs(rootfd_) != 0 && err.empty()) err = Errno("syncfs", root_);
+  }
+  // Phase 3: the names durable.
+  if (err.empty()) {
+    if (many && !dirty_dirs_.empty()) {
+      sync_fs();
     } else {
-      for (auto& [id, s] : staged_) sync_fd(s.fd, root_ + "/" + id);
+      for (const auto& d : dirty_dirs_) {
+        int dfd = openat(rootfd_, d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0) {
+          if (err.empty()) err = Errno("cannot open", root_ + "/" + d);
+          continue;
+        }
+        sync_fd(dfd, root_ + "/" + d);
+        close(dfd);
+      }
     }
   }
   for (int fd : dirty_fds_) close(fd);
   dirty_fds_.clear();
   dirty_dirs_.clear();
-  if (err.empty()) {
-    for (auto& [id, s] : staged_) close(s.fd);
-    staged_.clear();
-  }
+  for (auto& [id, r] : ready_) close(r.fd);
+  ready_.clear();
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  stats_.commit_ms_total += ms;
+  stats_.commit_ms_max = std::max(stats_.commit_ms_max, ms);
   return err;
 }
 

@@ -8,11 +8,10 @@
 // Durability: Apply() changes files without syncing; Commit() makes everything
 // applied since the last Commit durable (fsync of each touched file and
 // directory, or one syncfs() for a large batch: group commit). Only then may
-// the caller acknowledge. A queue file is written to tmp/, renamed into its
-// queue directory *without* its owner-execute bit, synced, and only then given
-// its real mode: a file in the mirror with u+x set always has every byte.
-// At Open(), files without u+x (a crash mid-commit) are removed, so the
-// primary sends them again.
+// the caller acknowledge. A new queue file is written in tmp/ with its real
+// mode and mtime, and Commit renames it into its queue directory only after
+// its bytes are durable: a queue file in the mirror always has every byte.
+// At Open(), tmp/ is emptied (the primary resends what was in flight).
 //
 // Errors are values: a bad change (a patch outside the file, a log append
 // with a gap) or a disk error returns a message; the caller drops the link
@@ -72,6 +71,8 @@ class Mirror {
     std::uint64_t commits = 0;
     std::uint64_t fsyncs = 0;
     std::uint64_t syncfs = 0;
+    double commit_ms_total = 0;
+    double commit_ms_max = 0;
   };
   const Stats& stats() const { return stats_; }
 
@@ -81,9 +82,9 @@ class Mirror {
     msg::File meta;
     std::uint64_t written;
   };
-  struct Staged {  // published under a name, waiting for Commit to get its mode
+  struct Ready {  // complete in tmp/, renamed into its queue by Commit
     int fd;
-    std::uint32_t final_mode;
+    std::string old_rel;  // a previous copy to remove once this one has its name
   };
 
   std::string ApplyFile(const msg::File& m);
@@ -104,7 +105,7 @@ class Mirror {
   std::unordered_map<std::string, FileEntry> files_;
   std::map<std::pair<LogKind, std::string>, LogEntry> logs_;
   std::unordered_map<std::string, Partial> partial_;
-  std::unordered_map<std::string, Staged> staged_;
+  std::unordered_map<std::string, Ready> ready_;
   std::vector<int> dirty_fds_;
   std::vector<std::string> dirty_dirs_;
   Stats stats_;

@@ -208,6 +208,9 @@ void PrimaryLink::SendChanges(const std::string& id, ApplyResult&& r, bool live)
         ++files_sent_;
         const MessageState* st = watcher_.model().Find(id);
         inflight_.push_back({seq, st ? st->file.ctime_ns : NowNs(), live && r.new_file});
+        if (spdlog::should_log(spdlog::level::debug))
+          spdlog::debug("sent {} seq {} {:.3f} ms after commit", id, seq,
+                        (NowNs() - inflight_.back().commit_ns) / 1e6);
       }
     }
     conn_->Send(seq, c);
@@ -220,6 +223,9 @@ void PrimaryLink::OnAck(std::uint64_t seq) {
   std::int64_t now = NowNs();
   while (!inflight_.empty() && inflight_.front().seq <= acked_) {
     if (inflight_.front().live) lag_.Add(static_cast<double>(now - inflight_.front().commit_ns) / 1e6);
+    if (spdlog::should_log(spdlog::level::debug))
+      spdlog::debug("acked seq {} {:.3f} ms after commit", inflight_.front().seq,
+                    (now - inflight_.front().commit_ns) / 1e6);
     inflight_.pop_front();
   }
 }

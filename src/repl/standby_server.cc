@@ -102,6 +102,7 @@ void StandbyServer::OnFrame(Frame&& f) {
     }
     last_seq_ = f.seq;
     uncommitted_ = true;
+    ++uncommitted_frames_;
     return;
   }
   std::visit(
@@ -153,8 +154,13 @@ void StandbyServer::OnFrame(Frame&& f) {
       f.msg);
 }
 
-void StandbyServer::OnReadDone() {
+void StandbyServer::OnReadDone(bool more_pending) {
   if (!uncommitted_ || !conn_) return;
+  // Group commit: while the primary keeps sending, keep applying, and make it
+  // all durable with one round of syncs once caught up (or every 2048 frames,
+  // so a bulk transfer is acknowledged as it goes).
+  if (more_pending && uncommitted_frames_ < 2048) return;
+  uncommitted_frames_ = 0;
   std::string err = mirror_.Commit();
   if (!err.empty()) {
     last_error_ = err;

@@ -48,7 +48,7 @@ class StandbyServer : public Connection::Handler {
  private:
   void Accept();
   void OnFrame(Frame&& f) override;
-  void OnReadDone() override;
+  void OnReadDone(bool more_pending) override;
   void OnClosed(const std::string& why) override;
 
   asio::io_context& io_;
@@ -65,6 +65,7 @@ class StandbyServer : public Connection::Handler {
   std::uint64_t last_seq_ = 0;
   std::uint64_t acked_ = 0;
   bool uncommitted_ = false;
+  std::size_t uncommitted_frames_ = 0;
   std::chrono::system_clock::time_point last_change_{};
 };
 

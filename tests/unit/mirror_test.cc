@@ -46,8 +46,8 @@ TEST(Mirror, CommittedFileHasItsBytesModeAndMtime) {
   auto q = MakeQueueFile(2, 3u << 20);
   for (auto& c : FileChanges(q.bytes, Queue::kDeferred, 1795820330123000000)) ASSERT_EQ(m.Apply(c), "");
   std::string path = dir.path() + "/mirror/deferred/" + kId;
-  // Published before Commit, but without the owner-execute bit: not yet a queue file.
-  EXPECT_EQ(Stat(path).st_mode & 07777, 0600u);
+  // Complete, but not durable yet: it has no name in the queue directory.
+  EXPECT_FALSE(std::filesystem::exists(path));
   ASSERT_EQ(m.Commit(), "");
   auto st = Stat(path);
   EXPECT_EQ(st.st_mode & 07777, 0700u);
@@ -60,19 +60,47 @@ TEST(Mirror, PartialAndUncommittedFilesAreDroppedOnReopen) {
   TempDir dir;
   auto q = MakeQueueFile(1, 3u << 20);
   auto chunks = FileChanges(q.bytes, Queue::kIncoming, 0);
+  auto small = MakeQueueFile(1, 100);
   {
     Mirror m(dir.path() + "/mirror");
     ASSERT_EQ(m.Open(), "");
     ASSERT_EQ(m.Apply(chunks[0]), "");  // only the first chunk arrived
+    std::vector<Message> whole;
+    AppendFileChunks("4jbphZ0BYjz1bYpX", FileState{Queue::kIncoming, "", 0700, 0, 0, {}, {}, 0},
+                     small.bytes, whole);
+    ASSERT_EQ(m.Apply(whole[0]), "");  // complete, but the process dies before Commit
+    ASSERT_FALSE(std::filesystem::is_empty(dir.path() + "/mirror/tmp"));
+    // (no Commit: the destructor only closes)
   }
-  // Simulate a crash after publish but before the commit chmod.
-  std::string other = dir.path() + "/mirror/incoming/4jbphZ0BYjz1bYpX";
-  std::ofstream(other) << "half";
-  chmod(other.c_str(), 0600);
   Mirror m(dir.path() + "/mirror");
   ASSERT_EQ(m.Open(), "");
   EXPECT_TRUE(m.files().empty());
-  EXPECT_FALSE(std::filesystem::exists(other));
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/mirror/incoming"));
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/mirror/tmp"));
+}
+
+TEST(Mirror, ChangesToAFileWaitingForCommitLandInIt) {
+  TempDir dir;
+  Mirror m(dir.path() + "/mirror");
+  ASSERT_EQ(m.Open(), "");
+  auto q = MakeQueueFile(2, 1000);
+  for (auto& c : FileChanges(q.bytes, Queue::kIncoming, 0)) ASSERT_EQ(m.Apply(c), "");
+  // Same batch: delivered to one recipient, moved to deferred with a retry time.
+  ASSERT_EQ(m.Apply(msg::Patch{kId, q.rcpt_offsets[0], "D"}), "");
+  ASSERT_EQ(m.Apply(msg::Move{kId, Queue::kDeferred}), "");
+  ASSERT_EQ(m.Apply(msg::Meta{kId, 0700, 3000000000}), "");
+  ASSERT_EQ(m.Commit(), "");
+  std::string expect = q.bytes;
+  expect[q.rcpt_offsets[0]] = 'D';
+  std::string path = dir.path() + "/mirror/deferred/" + kId;
+  EXPECT_EQ(Slurp(path), expect);
+  EXPECT_EQ(Stat(path).st_mtim.tv_sec, 3);
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/mirror/incoming"));
+  // A file committed and deleted in the same batch leaves nothing behind.
+  for (auto& c : FileChanges(q.bytes, Queue::kIncoming, 0)) ASSERT_EQ(m.Apply(c), "");
+  ASSERT_EQ(m.Apply(msg::Delete{kId}), "");
+  ASSERT_EQ(m.Commit(), "");
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/mirror/deferred"));
   EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/mirror/tmp"));
 }
 

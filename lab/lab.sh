@@ -1,0 +1,776 @@
+#!/bin/bash
+# shellcheck shell=bash disable=SC2015  # "A && B || die" is meant: die if either fails
+#
+# lab.sh: a throw-away network of "hosts" with private Postfix instances,
+# for mailtwin's tests, benchmarks and demo.  See docs/lab.md.
+#
+# Source it from a bash script that runs as root:
+#
+#   . "$REPO/lab/lab.sh"
+#   lab_init mytest                   # new lab; cleanup runs on EXIT/INT/TERM/HUP
+#   lab_host main 1                   # namespace "$LAB_ID-main", IP $LAB_NET.1
+#   lab_host dest 9
+#   lab_postfix_create main relay=dest
+#   lab_postfix_start main
+#   lab_sink_start dest 25 "$LAB_DIR/sink"
+#
+# A host is a network namespace with lo and eth0; eth0 is one end of a veth pair
+# whose other end sits on bridge br0 in the lab's hub namespace.  Nothing is
+# created in the root namespace, and nothing outside the lab's own directories
+# is read-write: the system Postfix (/etc/postfix, /var/spool/postfix) is never
+# touched.  Every Postfix instance has its own config, queue and data
+# directories under $LAB_DIR/HOST and is driven with "-c DIR" inside its
+# namespace.
+#
+# Functions
+#   lab_init NAME                      create a lab; exports LAB_ID LAB_DIR LAB_NET
+#   lab_host HOST OCTET                add a host with address $LAB_NET.OCTET/24
+#   lab_ip HOST, lab_ns HOST           print a host's address / namespace name
+#   lab_exec HOST CMD...               run CMD inside HOST (foreground)
+#   lab_bg HOST LOG CMD...             run CMD inside HOST in the background;
+#                                      prints its PID, also left in LAB_BG_PID
+#   lab_kill PID [KILL]                stop a lab_bg process and its children
+#   lab_postfix_create HOST [K=V...]   make a Postfix instance for HOST
+#   lab_postfix_conf HOST              print its config directory
+#   lab_postconf HOST [ARGS...]        postconf -c CONF ARGS (edits and queries)
+#   lab_postfix_start|stop|kill|running HOST
+#   lab_postfix_queued HOST            number of messages in its queue
+#   lab_pf HOST TOOL [ARGS...]         run a Postfix tool (postqueue, postsuper,
+#                                      postcat, sendmail, postfix...) for
+#                                      HOST's instance, inside HOST
+#   lab_sink_start HOST PORT DIR [OPT...]  smtp-sink on HOST's IP:PORT, one file
+#                                      per message in DIR; prints its PID
+#   lab_sink_messages DIR              number of complete messages in DIR
+#   lab_sink_rcpts DIR                 one line "MESSAGE-ID RECIPIENT" per
+#                                      delivered recipient
+#   lab_sink_wait DIR COUNT [TIMEOUT]  wait until DIR holds COUNT messages
+#   lab_source HOST SERVER[:PORT] [smtp-source options...]
+#   lab_wait_port HOST IP PORT [TIMEOUT]
+#   lab_wait_for TIMEOUT CMD...        retry CMD until it succeeds
+#   lab_cleanup                        stop and remove everything (idempotent)
+#
+# Run as a program: "lab.sh list" shows labs, "lab.sh gc" removes the labs
+# whose owning shell is gone (after a kill -9, for example).
+#
+# Setup functions print "lab: error: ..." and exit the calling shell when they
+# fail (cleanup still runs from the trap).  Predicates and waits return 1.
+# Variables: LAB_DIR (where the lab's files go; default /tmp/mt-lab-$LAB_ID),
+# LAB_KEEP=1 (keep LAB_DIR after cleanup, for debugging).
+
+# Bookkeeping of every lab lives here, one directory per LAB_ID: it is what
+# makes cleanup (and "lab.sh gc") exact.
+_LAB_RUN=/run/mailtwin-lab
+
+_lab_say() { printf 'lab: %s\n' "$*" >&2; }
+_lab_die() {
+	_lab_say "error: $*"
+	exit 1
+}
+
+# _lab_state: print the state directory of the current lab.
+_lab_state() {
+	[[ -n ${LAB_ID:-} && -d $_LAB_RUN/${LAB_ID:-} ]] ||
+		_lab_die "no lab: call lab_init first"
+	echo "$_LAB_RUN/$LAB_ID"
+}
+
+# _lab_now_us: microseconds since the epoch.
+_lab_now_us() { echo "${EPOCHREALTIME/./}"; }
+
+#
+# Processes.  A process is named "PID:STARTTIME", so that a PID which was
+# reused by somebody else is never signalled.
+#
+
+# _lab_proc PID: print "PID:STARTTIME" if PID is alive (zombies count as dead).
+_lab_proc() {
+	local stat
+	{ stat=$(</proc/"$1"/stat); } 2>/dev/null || return 1
+	stat=${stat##*) }
+	local -a f
+	read -ra f <<<"$stat"
+	[[ ${f[0]} != Z && ${f[0]} != X ]] || return 1
+	echo "$1:${f[19]}"
+}
+
+# _lab_alive PID:START: true if that very process still runs.
+_lab_alive() {
+	[[ $(_lab_proc "${1%%:*}") == "$1" ]]
+}
+
+# _lab_descendants PID...: print "PID:START" of every descendant.
+_lab_descendants() {
+	local p
+	for p in $(ps -e -o pid= -o ppid= | awk -v roots="$*" '
+		BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) want[r[i]] = 1 }
+		{ parent[$1] = $2 }
+		END {
+			do {
+				changed = 0
+				for (p in parent)
+					if (!(p in want) && (parent[p] in want)) { want[p] = 1; out[p] = 1; changed = 1 }
+			} while (changed)
+			for (p in out) print p
+		}'); do
+		_lab_proc "$p" || true
+	done
+}
+
+# _lab_signal SIG PROC...: send SIG to each PID:START that is still alive.
+_lab_signal() {
+	local sig=$1 p
+	shift
+	for p in "$@"; do
+		_lab_alive "$p" && { kill "-$sig" "${p%%:*}" 2>/dev/null || true; }
+	done
+	return 0
+}
+
+# _lab_wait_dead SECONDS PROC...: wait until none of them runs.
+_lab_wait_dead() {
+	local deadline=$(($(_lab_now_us) + $1 * 1000000)) p
+	shift
+	while :; do
+		for p in "$@"; do
+			_lab_alive "$p" && break
+			p=
+		done
+		[[ -z ${p:-} ]] && return 0
+		(($(_lab_now_us) < deadline)) || return 1
+		sleep 0.05
+	done
+}
+
+# _lab_stop_proc PID:START [KILL]: TERM the process and its descendants, wait
+# up to 3 s, then KILL what is left.  With KILL, kill at once.
+_lab_stop_proc() {
+	local proc=$1 pid=${1%%:*}
+	_lab_alive "$proc" || { _lab_reap "$pid"; return 0; }
+	local -a all
+	mapfile -t all < <(_lab_descendants "$pid")
+	all=("$proc" "${all[@]}")
+	if [[ ${2:-} != KILL ]]; then
+		_lab_signal TERM "${all[@]}"
+		_lab_wait_dead 3 "${all[@]}" && { _lab_reap "$pid"; return 0; }
+	fi
+	_lab_signal KILL "${all[@]}"
+	_lab_wait_dead 3 "${all[@]}" || _lab_say "pid $pid survived kill -9"
+	_lab_reap "$pid"
+	return 0
+}
+
+# _lab_reap PID: collect the exit status of a dead child of this shell, so that
+# it does not linger as a zombie.  Does nothing for other processes.
+_lab_reap() {
+	_lab_proc "$1" >/dev/null && return 0
+	wait "$1" 2>/dev/null || true
+}
+
+# _lab_tty CMD...: run CMD on a pseudo-terminal.  postfix(1) prints its errors
+# only when stderr is a terminal; otherwise it fails silently.
+_lab_tty() {
+	local cmd
+	printf -v cmd '%q ' "$@"
+	script -qec "$cmd" /dev/null </dev/null | tr -d '\r'
+	return "${PIPESTATUS[0]}"
+}
+
+#
+# The lab.
+#
+
+# lab_init NAME: create a lab.  NAME only seeds the choice of LAB_ID, which
+# also picks the subnet: LAB_ID=mtXX <=> LAB_NET=10.231.<0xXX>.  Installs the
+# cleanup trap on EXIT, INT, TERM and HUP (replacing the caller's traps).
+lab_init() {
+	local name=${1:?usage: lab_init NAME}
+	[[ ${_LAB_OWNER:-} != "$BASHPID" || -n ${_LAB_CLEANED:-} ]] ||
+		_lab_die "lab_init: this shell already has lab $LAB_ID"
+	((EUID == 0)) || _lab_die "the lab needs root"
+	local c
+	for c in ip postconf postfix smtp-sink smtp-source script perl; do
+		command -v "$c" >/dev/null || _lab_die "missing command: $c"
+	done
+
+	# A LAB_DIR inherited from a parent lab is not a request for this lab.
+	local dir=${LAB_DIR:-}
+	if [[ -n $dir && -n ${LAB_ID:-} && -f $_LAB_RUN/${LAB_ID:-}/dir &&
+		$(<"$_LAB_RUN/$LAB_ID/dir") == "$dir" ]]; then
+		dir=
+	fi
+	if [[ -n $dir ]]; then
+		[[ $dir =~ ^/[A-Za-z0-9._/+-]+$ ]] ||
+			_lab_die "LAB_DIR must be an absolute path of [A-Za-z0-9._/+-]: $dir"
+		[[ ! -e $dir || -z $(ls -A "$dir") ]] || _lab_die "LAB_DIR $dir is not empty"
+	fi
+
+	# Reserve an id: mkdir of the state directory is atomic, so parallel labs
+	# cannot pick the same one.
+	mkdir -p "$_LAB_RUN"
+	local seed n i id=
+	seed=$(printf '%s.%s' "$name" "$$" | cksum | cut -d' ' -f1)
+	for ((i = 0; i < 250; i++)); do
+		n=$(((seed + i) % 250 + 1))
+		printf -v id 'mt%02x' "$n"
+		compgen -G "/run/netns/$id-*" >/dev/null && continue
+		[[ -n $dir || ! -e /tmp/mt-lab-$id ]] || continue
+		mkdir "$_LAB_RUN/$id" 2>/dev/null && break
+		id=
+	done
+	[[ -n $id ]] || _lab_die "no free lab id (see: lab.sh list)"
+
+	export LAB_ID=$id LAB_NET=10.231.$n
+	_LAB_OWNER=$BASHPID
+	_LAB_CLEANED=
+	local st=$_LAB_RUN/$id
+	_lab_proc "$BASHPID" >"$st/owner"
+	: >"$st/netns"
+	: >"$st/hosts"
+	: >"$st/pids"
+	: >"$st/postfix"
+	trap '_lab_on_exit' EXIT
+	trap '_lab_on_signal 129' HUP
+	trap '_lab_on_signal 130' INT
+	trap '_lab_on_signal 143' TERM
+
+	# The lab directory: world-traversable, because Postfix daemons run as the
+	# postfix user and must reach their queue directory inside it.
+	if [[ -n $dir ]]; then
+		[[ -d $dir ]] || echo 1 >"$st/made_dir"
+		mkdir -p "$dir"
+	else
+		dir=/tmp/mt-lab-$id
+		mkdir "$dir" || _lab_die "cannot create $dir"
+		echo 1 >"$st/made_dir"
+	fi
+	chmod 755 "$dir"
+	LAB_DIR=$(cd "$dir" && pwd -P)
+	export LAB_DIR
+	echo "$LAB_DIR" >"$st/dir"
+	runuser -u postfix -- test -x "$LAB_DIR" ||
+		_lab_die "user postfix cannot enter $LAB_DIR (check the modes of its parents)"
+
+	# The hub: a namespace holding only the bridge.
+	_lab_add_ns "$id-hub"
+	ip -n "$id-hub" link set lo up &&
+		ip -n "$id-hub" link add br0 type bridge forward_delay 0 &&
+		ip -n "$id-hub" link set br0 up ||
+		_lab_die "cannot create the bridge in $id-hub"
+	_lab_say "lab $LAB_ID: dir $LAB_DIR, net $LAB_NET.0/24"
+}
+
+# _lab_add_ns NS: create a namespace and record it for cleanup.
+_lab_add_ns() {
+	local st
+	st=$(_lab_state) || exit 1
+	ip netns add "$1" || _lab_die "cannot create namespace $1"
+	echo "$1" >>"$st/netns"
+}
+
+# _lab_on_exit, _lab_on_signal CODE: the traps.  Only the shell that called
+# lab_init cleans up (subshells do not run them, but be sure).
+_lab_on_exit() {
+	[[ ${_LAB_OWNER:-} == "$BASHPID" ]] || return 0
+	lab_cleanup
+}
+_lab_on_signal() {
+	trap - HUP INT TERM
+	_lab_on_exit
+	exit "$1"
+}
+
+# lab_host HOST OCTET: a host called HOST ([a-z][a-z0-9-]{0,9}), in namespace
+# "$LAB_ID-HOST", with eth0 = $LAB_NET.OCTET/24 and lo up.
+lab_host() {
+	local host=${1:?usage: lab_host HOST OCTET} octet=${2:?usage: lab_host HOST OCTET}
+	local st
+	st=$(_lab_state) || exit 1
+	[[ $host =~ ^[a-z][a-z0-9-]{0,9}$ && $host != hub ]] ||
+		_lab_die "bad host name '$host': [a-z][a-z0-9-]{0,9}, not 'hub'"
+	[[ $octet =~ ^[0-9]+$ ]] && ((octet >= 1 && octet <= 254)) ||
+		_lab_die "bad octet '$octet': 1..254"
+	local ns=$LAB_ID-$host ip=$LAB_NET.$octet
+	! grep -q "^$host " "$st/hosts" || _lab_die "host $host exists"
+	! grep -q " $ip\$" "$st/hosts" || _lab_die "address $ip is taken"
+	_lab_add_ns "$ns"
+	# The veth pair is made inside the hub, so its names cannot clash with
+	# anything outside this lab.
+	ip -n "$LAB_ID-hub" link add "v-$host" type veth peer name eth0 netns "$ns" &&
+		ip -n "$LAB_ID-hub" link set "v-$host" master br0 up &&
+		ip -n "$ns" link set lo up &&
+		ip -n "$ns" addr add "$ip/24" dev eth0 &&
+		ip -n "$ns" link set eth0 up ||
+		_lab_die "cannot wire host $host"
+	echo "$host $ip" >>"$st/hosts"
+}
+
+# lab_ip HOST: print HOST's address.
+lab_ip() {
+	local st ip
+	st=$(_lab_state) || exit 1
+	ip=$(awk -v h="${1:?usage: lab_ip HOST}" '$1 == h { print $2 }' "$st/hosts")
+	[[ -n $ip ]] || _lab_die "no host '$1'"
+	echo "$ip"
+}
+
+# lab_ns HOST: print HOST's namespace ("hub" is the hub).
+lab_ns() {
+	local host=${1:?usage: lab_ns HOST}
+	if [[ $host != hub ]]; then lab_ip "$host" >/dev/null || return 1; fi
+	echo "$LAB_ID-$host"
+}
+
+# lab_exec HOST CMD...: run CMD inside HOST.
+lab_exec() {
+	local ns
+	ns=$(lab_ns "${1:?usage: lab_exec HOST CMD...}") || exit 1
+	shift
+	ip netns exec "$ns" "$@"
+}
+
+# lab_bg HOST LOG CMD...: start CMD inside HOST in the background, output
+# appended to LOG.  Prints the PID and sets LAB_BG_PID.  Cleanup (or lab_kill)
+# TERMs it and its children, and KILLs them 3 s later.
+lab_bg() {
+	local host=${1:?usage: lab_bg HOST LOG CMD...} log=${2:?usage: lab_bg HOST LOG CMD...}
+	shift 2
+	local ns st proc
+	st=$(_lab_state) || exit 1
+	ns=$(lab_ns "$host") || exit 1
+	ip netns exec "$ns" "$@" </dev/null >>"$log" 2>&1 &
+	LAB_BG_PID=$!
+	# ip netns exec execs CMD, so $! is CMD itself.
+	proc=$(_lab_proc "$LAB_BG_PID") || proc="$LAB_BG_PID:gone"
+	echo "$proc $host $*" >>"$st/pids"
+	echo "$LAB_BG_PID"
+}
+
+# lab_kill PID [KILL]: stop a process started by lab_bg, and its children.
+lab_kill() {
+	local pid=${1:?usage: lab_kill PID [KILL]} st proc
+	st=$(_lab_state) || exit 1
+	proc=$(awk -v p="$pid" 'index($1, p ":") == 1 { print $1 }' "$st/pids" | tail -1)
+	[[ -n $proc ]] || _lab_die "lab_kill: $pid was not started by lab_bg"
+	_lab_stop_proc "$proc" "${2:-}"
+}
+
+# lab_wait_for TIMEOUT CMD...: run CMD every 0.1 s until it succeeds; return 1
+# after TIMEOUT seconds.
+lab_wait_for() {
+	local timeout=${1:?usage: lab_wait_for TIMEOUT CMD...}
+	shift
+	local deadline=$(($(_lab_now_us) + timeout * 1000000))
+	until "$@"; do
+		(($(_lab_now_us) < deadline)) || return 1
+		sleep 0.1
+	done
+}
+
+# lab_wait_port HOST IP PORT [TIMEOUT]: wait (default 10 s) until a TCP
+# connection from HOST to IP:PORT succeeds.
+lab_wait_port() {
+	local host=${1:?usage: lab_wait_port HOST IP PORT [TIMEOUT]} ip=${2:?} port=${3:?}
+	# shellcheck disable=SC2016  # $0 and $1 belong to the inner bash
+	lab_wait_for "${4:-10}" lab_exec "$host" timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$ip" "$port" 2>/dev/null ||
+		{ _lab_say "nothing listens on $ip:$port (seen from $host)"; return 1; }
+}
+
+#
+# Postfix instances: $LAB_DIR/HOST/{etc,spool,data,mail,maillog}.
+#
+
+# lab_postfix_create HOST [KEY=VALUE...]: write HOST's main.cf and master.cf
+# (every service unchrooted) and create its queue.  KEY=VALUE pairs are
+# main.cf settings applied last with "postconf -e"; "relay=HOST2[:PORT]" is
+# short for "relayhost = [IP of HOST2]:PORT" (port 25 by default).
+lab_postfix_create() {
+	local host=${1:?usage: lab_postfix_create HOST [KEY=VALUE...]}
+	shift
+	local ip st
+	ip=$(lab_ip "$host") || exit 1
+	st=$(_lab_state) || exit 1
+	local d=$LAB_DIR/$host
+	local conf=$d/etc
+	[[ ! -e $conf/main.cf ]] || _lab_die "host $host already has Postfix"
+
+	# Modes and owners as in /etc/postfix/postfix-files; the queue directory
+	# must exist before "postfix check", which creates the rest.
+	install -d -m 755 "$d" "$conf"
+	install -d -m 755 -o root -g root "$d/spool"
+	install -d -m 700 -o postfix "$d/data"
+	install -d -m 1777 "$d/mail"
+	# postfix start runs postsuper, which logs as postfix: a root-owned
+	# maillog fails the start ("Postfix integrity check failed!").
+	install -m 644 -o postfix -g postfix /dev/null "$d/maillog"
+	cp /etc/postfix/master.cf "$conf/master.cf"
+	: >"$conf/main.cf"
+
+	local -a set=(
+		"compatibility_level = 3.6"
+		"queue_directory = $d/spool"
+		"data_directory = $d/data"
+		"mail_spool_directory = $d/mail"
+		"myhostname = $host.lab.test"
+		"mydestination = $host.lab.test, localhost"
+		"inet_interfaces = $ip, 127.0.0.1"
+		"inet_protocols = ipv4"
+		"mynetworks = 127.0.0.0/8, $LAB_NET.0/24"
+		"maillog_file = $d/maillog"
+		"maillog_file_prefixes = $LAB_DIR"
+		"enable_long_queue_ids = yes"
+		"alias_maps ="
+		"alias_database ="
+		"biff = no"
+		"smtpd_peername_lookup = no"
+		"smtp_dns_support_level = disabled"
+		"smtp_connect_timeout = 5s"
+	)
+	local kv to port
+	for kv in "$@"; do
+		[[ $kv == *=* ]] || _lab_die "lab_postfix_create: not KEY=VALUE: $kv"
+		if [[ $kv == relay=* ]]; then
+			to=${kv#relay=}
+			port=25
+			[[ $to == *:* ]] && port=${to#*:} to=${to%%:*}
+			ip=$(lab_ip "$to") || exit 1
+			kv="relayhost = [$ip]:$port"
+		fi
+		set+=("$kv")
+	done
+	postconf -c "$conf" -e "${set[@]}" || _lab_die "postconf -e failed for $host"
+	postconf -c "$conf" -F '*/*/chroot = n' || _lab_die "postconf -F failed for $host"
+	_lab_pf_cool "$conf"
+	# Report typos ("unused parameter"); inside the host, as postconf -n
+	# checks inet_interfaces.
+	ip netns exec "$LAB_ID-$host" postconf -c "$conf" -n 2>&1 >/dev/null | sed 's/^/lab: /' >&2
+
+	echo "$host" >>"$st/postfix"
+	local out
+	out=$(_lab_tty ip netns exec "$LAB_ID-$host" postfix -c "$conf" check) ||
+		_lab_die "postfix check failed for $host: $out"
+	[[ -z $out ]] || sort -u <<<"$out" | sed "s/^/lab: $host: /" >&2
+}
+
+# lab_postfix_conf HOST: print HOST's Postfix config directory.
+lab_postfix_conf() {
+	local conf=${LAB_DIR:?no lab: call lab_init first}/${1:?usage: lab_postfix_conf HOST}/etc
+	[[ -f $conf/main.cf ]] || _lab_die "host $1 has no Postfix (lab_postfix_create)"
+	echo "$conf"
+}
+
+# _lab_pf_cool CONF: set the mtime of CONF/*.cf that changed in the last 2 s
+# back by 2 s.  Every Postfix program re-reads a main.cf whose mtime is not
+# older than one second, every 0.3 s, until it is (dict_load_file_xt(), "let
+# it cool down"): each edit would stall the next command for up to 2 s.
+# postconf writes the file whole (rename), so the wait protects nothing here.
+_lab_pf_cool() {
+	local now f
+	now=$(date +%s)
+	for f in "$1"/main.cf "$1"/master.cf; do
+		(($(stat -c %Y "$f") >= now - 2)) && touch -m -d "@$((now - 2))" "$f"
+	done
+	return 0
+}
+
+# lab_postconf HOST [POSTCONF ARGS...]: postconf -c CONF ARGS inside HOST,
+# for queries and edits ("-e KEY=VALUE", "-M", "-F"...).  Use it rather than
+# plain postconf -e: it backdates the files it changed (see _lab_pf_cool).
+lab_postconf() {
+	local host=${1:?usage: lab_postconf HOST [ARGS...]} conf rc=0
+	shift
+	conf=$(lab_postfix_conf "$host") || exit 1
+	lab_exec "$host" postconf -c "$conf" "$@" || rc=$?
+	_lab_pf_cool "$conf"
+	return "$rc"
+}
+
+# lab_pf HOST TOOL [ARGS...]: run a Postfix command for HOST's instance inside
+# HOST: "-c CONF" (sendmail, mailq: "-C CONF") goes in front of ARGS.  The
+# postfix command runs on a pseudo-terminal so that its errors are visible.
+lab_pf() {
+	local host=${1:?usage: lab_pf HOST TOOL [ARGS...]} tool=${2:?usage: lab_pf HOST TOOL [ARGS...]}
+	shift 2
+	local conf
+	conf=$(lab_postfix_conf "$host") || exit 1
+	case $tool in
+	postfix) _lab_tty ip netns exec "$LAB_ID-$host" postfix -c "$conf" "$@" ;;
+	sendmail | mailq | newaliases) lab_exec "$host" "$tool" -C "$conf" "$@" ;;
+	*) lab_exec "$host" "$tool" -c "$conf" "$@" ;;
+	esac
+}
+
+# _lab_pf_master HOST: print the PID of HOST's running master: the one in
+# pid/master.pid, if it is a live "master" working in HOST's queue directory.
+_lab_pf_master() {
+	local spool=$LAB_DIR/$1/spool pid comm
+	{ read -r pid <"$spool/pid/master.pid"; } 2>/dev/null || return 1
+	[[ $pid =~ ^[0-9]+$ ]] && _lab_proc "$pid" >/dev/null || return 1
+	{ comm=$(</proc/"$pid"/comm); } 2>/dev/null || return 1
+	[[ $comm == master && $(readlink "/proc/$pid/cwd") == "$spool" ]] || return 1
+	echo "$pid"
+}
+
+# _lab_pf_procs HOST: print "PID:START" of every process of HOST's instance:
+# the master's process group (the master is a session leader) and whatever
+# works in HOST's queue directory (every Postfix program chdirs there).
+_lab_pf_procs() {
+	local spool=$LAB_DIR/$1/spool master p
+	{
+		if master=$(_lab_pf_master "$1"); then
+			ps -e -o pid= -o pgid= | awk -v g="$master" '$2 == g { print $1 }'
+		fi
+		find /proc -mindepth 2 -maxdepth 2 -name cwd -lname "$spool" 2>/dev/null |
+			cut -d/ -f3
+	} | sort -un | while read -r p; do _lab_proc "$p" || true; done
+}
+
+# lab_postfix_running HOST: true if HOST's master runs.
+lab_postfix_running() {
+	_lab_pf_master "${1:?usage: lab_postfix_running HOST}" >/dev/null
+}
+
+# lab_postfix_start HOST: postfix start; fails unless the master runs after.
+lab_postfix_start() {
+	local host=${1:?usage: lab_postfix_start HOST} out
+	lab_postfix_conf "$host" >/dev/null
+	if ! out=$(lab_pf "$host" postfix start); then
+		_lab_say "$out"
+		tail -n 5 "$LAB_DIR/$host/maillog" | sed 's/^/lab: maillog: /' >&2
+		_lab_die "postfix start failed on $host"
+	fi
+	lab_postfix_running "$host" || _lab_die "no master running on $host after postfix start"
+}
+
+# lab_postfix_stop HOST: postfix stop, then wait (10 s) until every process of
+# the instance is gone; KILL what is left after that.
+lab_postfix_stop() {
+	local host=${1:?usage: lab_postfix_stop HOST}
+	lab_postfix_conf "$host" >/dev/null
+	local -a procs
+	mapfile -t procs < <(_lab_pf_procs "$host")
+	((${#procs[@]})) || return 0
+	lab_postfix_running "$host" && { lab_pf "$host" postfix stop >/dev/null || true; }
+	_lab_wait_dead 10 "${procs[@]}" && return 0
+	_lab_say "postfix on $host did not stop in 10 s; killing it"
+	lab_postfix_kill "$host"
+}
+
+# lab_postfix_kill HOST: kill -9 HOST's master and all its children, as a
+# crash would.  The queue (and pid/master.pid) stay as they are.
+lab_postfix_kill() {
+	local host=${1:?usage: lab_postfix_kill HOST} master
+	lab_postfix_conf "$host" >/dev/null
+	# Freeze the master first so that it cannot spawn anything new.
+	master=$(_lab_pf_master "$host") && { kill -STOP "$master" 2>/dev/null || true; }
+	local -a procs
+	mapfile -t procs < <(_lab_pf_procs "$host")
+	((${#procs[@]})) || return 0
+	_lab_signal KILL "${procs[@]}"
+	_lab_wait_dead 5 "${procs[@]}" || _lab_die "postfix on $host survived kill -9"
+}
+
+# lab_postfix_queued HOST: number of messages in HOST's queue (maildrop,
+# incoming, active, deferred, hold), counted from the files.
+lab_postfix_queued() {
+	local spool=$LAB_DIR/${1:?usage: lab_postfix_queued HOST}/spool
+	lab_postfix_conf "$1" >/dev/null
+	find "$spool"/{maildrop,incoming,active,deferred,hold} -type f 2>/dev/null | wc -l
+}
+
+#
+# Test traffic: Postfix's own smtp-sink and smtp-source.
+#
+
+# lab_sink_start HOST PORT DIR [SMTP-SINK OPTIONS...]: start smtp-sink on
+# HOST's IP:PORT; each received message becomes one file in DIR
+# (YYYYMMDD-HHMMSS.<random>) holding X-Mail-Args:, one X-Rcpt-Args: per
+# recipient, smtp-sink's Received: header, then the message.  Waits until it
+# listens.  Prints the PID (see lab_kill); log in $LAB_DIR/sink-HOST-PORT.log.
+lab_sink_start() {
+	local host=${1:?usage: lab_sink_start HOST PORT DIR [OPTIONS...]} port=${2:?} dir=${3:?}
+	shift 3
+	local ip
+	ip=$(lab_ip "$host") || exit 1
+	# smtp-sink must drop root (-u); it writes DIR as nobody.
+	mkdir -p "$dir"
+	chown nobody "$dir"
+	lab_bg "$host" "$LAB_DIR/sink-$host-$port.log" \
+		smtp-sink -u nobody -d "${dir//%/%%}/%Y%m%d-%H%M%S." "$@" "$ip:$port" 1024 >/dev/null
+	local pid=$LAB_BG_PID
+	lab_wait_port "$host" "$ip" "$port" ||
+		_lab_die "smtp-sink did not start on $host: $(tail -n 3 "$LAB_DIR/sink-$host-$port.log")"
+	echo "$pid"
+}
+
+# _lab_sink_scan count|rcpts DIR: the parser behind lab_sink_messages and
+# lab_sink_rcpts.  A dump is complete when it ends with the empty line that
+# smtp-sink writes after the final "."; files of transactions in progress (or
+# cut by a killed sink) are skipped.  smtp-sink deletes the dump of a
+# transaction that was aborted (RSET, lost connection).
+_lab_sink_scan() {
+	perl -e '
+		my ($mode, $dir) = @ARGV;
+		opendir(my $dh, $dir) or die "lab: cannot read $dir: $!\n";
+		my $n = 0;
+		for my $f (sort grep { !/^\./ } readdir $dh) {
+			open(my $fh, "<", "$dir/$f") or next;
+			my $m = do { local $/; <$fh> };
+			next unless defined $m && $m =~ /\n\n\z/;
+			$n++;
+			next if $mode eq "count";
+			my ($head) = split /\n\n/, $m, 2;
+			my $id = "-";
+			if ($head =~ /^Message-ID:[ \t]*((?:.*)(?:\n[ \t].*)*)/mi) {
+				($id = $1) =~ s/\s+//g;
+				$id =~ s/^<(.*)>$/$1/;
+				$id = "-" if $id eq "";
+			}
+			while ($head =~ /^X-Rcpt-Args:[ \t]*(\S*)/mg) {
+				(my $rcpt = $1) =~ s/^<(.*)>$/$1/;
+				print "$id ", ($rcpt eq "" ? "-" : $rcpt), "\n";
+			}
+		}
+		print "$n\n" if $mode eq "count";
+	' "$1" "$2"
+}
+
+# lab_sink_messages DIR: print the number of complete messages in DIR.
+lab_sink_messages() { _lab_sink_scan count "${1:?usage: lab_sink_messages DIR}"; }
+
+# lab_sink_rcpts DIR: print "MESSAGE-ID RECIPIENT" (without <>; "-" if the
+# message had no Message-ID) for every envelope recipient of every complete
+# message in DIR.  "| sort | uniq -d" shows duplicates.
+lab_sink_rcpts() { _lab_sink_scan rcpts "${1:?usage: lab_sink_rcpts DIR}"; }
+
+_lab_sink_at_least() { (($(lab_sink_messages "$1") >= $2)); }
+
+# lab_sink_wait DIR COUNT [TIMEOUT]: wait (default 60 s) until DIR holds at
+# least COUNT complete messages.
+lab_sink_wait() {
+	local dir=${1:?usage: lab_sink_wait DIR COUNT [TIMEOUT]} count=${2:?}
+	lab_wait_for "${3:-60}" _lab_sink_at_least "$dir" "$count" ||
+		{ _lab_say "$dir: $(lab_sink_messages "$dir") of $count messages"; return 1; }
+}
+
+# lab_source HOST SERVER[:PORT] [SMTP-SOURCE OPTIONS...]: run smtp-source in
+# HOST against SERVER (port 25 by default).  Unless the options say otherwise
+# (-M), it introduces itself as HOST.lab.test, which also ends its
+# Message-IDs: <pid.fd.counter@HOST.lab.test>.
+lab_source() {
+	local host=${1:?usage: lab_source HOST SERVER[:PORT] [OPTIONS...]} server=${2:?}
+	shift 2
+	[[ $server == *:* ]] || server=$server:25
+	local -a opt=("$@")
+	[[ " $* " == *" -M "* ]] || opt=(-M "$host.lab.test" "$@")
+	lab_exec "$host" smtp-source "${opt[@]}" "$server"
+}
+
+#
+# Cleanup.
+#
+
+# lab_cleanup: stop and remove everything the lab made, in this order:
+# lab_bg processes (TERM, 3 s, KILL), Postfix instances (stop, then KILL),
+# anything else still running inside the lab's namespaces (KILL), the
+# namespaces (with them the bridge and veths), LAB_DIR (kept if LAB_KEEP=1),
+# and the bookkeeping.  Idempotent; never fails.
+lab_cleanup() {
+	local -
+	set +e +u
+	[[ -n ${LAB_ID:-} && -z ${_LAB_CLEANED:-} ]] || return 0
+	local st=$_LAB_RUN/$LAB_ID
+	[[ -d $st ]] || { _LAB_CLEANED=1; return 0; }
+	local proc rest host ns p
+
+	while read -r proc rest; do
+		_lab_stop_proc "$proc"
+	done < <(tac "$st/pids" 2>/dev/null)
+
+	while read -r host; do
+		[[ -n $host ]] && (lab_postfix_stop "$host")
+	done <"$st/postfix"
+
+	for ns in $(tac "$st/netns"); do
+		local -a left=()
+		for p in $(ip netns pids "$ns" 2>/dev/null); do
+			[[ $p == "$$" || $p == "$BASHPID" ]] && continue
+			proc=$(_lab_proc "$p") || continue
+			_lab_say "killing $(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | cut -c1-60) (pid $p, left in $ns)"
+			left+=("$proc")
+		done
+		if ((${#left[@]})); then
+			_lab_signal KILL "${left[@]}"
+			_lab_wait_dead 3 "${left[@]}"
+			for proc in "${left[@]}"; do _lab_reap "${proc%%:*}" 2>/dev/null; done
+		fi
+		ip netns del "$ns" 2>/dev/null
+	done
+
+	local dir
+	dir=$(cat "$st/dir" 2>/dev/null)
+	if [[ -n $dir && -d $dir ]]; then
+		if [[ ${LAB_KEEP:-} == 1 ]]; then
+			_lab_say "kept $dir"
+		elif [[ -f $st/made_dir ]]; then
+			rm -rf --one-file-system "$dir"
+		else
+			find "$dir" -mindepth 1 -delete
+		fi
+	fi
+	rm -rf "$st"
+	_LAB_CLEANED=1
+	return 0
+}
+
+#
+# As a program: lab.sh list | gc
+#
+
+# lab_list: one line per lab: id, owner state, directory, namespaces.
+lab_list() {
+	local st id owner dir state
+	for st in "$_LAB_RUN"/mt*; do
+		[[ -d $st ]] || continue
+		id=${st##*/}
+		owner=$(cat "$st/owner" 2>/dev/null)
+		dir=$(cat "$st/dir" 2>/dev/null)
+		state=dead
+		[[ -n $owner ]] && _lab_alive "$owner" && state=live
+		echo "$id owner=${owner%%:*}($state) dir=${dir:--} netns=$(tr '\n' ' ' <"$st/netns" 2>/dev/null)"
+	done
+}
+
+# lab_gc: clean up every lab whose owning shell is gone.
+lab_gc() {
+	local st owner
+	for st in "$_LAB_RUN"/mt*; do
+		[[ -d $st ]] || continue
+		owner=$(cat "$st/owner" 2>/dev/null)
+		if [[ -n $owner ]]; then
+			_lab_alive "$owner" && continue
+		else
+			# No owner yet: a lab_init in progress, unless it is old.
+			[[ -n $(find "$st" -maxdepth 0 -mmin +1) ]] || continue
+		fi
+		_lab_gc_one "${st##*/}" "$(cat "$st/dir" 2>/dev/null)"
+	done
+}
+
+# _lab_gc_one ID DIR: lab_cleanup for another shell's lab.
+_lab_gc_one() {
+	local LAB_ID=$1 LAB_DIR=$2 _LAB_CLEANED=
+	_lab_say "removing lab $LAB_ID (${LAB_DIR:-no dir})"
+	lab_cleanup
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+	set -euo pipefail
+	case ${1:-} in
+	list) lab_list ;;
+	gc) lab_gc ;;
+	*)
+		echo "usage: $0 list|gc   (or source it: see docs/lab.md)" >&2
+		exit 2
+		;;
+	esac
+fi

@@ -1,0 +1,147 @@
+# shellcheck shell=bash
+#
+# mailtwin.sh: mailtwin nodes in the lab. Source it after lab.sh.
+#
+#   mt_pki                          make the lab's CA and one certificate per node
+#   mt_config HOST ROLE PEER [K=V]  write $LAB_DIR/HOST/mailtwin.toml
+#   mt_start HOST [ARGS...]         start mailtwind in HOST (background, logged to
+#                                   $LAB_DIR/HOST/mailtwind.log); prints its PID
+#   mt_stop HOST                    stop it (SIGTERM), mt_kill HOST (SIGKILL)
+#   mt HOST ARGS...                 run the mailtwin CLI for HOST's node
+#   mt_status HOST KEY              one field of `mailtwin status --json`
+#                                   (replication.KEY, or KEY at the top)
+#   mt_wait_state HOST STATE [T]    wait until HOST's link is in STATE
+#   mt_wait_synced MAIN BACKUP [T]  wait until BACKUP's mirror equals MAIN's queue
+#   mt_queue_digest DIR             one line per queue file and log under a Postfix
+#                                   queue or a mirror: "QUEUE ID MODE MTIME SHA256"
+#                                   (hash subdirectories flattened; files without
+#                                   the owner-execute bit, still being written, skipped)
+#
+# MAILTWIN_BIN is the directory holding mailtwind and mailtwin (default:
+# build/apps of this checkout).
+
+MAILTWIN_BIN=${MAILTWIN_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/apps}
+MT_PORT=${MT_PORT:-7525}
+
+mt_pki() {
+	local pki=$LAB_DIR/pki host
+	mkdir -p "$pki"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=mailtwin lab CA $LAB_ID" -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null ||
+		{ echo "mt_pki: openssl failed" >&2; return 1; }
+	for host in "$@"; do
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$host" \
+			-keyout "$pki/$host.key" -out "$pki/$host.csr" 2>/dev/null &&
+			openssl x509 -req -in "$pki/$host.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
+				-CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:%s\n' "$host") \
+				-out "$pki/$host.pem" 2>/dev/null ||
+			{ echo "mt_pki: cannot make the certificate of $host" >&2; return 1; }
+		chmod 600 "$pki/$host.key"
+	done
+}
+
+mt_config() {
+	local host=$1 role=$2 peer=$3
+	shift 3
+	local dir=$LAB_DIR/$host/mailtwin
+	mkdir -p "$dir"
+	cat >"$LAB_DIR/$host/mailtwin.toml" <<-EOT
+		[node]
+		name = "$host"
+		cluster = "${MT_CLUSTER:-lab}"
+		role = "$role"
+		state_dir = "$dir/state"
+		mirror_dir = "$LAB_DIR/$host/mirror"
+		control_socket = "$dir/control.sock"
+
+		[postfix]
+		config_dir = "$(lab_postfix_conf "$host")"
+
+		[replication]
+		listen = "$(lab_ip "$host"):$MT_PORT"
+		peer = "$(lab_ip "$peer"):$MT_PORT"
+		heartbeat_interval = "${MT_HEARTBEAT:-200ms}"
+		peer_timeout = "${MT_PEER_TIMEOUT:-2s}"
+
+		[tls]
+		ca_file = "$LAB_DIR/pki/ca.pem"
+		cert_file = "$LAB_DIR/pki/$host.pem"
+		key_file = "$LAB_DIR/pki/$host.key"
+		peer_name = "$peer"
+	EOT
+}
+
+mt_start() {
+	local host=$1
+	shift
+	lab_bg "$host" "$LAB_DIR/$host/mailtwind.log" \
+		"$MAILTWIN_BIN/mailtwind" --config "$LAB_DIR/$host/mailtwin.toml" "$@" >/dev/null
+	eval "MT_PID_${host//-/_}=$LAB_BG_PID"
+	lab_wait_for 10 test -S "$LAB_DIR/$host/mailtwin/control.sock" || {
+		echo "mt_start: mailtwind on $host did not come up; its log:" >&2
+		tail -20 "$LAB_DIR/$host/mailtwind.log" >&2
+		return 1
+	}
+	echo "$LAB_BG_PID"
+}
+
+_mt_pid() { local v="MT_PID_${1//-/_}"; echo "${!v:-}"; }
+
+mt_stop() {
+	local pid
+	pid=$(_mt_pid "$1")
+	[[ -n $pid ]] && lab_kill "$pid"
+	rm -f "$LAB_DIR/$1/mailtwin/control.sock"
+}
+
+mt_kill() {
+	local pid
+	pid=$(_mt_pid "$1")
+	[[ -n $pid ]] && lab_kill "$pid" KILL
+	rm -f "$LAB_DIR/$1/mailtwin/control.sock"
+}
+
+mt() {
+	local host=$1
+	shift
+	lab_exec "$host" "$MAILTWIN_BIN/mailtwin" --config "$LAB_DIR/$host/mailtwin.toml" "$@"
+}
+
+mt_status() {
+	"$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json 2>/dev/null |
+		python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+print(j.get("replication", {}).get(sys.argv[1], j.get(sys.argv[1], "")))' "$2"
+}
+
+_mt_state_is() { [[ $(mt_status "$1" state) == "$2" ]]; }
+mt_wait_state() { lab_wait_for "${3:-20}" _mt_state_is "$1" "$2"; }
+
+mt_queue_digest() {
+	local dir=$1
+	(cd "$dir" && find maildrop incoming active deferred hold corrupt defer bounce trace \
+		-type f 2>/dev/null) | while read -r rel; do
+		local top=${rel%%/*} id=${rel##*/} mode
+		mode=$(stat -c %a "$dir/$rel")
+		case $top in
+		defer | bounce | trace) ;;
+		*) (((8#$mode & 8#100) != 0)) || continue ;;
+		esac
+		printf '%s %s %s %s %s\n' "$top" "$id" "$mode" "$(stat -c %Y "$dir/$rel")" \
+			"$(sha256sum <"$dir/$rel" | cut -c1-16)"
+	done | sort
+}
+
+mt_wait_synced() {
+	local main=$1 backup=$2 timeout=${3:-30} i a b
+	for ((i = 0; i < timeout * 5; i++)); do
+		a=$(mt_queue_digest "$LAB_DIR/$main/spool")
+		b=$(mt_queue_digest "$LAB_DIR/$backup/mirror")
+		[[ "$a" == "$b" ]] && return 0
+		sleep 0.2
+	done
+	echo "mt_wait_synced: $backup's mirror still differs from $main's queue:" >&2
+	diff <(echo "$a") <(echo "$b") | head -20 >&2
+	return 1
+}

@@ -1,0 +1,90 @@
+# shellcheck shell=bash
+#
+# lib.sh: the setting every mailtwin lab scenario starts from.
+#
+#   client (.20) --SMTP--> main (.1: Postfix + mailtwind, primary)
+#                            |  replication, mutual TLS
+#                          backup (.2: Postfix + mailtwind, standby)
+#   dest (.9): smtp-sink on four ports, one per kind of destination:
+#     sink.lab.test   :25    accepts              -> $SINK_OK
+#     dead.lab.test   :2526  nothing listens      -> mail is deferred
+#                            (tests start it later: $SINK_DEAD)
+#     bounce.lab.test :2527  rejects RCPT with 5xx -> bounces
+#     slow.lab.test   :2528  waits SLOW_SECONDS before answering DATA
+#                            -> the message sits in active/
+#
+# Functions: pair_setup NAME, pair_start (Postfix on main, both daemons,
+# waits until the link is live), send_mail FROM TO... (swaks from client,
+# prints the queue ID), fail MSG, pass.
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=../../lab/lab.sh
+. "$REPO/lab/lab.sh"
+# shellcheck source=../../lab/mailtwin.sh
+. "$REPO/lab/mailtwin.sh"
+
+fail() {
+	echo "FAIL: $*"
+	for h in main backup; do
+		[[ -f ${LAB_DIR:-/nonexistent}/$h/mailtwind.log ]] || continue
+		echo "--- $h mailtwind.log (last 15 lines)"
+		tail -n 15 "$LAB_DIR/$h/mailtwind.log"
+	done
+	exit 1
+}
+
+pass() {
+	echo "PASS: ${0##*/tests/lab/}"
+	exit 0
+}
+
+SLOW_SECONDS=${SLOW_SECONDS:-60}
+
+pair_setup() {
+	lab_init "$1"
+	lab_host main 1
+	lab_host backup 2
+	lab_host dest 9
+	lab_host client 20
+	local d
+	d=$(lab_ip dest)
+	local tm="inline:{ sink.lab.test=smtp:[$d]:25, dead.lab.test=smtp:[$d]:2526,"
+	tm+=" bounce.lab.test=smtp:[$d]:2527, slow.lab.test=smtp:[$d]:2528 }"
+	for h in main backup; do
+		lab_postfix_create "$h" "transport_maps = $tm"
+	done
+	SINK_OK=$LAB_DIR/sink-ok
+	SINK_DEAD=$LAB_DIR/sink-dead
+	SINK_SLOW=$LAB_DIR/sink-slow
+	lab_sink_start dest 25 "$SINK_OK" >/dev/null
+	lab_sink_start dest 2527 "$LAB_DIR/sink-bounce" -f RCPT >/dev/null
+	lab_sink_start dest 2528 "$SINK_SLOW" -w "$SLOW_SECONDS" >/dev/null
+	mt_pki main backup
+	mt_config main primary backup
+	mt_config backup standby main
+}
+
+pair_start() {
+	lab_postfix_start main
+	mt_start backup >/dev/null || fail "mailtwind on backup did not start"
+	mt_start main >/dev/null || fail "mailtwind on main did not start"
+	mt_wait_state main live 20 || fail "replication link did not come up"
+}
+
+# send_mail FROM TO...: one message from client to main; prints its queue ID.
+send_mail() {
+	local from=$1 out id to
+	shift
+	to=$(IFS=,; echo "$*")  # swaks takes one --to with a comma-separated list
+	out=$(lab_exec client swaks --server "$(lab_ip main):25" --helo client.lab.test \
+		--from "$from" --to "$to" --header "Subject: lab $to" 2>&1) ||
+		fail "swaks to $to: $(echo "$out" | tail -n 3)"
+	id=$(echo "$out" | sed -n 's/.*queued as \([0-9A-Za-z]*\).*/\1/p' | tail -n 1)
+	[[ -n $id ]] || fail "no queue ID in swaks output for $to"
+	echo "$id"
+}
+
+# queue_has HOST QUEUE ID: the queue file is in QUEUE (hash dirs included).
+queue_has() {
+	[[ -n $(find "$LAB_DIR/$1/spool/$2" -name "$3" -type f 2>/dev/null) ]]
+}
