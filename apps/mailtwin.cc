@@ -84,6 +84,10 @@ int main(int argc, char** argv) {
                     "required: promote even though no automatic check has confirmed that the "
                     "primary is stopped");
 
+  auto* inspect = app.add_subcommand("inspect", "show what this node knows of one queue ID");
+  std::string inspect_id;
+  inspect->add_option("id", inspect_id, "queue ID")->required();
+
   CLI11_PARSE(app, argc, argv);
 
   if (*check) return CheckConfig(check_path);
@@ -97,6 +101,11 @@ int main(int argc, char** argv) {
     if (json) fmt::print("{}\n", s.dump(2));
     else PrintStatus(s);
     return 0;
+  }
+  if (*inspect) {
+    Json r = mailtwin::ctl::Call(sock, Json{{"cmd", "inspect"}, {"id", inspect_id}});
+    fmt::print("{}\n", r.dump(2));
+    return r.value("ok", false) ? 0 : 1;
   }
   if (*promote) {
     Json r = mailtwin::ctl::Call(sock, Json{{"cmd", "promote"}, {"force", force}});

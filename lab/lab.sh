@@ -85,7 +85,9 @@ _lab_now_us() { echo "${EPOCHREALTIME/./}"; }
 # _lab_proc PID: print "PID:STARTTIME" if PID is alive (zombies count as dead).
 _lab_proc() {
 	local stat
-	{ stat=$(</proc/"$1"/stat); } 2>/dev/null || return 1
+	# Not $(<file): under set -e, bash exits on that form's failed redirection
+	# even where errexit is off (a process that just ended).
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
 	stat=${stat##*) }
 	local -a f
 	read -ra f <<<"$stat"
@@ -505,7 +507,7 @@ _lab_pf_master() {
 	local spool=$LAB_DIR/$1/spool pid comm
 	{ read -r pid <"$spool/pid/master.pid"; } 2>/dev/null || return 1
 	[[ $pid =~ ^[0-9]+$ ]] && _lab_proc "$pid" >/dev/null || return 1
-	{ comm=$(</proc/"$pid"/comm); } 2>/dev/null || return 1
+	comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
 	[[ $comm == master && $(readlink "/proc/$pid/cwd") == "$spool" ]] || return 1
 	echo "$pid"
 }

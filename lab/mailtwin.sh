@@ -90,14 +90,14 @@ _mt_pid() { local v="MT_PID_${1//-/_}"; echo "${!v:-}"; }
 mt_stop() {
 	local pid
 	pid=$(_mt_pid "$1")
-	[[ -n $pid ]] && lab_kill "$pid"
+	[[ -n $pid ]] && { lab_kill "$pid" || true; }
 	rm -f "$LAB_DIR/$1/mailtwin/control.sock"
 }
 
 mt_kill() {
 	local pid
 	pid=$(_mt_pid "$1")
-	[[ -n $pid ]] && lab_kill "$pid" KILL
+	[[ -n $pid ]] && { lab_kill "$pid" KILL || true; }
 	rm -f "$LAB_DIR/$1/mailtwin/control.sock"
 }
 
@@ -118,28 +118,15 @@ print(j.get("replication", {}).get(sys.argv[1], j.get(sys.argv[1], "")))' "$2"
 _mt_state_is() { [[ $(mt_status "$1" state) == "$2" ]]; }
 mt_wait_state() { lab_wait_for "${3:-20}" _mt_state_is "$1" "$2"; }
 
-mt_queue_digest() {
-	local dir=$1
-	(cd "$dir" && find maildrop incoming active deferred hold corrupt defer bounce trace \
-		-type f 2>/dev/null) | while read -r rel; do
-		local top=${rel%%/*} id=${rel##*/} mode
-		mode=$(stat -c %a "$dir/$rel")
-		case $top in
-		defer | bounce | trace) ;;
-		*) (((8#$mode & 8#100) != 0)) || continue ;;
-		esac
-		printf '%s %s %s %s %s\n' "$top" "$id" "$mode" "$(stat -c %Y "$dir/$rel")" \
-			"$(sha256sum <"$dir/$rel" | cut -c1-16)"
-	done | sort
-}
+mt_queue_digest() { python3 "$(dirname "${BASH_SOURCE[0]}")/queue_digest.py" "$1"; }
 
 mt_wait_synced() {
 	local main=$1 backup=$2 timeout=${3:-30} i a b
-	for ((i = 0; i < timeout * 5; i++)); do
+	for ((i = 0; i < timeout * 4; i++)); do
 		a=$(mt_queue_digest "$LAB_DIR/$main/spool")
 		b=$(mt_queue_digest "$LAB_DIR/$backup/mirror")
 		[[ "$a" == "$b" ]] && return 0
-		sleep 0.2
+		sleep 0.25
 	done
 	echo "mt_wait_synced: $backup's mirror still differs from $main's queue:" >&2
 	diff <(echo "$a") <(echo "$b") | head -20 >&2

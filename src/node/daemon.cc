@@ -135,6 +135,7 @@ ctl::Json Daemon::Handle(const ctl::Json& req) {
   std::string cmd = req.value("cmd", "");
   if (cmd == "status") return Status();
   if (cmd == "promote") return Promote(req);
+  if (cmd == "inspect") return Inspect(req.value("id", ""));
   return ctl::Json{{"ok", false}, {"error", fmt::format("unknown command '{}'", cmd)}};
 }
 
@@ -192,6 +193,46 @@ ctl::Json Daemon::Status() {
                         {"commit_ms_avg", ms.commits ? ms.commit_ms_total / ms.commits : 0.0},
                         {"commit_ms_max", ms.commit_ms_max},
                         {"last_error", server_->last_error()}};
+  }
+  return j;
+}
+
+ctl::Json Daemon::Inspect(const std::string& id) {
+  ctl::Json j{{"ok", true}, {"id", id}};
+  auto logs_json = [](auto&& get) {
+    ctl::Json out = ctl::Json::object();
+    for (LogKind k : kAllLogKinds) get(k, out);
+    return out;
+  };
+  if (model_) {
+    const repl::MessageState* st = model_->Find(id);
+    if (!st) {
+      j["primary"] = nullptr;
+    } else {
+      j["primary"] = {{"queue", std::string(QueueName(st->file.queue))},
+                      {"path", st->file.relpath},
+                      {"size", st->file.layout.size},
+                      {"mode", st->file.mode},
+                      {"mtime_ns", st->file.mtime_ns},
+                      {"digest", st->file.digest},
+                      {"logs", logs_json([&](LogKind k, ctl::Json& out) {
+                         const auto& l = st->logs[static_cast<int>(k) - 1];
+                         if (l) out[std::string(LogKindName(k))] = {{"path", l->relpath}, {"size", l->size}};
+                       })}};
+    }
+  }
+  if (mirror_) {
+    auto it = mirror_->files().find(id);
+    j["mirror"] = it == mirror_->files().end()
+                      ? ctl::Json(nullptr)
+                      : ctl::Json{{"queue", std::string(QueueName(it->second.queue))},
+                                  {"size", it->second.size},
+                                  {"mode", it->second.mode},
+                                  {"mtime_ns", it->second.mtime_ns}};
+    j["mirror_logs"] = logs_json([&](LogKind k, ctl::Json& out) {
+      auto lit = mirror_->logs().find({k, id});
+      if (lit != mirror_->logs().end()) out[std::string(LogKindName(k))] = {{"size", lit->second.size}};
+    });
   }
   return j;
 }

@@ -39,6 +39,7 @@ class Daemon {
   ctl::Json Handle(const ctl::Json& req);
   ctl::Json Status();
   ctl::Json Promote(const ctl::Json& req);
+  ctl::Json Inspect(const std::string& id);
 
   Config cfg_;
   asio::io_context io_;

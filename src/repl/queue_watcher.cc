@@ -211,12 +211,21 @@ void QueueWatcher::SyncDirty() {
 void QueueWatcher::ConfirmSuspects() {
   std::vector<std::string> ids(suspects_.begin(), suspects_.end());
   suspects_.clear();
+  std::vector<std::pair<std::string, Observation>> gone;
   for (const std::string& id : ids) {
     Observation obs;
     if (!Observe(id, {}, false, obs)) {
       MarkDirty(id, {});
       continue;
     }
+    gone.emplace_back(id, std::move(obs));
+  }
+  // A file renamed into a place we did not look (a new hash directory) just
+  // before we looked has its events queued by now: read them, and let any ID
+  // they name be synced again instead of being declared deleted.
+  ReadEvents();
+  for (auto& [id, obs] : gone) {
+    if (dirty_.count(id)) continue;
     ApplyResult r = model_.Apply(obs, /*allow_deletes=*/true);
     if (!r.changes.empty()) emit_(id, std::move(r));
   }
@@ -289,6 +298,10 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
       if (LogKindOfRelpath(*it) == k) addl(*it);
     if (known && known->logs[static_cast<int>(k) - 1])
       addl(known->logs[static_cast<int>(k) - 1]->relpath);
+    // The defer log shares the queue file's hash subdirectory (both are in
+    // hash_queue_names by default): deferred/H/ID -> defer/H/ID.
+    if (k == LogKind::kDefer && f.found && f.queue == Queue::kDeferred)
+      addl("defer" + f.relpath.substr(std::string_view("deferred").size()));
     addl(fmt::format("{}/{}", LogKindName(k), id));
     LogObservation& lo = obs.logs[static_cast<int>(k) - 1];
     for (const std::string& rel : lc) {

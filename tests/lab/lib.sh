@@ -30,6 +30,10 @@ fail() {
 		echo "--- $h mailtwind.log (last 15 lines)"
 		tail -n 15 "$LAB_DIR/$h/mailtwind.log"
 	done
+	if [[ -n ${MT_PAUSE_ON_FAIL:-} ]]; then  # debugging: keep the lab up for a look
+		echo "lab $LAB_ID kept for $MT_PAUSE_ON_FAIL s: $LAB_DIR"
+		sleep "$MT_PAUSE_ON_FAIL"
+	fi
 	exit 1
 }
 
@@ -88,3 +92,30 @@ send_mail() {
 queue_has() {
 	[[ -n $(find "$LAB_DIR/$1/spool/$2" -name "$3" -type f 2>/dev/null) ]]
 }
+
+# queue_settled HOST: nothing in flight in HOST's queue (incoming, active,
+# maildrop empty): what remains (deferred, hold) no longer changes by itself.
+queue_settled() {
+	local q=$LAB_DIR/$1/spool
+	[[ -z $(find "$q/incoming" "$q/active" "$q/maildrop" -type f 2>/dev/null | head -1) ]]
+}
+
+# traffic_start N: smtp-source in the background, N messages to each of a
+# delivered and a deferred destination. traffic_wait: wait for it to finish.
+traffic_start() {
+	local n=$1 ip
+	ip=$(lab_ip main)
+	TRAFFIC_PIDS=()
+	lab_bg client "$LAB_DIR/traffic-ok.log" smtp-source -M client.lab.test -s 2 -m "$n" -l 3000 \
+		-f s@client.lab.test -t ok@sink.lab.test "$ip:25" >/dev/null
+	TRAFFIC_PIDS+=("$LAB_BG_PID")
+	lab_bg client "$LAB_DIR/traffic-dead.log" smtp-source -M client.lab.test -s 2 -m "$n" -l 3000 \
+		-f s@client.lab.test -t later@dead.lab.test "$ip:25" >/dev/null
+	TRAFFIC_PIDS+=("$LAB_BG_PID")
+}
+_traffic_done() {
+	local p
+	for p in "${TRAFFIC_PIDS[@]}"; do kill -0 "$p" 2>/dev/null && return 1; done
+	return 0
+}
+traffic_wait() { lab_wait_for "${1:-120}" _traffic_done; }
