@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""sender.py: a mail client that keeps sending, for the demo and lab stories.
+
+Sends messages at --rate over SMTP to the first server in --servers that
+answers (like a client following MX records: when one refuses or is down it
+tries the next), one message per transaction, until --stop-file exists or
+--count messages were accepted. Each recipient is drawn in turn from --rcpt.
+For every message a server accepted with 250 it appends to --log:
+
+    accepted <Message-ID> <recipient> <server>
+
+so that a test can check, at the destination, that every accepted message
+was delivered exactly once. Failures are counted, not fatal.
+"""
+import argparse
+import os
+import smtplib
+import sys
+import time
+import uuid
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--servers", required=True, help="comma-separated host[:port] list, in MX order")
+    ap.add_argument("--rcpt", required=True, help="comma-separated recipients, used in turn")
+    ap.add_argument("--rate", type=float, default=50)
+    ap.add_argument("--count", type=int, default=0, help="stop after this many accepted (0: no limit)")
+    ap.add_argument("--stop-file", default="")
+    ap.add_argument("--log", required=True)
+    ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--max-seconds", type=float, default=600, help="hard stop")
+    args = ap.parse_args()
+
+    servers = []
+    for s in args.servers.split(","):
+        host, _, port = s.partition(":")
+        servers.append((host, int(port or 25)))
+    rcpts = args.rcpt.split(",")
+    body = ("x" * 70 + "\r\n") * max(1, args.size // 72)
+    accepted = failed = 0
+    start = time.monotonic()
+    i = 0
+    with open(args.log, "a", buffering=1) as log:
+        while time.monotonic() - start < args.max_seconds:
+            if args.stop_file and os.path.exists(args.stop_file):
+                break
+            if args.count and accepted >= args.count:
+                break
+            due = start + i / args.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            i += 1
+            rcpt = rcpts[i % len(rcpts)]
+            msgid = f"<{uuid.uuid4().hex}@sender.lab.test>"
+            msg = (f"From: sender@client.lab.test\r\nTo: {rcpt}\r\nSubject: demo {i}\r\n"
+                   f"Message-ID: {msgid}\r\n\r\n{body}")
+            for host, port in servers:
+                try:
+                    with smtplib.SMTP(host, port, timeout=5) as s:
+                        s.sendmail("sender@client.lab.test", [rcpt], msg)
+                    log.write(f"accepted {msgid} {rcpt} {host}\n")
+                    accepted += 1
+                    break
+                except (OSError, smtplib.SMTPException):
+                    continue
+            else:
+                failed += 1
+    print(f"sender: accepted={accepted} failed={failed}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
