@@ -1,0 +1,84 @@
+#!/bin/bash
+#
+# t-04-trust: nothing untrusted gets in.
+#   1. a standby of another cluster (same CA) is refused, and says why;
+#   2. a primary whose certificate comes from another CA never gets past TLS;
+#   3. garbage on the replication port changes nothing;
+#   4. the control socket answers only root.
+# After each, the real pair still replicates.
+. "$(dirname "$0")/../lib.sh"
+
+pair_setup t-04
+pair_start
+
+# 1. Another cluster: a second standby "rogue" on its own host, configured
+# for cluster "other", with a certificate from our CA.
+lab_host rogue 3
+lab_postfix_create rogue
+mt_pki_extra() {  # a certificate for HOST from our CA
+	local pki=$LAB_DIR/pki h=$1
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$h" \
+		-keyout "$pki/$h.key" -out "$pki/$h.csr" 2>/dev/null &&
+		openssl x509 -req -in "$pki/$h.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
+			-CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:%s\n' "$h") \
+			-out "$pki/$h.pem" 2>/dev/null
+}
+mt_pki_extra rogue || fail "certificate for rogue"
+MT_CLUSTER=other mt_config rogue standby main
+sed -i 's/^peer_name = .*/peer_name = "main"/' "$LAB_DIR/rogue/mailtwin.toml"
+mt_start rogue >/dev/null || fail "rogue standby did not start"
+# Point main at the rogue: restart main's daemon with peer = rogue.
+mt_stop main
+sed -i "s/^peer = .*/peer = \"$(lab_ip rogue):$MT_PORT\"/; s/^peer_name = .*/peer_name = \"rogue\"/" \
+	"$LAB_DIR/main/mailtwin.toml"
+mt_start main >/dev/null || fail "main did not restart"
+refused() { grep -q "belongs to cluster 'other'" "$LAB_DIR/rogue/mailtwind.log" "$LAB_DIR/main/mailtwind.log"; }
+lab_wait_for 10 refused || fail "the cross-cluster connection was not refused with a reason"
+[[ $(mt_status main state) != live ]] || fail "main went live with a standby of another cluster"
+[[ -z $(find "$LAB_DIR/rogue/mirror" -type f 2>/dev/null) ]] || fail "rogue received files"
+echo "1. another cluster: refused ($(grep -ho "belongs to cluster '[a-z]*'[^\"]*" "$LAB_DIR/main/mailtwind.log" | head -1))"
+
+# 2. A primary with a certificate from a foreign CA, talking to our backup.
+foreign=$LAB_DIR/foreign
+mkdir -p "$foreign"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=evil CA" \
+	-keyout "$foreign/ca.key" -out "$foreign/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=main" \
+	-keyout "$foreign/main.key" -out "$foreign/main.csr" 2>/dev/null
+openssl x509 -req -in "$foreign/main.csr" -CA "$foreign/ca.pem" -CAkey "$foreign/ca.key" \
+	-CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:main\n') -out "$foreign/main.pem" 2>/dev/null
+mt_stop main
+sed -i "s/^peer = .*/peer = \"$(lab_ip backup):$MT_PORT\"/; s/^peer_name = .*/peer_name = \"backup\"/" \
+	"$LAB_DIR/main/mailtwin.toml"
+cp "$LAB_DIR/main/mailtwin.toml" "$LAB_DIR/main/mailtwin.toml.good"
+sed -i "s|^cert_file = .*|cert_file = \"$foreign/main.pem\"|; s|^key_file = .*|key_file = \"$foreign/main.key\"|" \
+	"$LAB_DIR/main/mailtwin.toml"
+mt_start main >/dev/null || fail "main did not restart"
+tls_refused() { grep -q "TLS handshake from .* failed" "$LAB_DIR/backup/mailtwind.log"; }
+lab_wait_for 10 tls_refused || fail "backup did not refuse a certificate from a foreign CA"
+[[ $(mt_status main state) != live ]] || fail "a foreign certificate got through"
+echo "2. foreign CA: $(grep -ho "TLS handshake from .* failed: .*" "$LAB_DIR/backup/mailtwind.log" | head -1)"
+
+# 3. Garbage on the replication port (no TLS at all, then random bytes).
+head -c 4096 /dev/urandom | lab_exec client timeout 3 bash -c \
+	"cat >/dev/tcp/$(lab_ip backup)/$MT_PORT" 2>/dev/null || true
+printf 'GET / HTTP/1.0\r\n\r\n' | lab_exec client timeout 3 bash -c \
+	"cat >/dev/tcp/$(lab_ip backup)/$MT_PORT" 2>/dev/null || true
+
+# The good configuration again: the pair must replicate as before.
+mt_stop main
+cp "$LAB_DIR/main/mailtwin.toml.good" "$LAB_DIR/main/mailtwin.toml"
+mt_start main >/dev/null || fail "main did not restart"
+mt_wait_state main live 20 || fail "the real pair did not reconnect after the garbage"
+send_mail s@client.lab.test z@dead.lab.test >/dev/null
+mt_wait_synced main backup 20 || fail "mirror did not converge"
+echo "3. garbage: ignored; the pair replicates"
+
+# 4. The control socket: root only.
+chmod 755 "$LAB_DIR/backup/mailtwin"
+if runuser -u nobody -- "$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/backup/mailtwin/control.sock" \
+	status >/dev/null 2>&1; then
+	fail "user nobody could use the control socket"
+fi
+echo "4. control socket: refused to user nobody"
+pass
