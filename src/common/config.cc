@@ -17,15 +17,23 @@
 
 namespace mailtwin {
 
-std::optional<Millis> ParseDuration(std::string_view text) {
+std::optional<std::chrono::microseconds> ParseDurationUs(std::string_view text) {
   std::int64_t v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (ec != std::errc() || v < 0) return std::nullopt;
+  if (ec != std::errc() || v < 0 || v > (std::int64_t{1} << 40)) return std::nullopt;
   std::string_view unit(p, static_cast<std::size_t>(text.data() + text.size() - p));
-  if (unit.empty() || unit == "ms") return Millis(v);
-  if (unit == "s") return Millis(v * 1000);
-  if (unit == "m") return Millis(v * 60000);
+  using us = std::chrono::microseconds;
+  if (unit == "us") return us(v);
+  if (unit.empty() || unit == "ms") return us(v * 1000);
+  if (unit == "s") return us(v * 1000000);
+  if (unit == "m") return us(v * 60000000);
   return std::nullopt;
+}
+
+std::optional<Millis> ParseDuration(std::string_view text) {
+  auto us = ParseDurationUs(text);
+  if (!us || us->count() % 1000) return std::nullopt;
+  return std::chrono::duration_cast<Millis>(*us);
 }
 
 bool SplitHostPort(std::string_view addr, std::string& host, std::uint16_t& port) {
@@ -79,17 +87,26 @@ class Section {
   }
 
   Millis Duration(const char* key, Millis def) {
+    auto us = DurationUs(key, def, false);
+    return std::chrono::duration_cast<Millis>(us);
+  }
+
+  std::chrono::microseconds DurationUs(const char* key, std::chrono::microseconds def,
+                                       bool zero_ok) {
     used_.insert(key);
     const toml::node* n = t_ ? t_->get(key) : nullptr;
     if (!n) return def;
+    std::optional<std::chrono::microseconds> v;
     if (auto i = n->value<std::int64_t>(); i && n->is_integer()) {
-      if (*i > 0) return Millis(*i);
+      if (*i >= 0) v = std::chrono::microseconds(*i * 1000);
     } else if (auto s = n->value<std::string>()) {
-      if (auto d = ParseDuration(*s); d && d->count() > 0) return *d;
+      v = ParseDurationUs(*s);
+      if (v && !zero_ok && v->count() % 1000) v.reset();  // whole milliseconds only
     }
-    Error(At(n, fmt::format("[{}] {} must be a positive duration such as \"200ms\", \"3s\" or "
+    if (v && (zero_ok || v->count() > 0)) return *v;
+    Error(At(n, fmt::format("[{}] {} must be a {} duration such as \"200ms\", \"3s\" or "
                             "a number of milliseconds",
-                            name_, key)));
+                            name_, key, zero_ok ? "" : "positive")));
     return def;
   }
 
@@ -179,6 +196,7 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   c.heartbeat_interval = rep.Duration("heartbeat_interval", Millis(200));
   c.peer_timeout = rep.Duration("peer_timeout", Millis(3000));
   c.reconnect_interval = rep.Duration("reconnect_interval", Millis(200));
+  c.batch_delay = rep.DurationUs("batch_delay", c.batch_delay, true);
   rep.CheckUnknown();
   std::string host;
   std::uint16_t port;
@@ -186,6 +204,11 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
     out.errors.push_back(fmt::format("[replication] listen \"{}\" is not host:port", c.listen));
   if (!c.peer.empty() && !SplitHostPort(c.peer, host, port))
     out.errors.push_back(fmt::format("[replication] peer \"{}\" is not host:port", c.peer));
+  if (c.batch_delay > std::chrono::milliseconds(50))
+    out.errors.push_back(fmt::format(
+        "[replication] batch_delay ({} us) above 50 ms would delay every replicated change by "
+        "that much; typical values are 0 to 2 ms",
+        c.batch_delay.count()));
   if (c.peer_timeout < 2 * c.heartbeat_interval)
     out.errors.push_back(fmt::format(
         "[replication] peer_timeout ({} ms) must be at least twice heartbeat_interval ({} ms), "

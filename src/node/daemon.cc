@@ -23,7 +23,10 @@ double CpuMs() {
 }  // namespace
 
 Daemon::Daemon(Config cfg)
-    : cfg_(std::move(cfg)), signals_(io_, SIGINT, SIGTERM), started_(std::chrono::steady_clock::now()) {}
+    : cfg_(std::move(cfg)),
+      signals_(io_, SIGINT, SIGTERM),
+      batch_timer_(io_),
+      started_(std::chrono::steady_clock::now()) {}
 
 Daemon::~Daemon() {
   if (inotify_) inotify_->release();  // the watcher owns the descriptor
@@ -85,13 +88,23 @@ std::string Daemon::StartPrimary() {
 void Daemon::WatchInotify() {
   inotify_->async_wait(asio::posix::stream_descriptor::wait_read, [this](asio::error_code ec) {
     if (ec) return;
-    if (!watcher_->Poll()) {
-      // Not drained yet: yield to the network, then continue.
-      asio::post(io_, [this] { WatchInotify(); });
-      return;
-    }
-    WatchInotify();
+    if (cfg_.batch_delay.count() == 0) return PollInotify();
+    // Let the events of the next few hundred microseconds gather: Postfix
+    // makes several per message, and one wake-up for all is much cheaper.
+    batch_timer_.expires_after(cfg_.batch_delay);
+    batch_timer_.async_wait([this](asio::error_code ec) {
+      if (!ec) PollInotify();
+    });
   });
+}
+
+void Daemon::PollInotify() {
+  if (!watcher_->Poll()) {
+    // Not drained yet: yield to the network, then continue.
+    asio::post(io_, [this] { PollInotify(); });
+    return;
+  }
+  WatchInotify();
 }
 
 std::string Daemon::StartStandby() {

@@ -36,6 +36,7 @@ class Daemon {
   std::string StartPrimary();
   std::string StartStandby();
   void WatchInotify();
+  void PollInotify();
   ctl::Json Handle(const ctl::Json& req);
   ctl::Json Status();
   ctl::Json Promote(const ctl::Json& req);
@@ -44,6 +45,7 @@ class Daemon {
   Config cfg_;
   asio::io_context io_;
   asio::signal_set signals_;
+  asio::steady_timer batch_timer_;
   NodeState state_;
   repl::Identity ident_;
   std::string queue_dir_;

@@ -288,7 +288,16 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
     break;
   }
 
-  // Logs are read after the queue file: see queue_model.h.
+  // Logs are read after the queue file: see queue_model.h. They matter only
+  // when an event named one, when the model knows one (it may have changed or
+  // gone), or when the queue file changed (a 'D' must never travel without
+  // the bounce/trace record written before it). Otherwise skip the lookups.
+  bool log_hint = false;
+  for (const auto& h : hints) log_hint |= LogKindOfRelpath(h).has_value();
+  bool known_logs = known && (known->logs[0] || known->logs[1] || known->logs[2]);
+  bool file_changed = !known || !f.found || full || f.layout.size != known->file.layout.size ||
+                      DigestOf(f.layout, f.mut) != known->file.digest;
+  if (!log_hint && !known_logs && !file_changed) return true;
   for (LogKind k : kAllLogKinds) {
     std::vector<std::string> lc;
     auto addl = [&](const std::string& rel) {

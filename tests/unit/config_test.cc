@@ -99,6 +99,21 @@ TEST(Config, Durations) {
   EXPECT_EQ(ParseDuration("40"), Millis(40));
   EXPECT_FALSE(ParseDuration("2h"));
   EXPECT_FALSE(ParseDuration("-1s"));
+  EXPECT_FALSE(ParseDuration("500us"));  // not whole milliseconds
+  EXPECT_EQ(ParseDurationUs("500us"), std::chrono::microseconds(500));
+  EXPECT_EQ(ParseDurationUs("2ms"), std::chrono::microseconds(2000));
+}
+
+TEST(Config, BatchDelay) {
+  std::string text = kGood;
+  text.replace(text.find("peer_timeout"), 0, "batch_delay = \"250us\"\n");
+  ConfigErrors errs;
+  auto c = Load(text, errs);
+  ASSERT_TRUE(c) << errs.errors[0];
+  EXPECT_EQ(c->batch_delay, std::chrono::microseconds(250));
+  text.replace(text.find("\"250us\""), 7, "\"90ms\"");
+  ConfigErrors errs2;
+  EXPECT_FALSE(Load(text, errs2));
 }
 
 }  // namespace
