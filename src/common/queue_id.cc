@@ -1,5 +1,7 @@
 #include "common/queue_id.h"
 
+#include <cstdio>
+
 namespace mailtwin {
 
 std::string_view QueueName(Queue q) {
@@ -53,6 +55,29 @@ bool IsValidQueueId(std::string_view id) {
     if (!ok) return false;
   }
   return true;
+}
+
+std::string HashSubdir(std::string_view id, int depth) {
+  // Postfix's "safe" alphabet: digits, then consonants upper and lower case.
+  static constexpr std::string_view kAlphabet =
+      "0123456789BCDFGHJKLMNPQRSTVWXYZbcdfghjklmnpqrstvwxyz";
+  auto z = id.rfind('z');
+  if (!IsValidQueueId(id) || z == std::string_view::npos || z < 10 || depth < 1 || depth > 5)
+    return {};
+  unsigned long usec = 0;
+  for (char c : id.substr(z - 4, 4)) {
+    auto v = kAlphabet.find(c);
+    if (v == std::string_view::npos) return {};
+    usec = usec * 52 + v;
+  }
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "%05lX", usec);
+  std::string out;
+  for (int i = 0; i < depth; ++i) {
+    if (i) out += '/';
+    out += hex[i];
+  }
+  return out;
 }
 
 bool IsLongQueueId(std::string_view id) {

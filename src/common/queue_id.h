@@ -46,4 +46,11 @@ bool IsLongQueueId(std::string_view id);
 
 inline constexpr std::size_t kMaxQueueIdLen = 32;
 
+// The hash subdirectory Postfix uses for a long queue ID in a hashed queue
+// (hash_queue_names, default "deferred, defer"), hash_queue_depth levels deep:
+// e.g. "6" or "6/5". Postfix takes the four base-52 microsecond digits before
+// the 'z', writes them as five hex digits, and uses the first `depth` of them
+// (global/mail_queue.c, mail_queue_dir). "" for an ID that is not long.
+std::string HashSubdir(std::string_view id, int depth);
+
 }  // namespace mailtwin

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <random>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -33,8 +34,18 @@ Daemon::~Daemon() {
 }
 
 std::string Daemon::Init() {
-  auto pc = Postconf(cfg_.postfix_config_dir, {"queue_directory", "enable_long_queue_ids"});
+  auto pc = Postconf(cfg_.postfix_config_dir, {"queue_directory", "enable_long_queue_ids",
+                                               "hash_queue_depth", "hash_queue_names"});
   if (!pc.error.empty()) return pc.error;
+  hash_.depth = std::atoi(pc.values["hash_queue_depth"].c_str());
+  hash_.names.clear();
+  {
+    std::string names = pc.values["hash_queue_names"];
+    for (char& c : names)
+      if (c == ',') c = ' ';
+    std::istringstream in(names);
+    for (std::string n; in >> n;) hash_.names.push_back(n);
+  }
   if (pc.values["enable_long_queue_ids"] != "yes")
     return fmt::format(
         "Postfix in {} uses short queue IDs (enable_long_queue_ids = {}); mailtwin needs long "
@@ -69,7 +80,8 @@ std::string Daemon::StartPrimary() {
   watcher_ = std::make_unique<repl::QueueWatcher>(
       queue_dir_, *model_, [this](const std::string& id, repl::ApplyResult&& r) {
         if (link_) link_->OnChanges(id, std::move(r));
-      });
+      },
+      hash_);
   auto t0 = std::chrono::steady_clock::now();
   if (std::string err = watcher_->Start(); !err.empty()) return err;
   // The initial scan only filled the model; drain what it marked.

@@ -50,6 +50,7 @@ class Daemon {
   repl::Identity ident_;
   std::string queue_dir_;
   std::string mirror_dir_;
+  repl::HashLayout hash_;
   std::chrono::steady_clock::time_point started_;
 
   std::unique_ptr<repl::QueueModel> model_;

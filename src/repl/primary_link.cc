@@ -32,7 +32,10 @@ PrimaryLink::PrimaryLink(asio::io_context& io, const Config& cfg, Identity id,
                          QueueWatcher& watcher)
     : io_(io), cfg_(cfg), ident_(std::move(id)), watcher_(watcher), retry_(io) {}
 
-PrimaryLink::~PrimaryLink() { Stop(); }
+PrimaryLink::~PrimaryLink() {
+  Stop();
+  *alive_ = false;
+}
 
 std::string PrimaryLink::Start() {
   std::string err = ConfigureTls(tls_, cfg_);
@@ -50,8 +53,8 @@ void PrimaryLink::Stop() {
 void PrimaryLink::ScheduleReconnect() {
   if (stopped_) return;
   retry_.expires_after(cfg_.reconnect_interval);
-  retry_.async_wait([this](asio::error_code ec) {
-    if (!ec) Connect();
+  retry_.async_wait([this, alive = alive_](asio::error_code ec) {
+    if (!ec && *alive) Connect();
   });
 }
 
@@ -70,17 +73,17 @@ void PrimaryLink::Connect() {
   }
   auto stream = std::make_shared<TlsStream>(io_, tls_);
   stream->lowest_layer().async_connect(
-      asio::ip::tcp::endpoint(addr, port), [this, stream](asio::error_code ec) {
-        if (stopped_) return;
+      asio::ip::tcp::endpoint(addr, port), [this, stream, alive = alive_](asio::error_code ec) {
+        if (!*alive || stopped_) return;
         if (ec) {
           last_error_ = fmt::format("connect to {}: {}", cfg_.peer, ec.message());
           state_ = State::kDisconnected;
           return ScheduleReconnect();
         }
         stream->lowest_layer().set_option(asio::ip::tcp::no_delay(true));
-        stream->async_handshake(asio::ssl::stream_base::client, [this, stream](
+        stream->async_handshake(asio::ssl::stream_base::client, [this, stream, alive](
                                                                     asio::error_code ec) {
-          if (stopped_) return;
+          if (!*alive || stopped_) return;
           if (ec) {
             last_error_ = fmt::format("TLS handshake with {}: {}", cfg_.peer, ec.message());
             spdlog::warn("replication: {}", last_error_);

@@ -96,6 +96,8 @@ class PrimaryLink : public Connection::Handler {
   std::shared_ptr<Connection> conn_;
   State state_ = State::kDisconnected;
   bool stopped_ = false;
+  // Shared with every pending handler: false once this object is gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::string peer_node_;
   std::string last_error_;
   std::vector<msg::ManifestEntry> manifest_;

@@ -27,6 +27,23 @@ std::string_view MutableSlice(const Layout& l, const MutableBytes& m, std::uint6
   return std::string_view(m.back).substr(off - l.body_end, len);
 }
 
+// Ships the difference between a log the model knew (or not) and what was read.
+void ApplyLog(LogKind k, const std::string& id, const LogObservation& lo,
+              std::optional<LogState>& known, std::vector<Message>& out) {
+  LogState now{lo.relpath, lo.content.size(), DigestOfLog(lo.content)};
+  if (known && known->size == now.size && known->digest == now.digest) {
+    known->relpath = lo.relpath;
+    return;
+  }
+  bool append = known && lo.content.size() > known->size &&
+                DigestOfLog(std::string_view(lo.content).substr(0, known->size)) == known->digest;
+  if (append)
+    AppendLogData(k, id, known->size, std::string_view(lo.content).substr(known->size), out);
+  else
+    AppendLogData(k, id, 0, lo.content, out);
+  known = now;
+}
+
 FileState StateOf(const FileObservation& f) {
   return FileState{f.queue,    f.relpath, f.mode, f.mtime_ns, f.ctime_ns, f.layout,
                    ChunkHashes(f.layout, f.mut), DigestOf(f.layout, f.mut)};
@@ -73,7 +90,13 @@ ApplyResult QueueModel::Apply(const Observation& obs, bool allow_deletes, bool f
 
   if (!fo.found) {
     if (!allow_deletes) {
+      // The file was not where we looked (moved on, or gone). Its logs were
+      // seen all the same: record and ship them, or they could be missed.
       r.maybe_gone = true;
+      for (LogKind k : kAllLogKinds) {
+        const LogObservation& lo = obs.logs[Idx(k)];
+        if (lo.found) ApplyLog(k, obs.id, lo, it->second.logs[Idx(k)], r.changes);
+      }
       return r;
     }
     // Logs go first: a standby that lost the file but kept a log is harmless,
@@ -122,19 +145,7 @@ ApplyResult QueueModel::Apply(const Observation& obs, bool allow_deletes, bool f
       known.reset();
       continue;
     }
-    LogState now = LogStateOf(lo);
-    if (known && known->size == now.size && known->digest == now.digest) {
-      known->relpath = lo.relpath;
-      continue;
-    }
-    bool append = known && lo.content.size() > known->size &&
-                  DigestOfLog(std::string_view(lo.content).substr(0, known->size)) == known->digest;
-    if (append)
-      AppendLogData(k, obs.id, known->size, std::string_view(lo.content).substr(known->size),
-                    r.changes);
-    else
-      AppendLogData(k, obs.id, 0, lo.content, r.changes);
-    known = now;
+    ApplyLog(k, obs.id, lo, known, r.changes);
   }
 
   // 2. In-place byte changes of the queue file.

@@ -46,8 +46,26 @@ std::optional<LogKind> LogKindOfRelpath(std::string_view relpath) {
   return LogKindFromName(TopOf(relpath));
 }
 
-QueueWatcher::QueueWatcher(std::string queue_dir, QueueModel& model, Emit emit)
-    : queue_dir_(std::move(queue_dir)), model_(model), emit_(std::move(emit)) {}
+bool HashLayout::Hashed(std::string_view queue) const {
+  for (const auto& n : names)
+    if (n == queue) return true;
+  return false;
+}
+
+void HashLayout::Paths(std::string_view queue, const std::string& id,
+                       std::vector<std::string>& out) const {
+  auto add = [&](std::string rel) {
+    if (std::find(out.begin(), out.end(), rel) == out.end()) out.push_back(std::move(rel));
+  };
+  if (Hashed(queue)) {
+    std::string sub = HashSubdir(id, depth);
+    if (!sub.empty()) add(fmt::format("{}/{}/{}", queue, sub, id));
+  }
+  add(fmt::format("{}/{}", queue, id));
+}
+
+QueueWatcher::QueueWatcher(std::string queue_dir, QueueModel& model, Emit emit, HashLayout hash)
+    : queue_dir_(std::move(queue_dir)), model_(model), emit_(std::move(emit)), hash_(std::move(hash)) {}
 
 QueueWatcher::~QueueWatcher() {
   if (ifd_ >= 0) close(ifd_);
@@ -255,7 +273,7 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
   for (auto it = hints.rbegin(); it != hints.rend(); ++it)
     if (QueueOfRelpath(*it)) add(*it);
   if (known) add(known->file.relpath);
-  for (Queue q : kAllQueues) add(fmt::format("{}/{}", QueueName(q), id));
+  for (Queue q : kAllQueues) hash_.Paths(QueueName(q), id, cands);
 
   FileObservation& f = obs.file;
   for (const std::string& rel : cands) {
@@ -295,7 +313,11 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
   bool log_hint = false;
   for (const auto& h : hints) log_hint |= LogKindOfRelpath(h).has_value();
   bool known_logs = known && (known->logs[0] || known->logs[1] || known->logs[2]);
-  bool file_changed = !known || !f.found || full || f.layout.size != known->file.layout.size ||
+  // A move counts too: the defer log appears just before qmgr moves the
+  // message to deferred/, and its event may have been read before the
+  // message's own (then the ID was not found where the model had it).
+  bool file_changed = !known || !f.found || full || f.relpath != known->file.relpath ||
+                      f.layout.size != known->file.layout.size ||
                       DigestOf(f.layout, f.mut) != known->file.digest;
   if (!log_hint && !known_logs && !file_changed) return true;
   for (LogKind k : kAllLogKinds) {
@@ -307,11 +329,7 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
       if (LogKindOfRelpath(*it) == k) addl(*it);
     if (known && known->logs[static_cast<int>(k) - 1])
       addl(known->logs[static_cast<int>(k) - 1]->relpath);
-    // The defer log shares the queue file's hash subdirectory (both are in
-    // hash_queue_names by default): deferred/H/ID -> defer/H/ID.
-    if (k == LogKind::kDefer && f.found && f.queue == Queue::kDeferred)
-      addl("defer" + f.relpath.substr(std::string_view("deferred").size()));
-    addl(fmt::format("{}/{}", LogKindName(k), id));
+    hash_.Paths(LogKindName(k), id, lc);
     LogObservation& lo = obs.logs[static_cast<int>(k) - 1];
     for (const std::string& rel : lc) {
       Fd fd{openat(qfd_, rel.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)};

@@ -27,11 +27,22 @@
 
 namespace mailtwin::repl {
 
+// Postfix's hash_queue_depth and hash_queue_names: where it puts queue files
+// and logs of hashed queues (deferred/6/ID), so the watcher can find a file
+// whatever events it has or has not seen.
+struct HashLayout {
+  int depth = 1;
+  std::vector<std::string> names{"deferred", "defer"};
+  bool Hashed(std::string_view queue) const;
+  // Candidate relative paths of id in queue: hashed first, then flat.
+  void Paths(std::string_view queue, const std::string& id, std::vector<std::string>& out) const;
+};
+
 class QueueWatcher {
  public:
   using Emit = std::function<void(const std::string& id, ApplyResult&& result)>;
 
-  QueueWatcher(std::string queue_dir, QueueModel& model, Emit emit);
+  QueueWatcher(std::string queue_dir, QueueModel& model, Emit emit, HashLayout hash = {});
   ~QueueWatcher();
   QueueWatcher(const QueueWatcher&) = delete;
   QueueWatcher& operator=(const QueueWatcher&) = delete;
@@ -82,6 +93,7 @@ class QueueWatcher {
   std::string queue_dir_;
   QueueModel& model_;
   Emit emit_;
+  HashLayout hash_;
   int ifd_ = -1;
   int qfd_ = -1;  // O_PATH descriptor of queue_dir
   std::unordered_map<int, Dir> watches_;

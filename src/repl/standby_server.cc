@@ -18,7 +18,10 @@ std::string_view StandbyServer::StateName(State s) {
 StandbyServer::StandbyServer(asio::io_context& io, const Config& cfg, Identity id, Mirror& mirror)
     : io_(io), cfg_(cfg), ident_(std::move(id)), mirror_(mirror), acceptor_(io) {}
 
-StandbyServer::~StandbyServer() { Stop(); }
+StandbyServer::~StandbyServer() {
+  Stop();
+  *alive_ = false;
+}
 
 std::string StandbyServer::Start() {
   std::string err = ConfigureTls(tls_, cfg_);
@@ -51,8 +54,8 @@ void StandbyServer::Stop() {
 }
 
 void StandbyServer::Accept() {
-  acceptor_.async_accept([this](asio::error_code ec, asio::ip::tcp::socket sock) {
-    if (stopped_) return;
+  acceptor_.async_accept([this, alive = alive_](asio::error_code ec, asio::ip::tcp::socket sock) {
+    if (!*alive || stopped_) return;
     if (ec) {
       spdlog::warn("replication: accept: {}", ec.message());
       return Accept();
@@ -64,10 +67,10 @@ void StandbyServer::Accept() {
     timer->async_wait([stream](asio::error_code ec) {
       if (!ec) stream->lowest_layer().close(ec);
     });
-    stream->async_handshake(asio::ssl::stream_base::server, [this, stream,
-                                                             timer](asio::error_code ec) {
+    stream->async_handshake(asio::ssl::stream_base::server, [this, stream, timer,
+                                                             alive](asio::error_code ec) {
       timer->cancel();
-      if (stopped_) return;
+      if (!*alive || stopped_) return;
       if (ec) {
         asio::error_code ignored;
         auto ep = stream->lowest_layer().remote_endpoint(ignored);

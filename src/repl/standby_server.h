@@ -60,6 +60,9 @@ class StandbyServer : public Connection::Handler {
   std::shared_ptr<Connection> conn_;
   State state_ = State::kListening;
   bool stopped_ = false;
+  // Shared with every pending handler: false once this object is gone, so a
+  // handler that completes later (operation_aborted) never touches it.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::string peer_node_;
   std::string last_error_;
   std::uint64_t last_seq_ = 0;

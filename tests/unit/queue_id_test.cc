@@ -18,6 +18,15 @@ TEST(QueueId, RejectsTempNamesAndPaths) {
   EXPECT_FALSE(IsValidQueueId(std::string(33, 'a')));
 }
 
+TEST(QueueId, HashSubdirIsPostfixs) {
+  // Observed on Postfix 3.7.11 (design/postfix-queue-facts.md): deferred/6, defer/D.
+  EXPECT_EQ(HashSubdir("4jbpjT2xJmz1bYwQ", 1), "6");
+  EXPECT_EQ(HashSubdir("4jbrwT63sJz1bYJB", 1), "D");
+  EXPECT_EQ(HashSubdir("4jbrwT63sJz1bYJB", 2), "D/0");
+  EXPECT_EQ(HashSubdir("00D01A72169", 1), "");  // short ID
+  EXPECT_EQ(HashSubdir("4jbpjT2xJmz1bYwQ", 0), "");
+}
+
 TEST(QueueId, QueueNamesRoundTrip) {
   for (Queue q : kAllQueues) EXPECT_EQ(QueueFromName(QueueName(q)), q);
   for (LogKind k : kAllLogKinds) EXPECT_EQ(LogKindFromName(LogKindName(k)), k);

@@ -137,6 +137,22 @@ TEST(QueueModel, AMissingFileIsOnlySuspectedUntilConfirmed) {
   EXPECT_EQ(m.size(), 0u);
 }
 
+TEST(QueueModel, ALogSeenWhileTheFileIsInTransitIsShipped) {
+  // The defer log's event came first; the queue file was not where the model
+  // had it (qmgr was moving it to deferred/). The log must not be lost.
+  QueueModel m;
+  auto q = MakeQueueFile(1, 100);
+  m.Apply(Obs(q.bytes, Queue::kActive), false);
+  Observation o;
+  o.id = kId;
+  o.logs[static_cast<int>(LogKind::kDefer) - 1] = {true, "defer/0/" + kId, "recipient=x\n"};
+  auto r = m.Apply(o, false);
+  EXPECT_TRUE(r.maybe_gone);
+  ASSERT_EQ(r.changes.size(), 1u);
+  EXPECT_EQ(std::get<msg::LogData>(r.changes[0]).data, "recipient=x\n");
+  ASSERT_TRUE(m.Find(kId)->logs[static_cast<int>(LogKind::kDefer) - 1]);
+}
+
 TEST(QueueModel, ReconcileSendsOnlyTheDifference) {
   QueueModel m;
   auto q = MakeQueueFile(1, 100);

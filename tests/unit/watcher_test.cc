@@ -138,6 +138,23 @@ TEST_F(WatcherTest, OverflowRescanFindsEverything) {
   EXPECT_TRUE(std::holds_alternative<msg::Delete>(out[0]));
 }
 
+TEST_F(WatcherTest, FindsFilesInPostfixsHashDirectoriesWithoutEvents) {
+  // What the watcher reads for a message must not depend on having seen the
+  // event that put it there: it knows where Postfix hashes each ID.
+  auto q = MakeQueueFile(1, 100);
+  Commit(q.bytes);
+  Drain();
+  std::string sub = HashSubdir(kId, 1);
+  std::filesystem::create_directories(q_ + "/deferred/" + sub);
+  std::filesystem::create_directories(q_ + "/defer/" + sub);
+  std::ofstream(q_ + "/defer/" + sub + "/" + kId) << "recipient=x\n";
+  rename((q_ + "/incoming/" + kId).c_str(), (q_ + "/deferred/" + sub + "/" + kId).c_str());
+  ApplyResult r = watcher_->Snapshot(kId);  // no hints: only the known layout
+  ASSERT_FALSE(r.changes.empty());
+  EXPECT_EQ(std::get<msg::LogData>(r.changes[0]).data, "recipient=x\n");
+  EXPECT_EQ(model_.Find(kId)->file.relpath, "deferred/" + sub + "/" + kId);
+}
+
 TEST_F(WatcherTest, MaildropFileIsShippedWhenComplete) {
   std::string path = q_ + "/maildrop/" + kId;
   int fd = open(path.c_str(), O_CREAT | O_RDWR, 0644);

@@ -4,7 +4,8 @@
 #   1. a standby of another cluster (same CA) is refused, and says why;
 #   2. a primary whose certificate comes from another CA never gets past TLS;
 #   3. garbage on the replication port changes nothing;
-#   4. the control socket answers only root.
+#   4. the control socket answers only root;
+#   5. a node whose Postfix uses short queue IDs refuses to start, and says why.
 # After each, the real pair still replicates.
 . "$(dirname "$0")/../lib.sh"
 
@@ -81,4 +82,15 @@ if runuser -u nobody -- "$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/backup/mailt
 	fail "user nobody could use the control socket"
 fi
 echo "4. control socket: refused to user nobody"
+
+# 5. Short queue IDs: check-config explains, mailtwind refuses to start.
+mt "main" check-config "$LAB_DIR/main/mailtwin.toml" >/dev/null || fail "check-config rejects a good file"
+lab_postconf rogue -e "enable_long_queue_ids = no"
+mt_config rogue standby main
+out=$(mt rogue check-config "$LAB_DIR/rogue/mailtwin.toml" 2>&1) && fail "check-config accepted short queue IDs"
+grep -q "short queue IDs" <<<"$out" || fail "check-config did not explain: $out"
+lab_exec rogue "$MAILTWIN_BIN/mailtwind" --config "$LAB_DIR/rogue/mailtwin.toml" \
+	>"$LAB_DIR/rogue/short.log" 2>&1 && fail "mailtwind started with short queue IDs"
+grep -q "enable_long_queue_ids=yes" "$LAB_DIR/rogue/short.log" || fail "mailtwind did not say what to do"
+echo "5. short queue IDs: refused ($(grep -o "uses short queue IDs[^;]*" "$LAB_DIR/rogue/short.log" | head -1))"
 pass
