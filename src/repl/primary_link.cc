@@ -52,7 +52,12 @@ void PrimaryLink::Stop() {
 
 void PrimaryLink::ScheduleReconnect() {
   if (stopped_) return;
-  retry_.expires_after(cfg_.reconnect_interval);
+  // Back off while the standby stays unreachable or keeps refusing us:
+  // reconnect_interval, doubling up to 5 s; reset once the link is live.
+  auto delay = cfg_.reconnect_interval * (1 << std::min(failures_, 5));
+  delay = std::min<Millis>(std::max(delay, cfg_.reconnect_interval), Millis(5000));
+  ++failures_;
+  retry_.expires_after(delay);
   retry_.async_wait([this, alive = alive_](asio::error_code ec) {
     if (!ec && *alive) Connect();
   });
@@ -97,8 +102,7 @@ void PrimaryLink::Connect() {
           seq_ = 0;
           acked_ = 0;
           inflight_.clear();
-          conn_->Send(0, msg::Hello{kProtocolVersion, Role::kPrimary, ident_.cluster, ident_.node,
-                                    ident_.epoch, ident_.incarnation});
+          conn_->Send(0, ident_.HelloAs(Role::kPrimary));
         });
       });
 }
@@ -110,17 +114,10 @@ void PrimaryLink::OnFrame(Frame&& f) {
         if constexpr (std::is_same_v<T, msg::Hello>) {
           if (state_ != State::kHello)
             return conn_->Fail(msg::ErrorCode::kProtocol, "unexpected Hello");
-          if (m.version != kProtocolVersion)
-            return conn_->Fail(msg::ErrorCode::kProtocol,
-                               fmt::format("protocol version {} is not {}", m.version,
-                                           kProtocolVersion));
-          if (m.cluster != ident_.cluster)
-            return conn_->Fail(msg::ErrorCode::kWrongCluster,
-                               fmt::format("peer {} belongs to cluster '{}', this node to '{}'",
-                                           m.node, m.cluster, ident_.cluster));
-          if (m.role != Role::kStandby)
-            return conn_->Fail(msg::ErrorCode::kRoleConflict,
-                               fmt::format("peer {} is also a primary", m.node));
+          if (auto err = CheckPeerHello(m, ident_, Role::kStandby)) {
+            last_error_ = err->text;
+            return conn_->Fail(err->code, err->text);
+          }
           peer_node_ = m.node;
           manifest_.clear();
           state_ = State::kManifest;
@@ -174,6 +171,7 @@ void PrimaryLink::Pump() {
   if (resend_.empty() && state_ == State::kCatchup) {
     conn_->Send(0, msg::SyncDone{watcher_.model().size()});
     state_ = State::kLive;
+    failures_ = 0;
     last_catchup_s_ =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - catchup_start_).count();
     spdlog::info("replication: standby {} caught up in {:.3f} s; streaming live", peer_node_,

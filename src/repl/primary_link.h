@@ -36,19 +36,13 @@
 
 #include "common/config.h"
 #include "repl/connection.h"
+#include "repl/identity.h"
 #include "repl/tls.h"
 #include "repl/queue_model.h"
 #include "repl/queue_watcher.h"
 #include "repl/stats.h"
 
 namespace mailtwin::repl {
-
-struct Identity {
-  std::string cluster;
-  std::string node;
-  std::uint64_t epoch = 1;
-  std::uint64_t incarnation = 0;
-};
 
 class PrimaryLink : public Connection::Handler {
  public:
@@ -96,6 +90,7 @@ class PrimaryLink : public Connection::Handler {
   std::shared_ptr<Connection> conn_;
   State state_ = State::kDisconnected;
   bool stopped_ = false;
+  int failures_ = 0;  // consecutive connection attempts that did not go live
   // Shared with every pending handler: false once this object is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::string peer_node_;

@@ -114,19 +114,12 @@ void StandbyServer::OnFrame(Frame&& f) {
         if constexpr (std::is_same_v<T, msg::Hello>) {
           if (state_ != State::kHello)
             return conn_->Fail(msg::ErrorCode::kProtocol, "unexpected Hello");
-          if (m.version != kProtocolVersion)
-            return conn_->Fail(msg::ErrorCode::kProtocol,
-                               fmt::format("protocol version {} is not {}", m.version,
-                                           kProtocolVersion));
-          if (m.cluster != ident_.cluster)
-            return conn_->Fail(msg::ErrorCode::kWrongCluster,
-                               fmt::format("this standby belongs to cluster '{}', not '{}'",
-                                           ident_.cluster, m.cluster));
-          if (m.role != Role::kPrimary)
-            return conn_->Fail(msg::ErrorCode::kRoleConflict, "peer is not a primary");
+          if (auto err = CheckPeerHello(m, ident_, Role::kPrimary)) {
+            last_error_ = err->text;
+            return conn_->Fail(err->code, err->text);
+          }
           peer_node_ = m.node;
-          conn_->Send(0, msg::Hello{kProtocolVersion, Role::kStandby, ident_.cluster, ident_.node,
-                                    ident_.epoch, ident_.incarnation});
+          conn_->Send(0, ident_.HelloAs(Role::kStandby));
           auto entries = mirror_.Manifest();
           msg::Manifest chunk;
           for (std::size_t i = 0; i < entries.size(); ++i) {

@@ -88,6 +88,24 @@ send_mail() {
 	echo "$id"
 }
 
+# stop_pickup_and_qmgr HOST: disable both services and wait until their
+# processes are gone: from then on, local submissions stay in maildrop/ and
+# SMTP mail stays in incoming/.
+stop_pickup_and_qmgr() {
+	local host=$1
+	lab_postconf "$host" -e "master_service_disable = pickup.unix qmgr.unix"
+	lab_pf "$host" postfix reload >/dev/null
+	_service_gone() {
+		local p
+		for p in $(pgrep -x "$1"); do
+			[[ $(readlink "/proc/$p/cwd") == "$LAB_DIR/$host/spool" ]] && return 1
+		done
+		return 0
+	}
+	lab_wait_for 10 _service_gone pickup || fail "pickup still runs on $host"
+	lab_wait_for 10 _service_gone qmgr || fail "qmgr still runs on $host"
+}
+
 # queue_has HOST QUEUE ID: the queue file is in QUEUE (hash dirs included).
 queue_has() {
 	[[ -n $(find "$LAB_DIR/$1/spool/$2" -name "$3" -type f 2>/dev/null) ]]

@@ -49,18 +49,7 @@ echo "checkpoint 1: mirror identical, $(mt_queue_digest "$queue" | wc -l) files 
 
 # maildrop and incoming: stop pickup and qmgr; then a local submission stays
 # in maildrop/ and two SMTP messages stay in incoming/ where cleanup put them.
-lab_postconf main -e "master_service_disable = pickup.unix qmgr.unix"
-lab_pf main postfix reload >/dev/null
-# service_gone NAME: no process NAME works in main's queue directory.
-service_gone() {
-	local p
-	for p in $(pgrep -x "$1"); do
-		[[ $(readlink "/proc/$p/cwd") == "$queue" ]] && return 1
-	done
-	return 0
-}
-lab_wait_for 10 service_gone pickup || fail "pickup still runs"
-lab_wait_for 10 service_gone qmgr || fail "qmgr still runs"
+stop_pickup_and_qmgr main
 printf 'Subject: maildrop\n\nwaits for pickup\n' |
 	lab_pf main sendmail -f local@main.lab.test m@sink.lab.test || fail "sendmail"
 send_mail s@client.lab.test i1@sink.lab.test >/dev/null

@@ -26,15 +26,7 @@ lab_wait_for 30 deferred_count || fail "mail did not reach deferred/"
 lab_pf main postsuper -h "$held" 2>/dev/null || fail "postsuper -h"
 
 # Mail in maildrop/ and incoming/: pickup and qmgr stopped.
-lab_postconf main -e "master_service_disable = pickup.unix qmgr.unix"
-lab_pf main postfix reload >/dev/null
-service_gone() {
-	local p
-	for p in $(pgrep -x "$1"); do [[ $(readlink "/proc/$p/cwd") == "$queue" ]] && return 1; done
-	return 0
-}
-lab_wait_for 10 service_gone pickup || fail "pickup still runs"
-lab_wait_for 10 service_gone qmgr || fail "qmgr still runs"
+stop_pickup_and_qmgr main
 printf 'Subject: maildrop\n\nlocal\n' |
 	lab_pf main sendmail -f local@main.lab.test m@sink.lab.test || fail "sendmail"
 send_mail s@client.lab.test i1@sink.lab.test >/dev/null

@@ -33,11 +33,11 @@ mt_stop main
 sed -i "s/^peer = .*/peer = \"$(lab_ip rogue):$MT_PORT\"/; s/^peer_name = .*/peer_name = \"rogue\"/" \
 	"$LAB_DIR/main/mailtwin.toml"
 mt_start main >/dev/null || fail "main did not restart"
-refused() { grep -q "belongs to cluster 'other'" "$LAB_DIR/rogue/mailtwind.log" "$LAB_DIR/main/mailtwind.log"; }
+refused() { grep -q "belongs to cluster 'lab', not 'other'" "$LAB_DIR/rogue/mailtwind.log" "$LAB_DIR/main/mailtwind.log"; }
 lab_wait_for 10 refused || fail "the cross-cluster connection was not refused with a reason"
 [[ $(mt_status main state) != live ]] || fail "main went live with a standby of another cluster"
 [[ -z $(find "$LAB_DIR/rogue/mirror" -type f 2>/dev/null) ]] || fail "rogue received files"
-echo "1. another cluster: refused ($(grep -ho "belongs to cluster '[a-z]*'[^\"]*" "$LAB_DIR/main/mailtwind.log" | head -1))"
+echo "1. another cluster: refused ($(grep -ho "belongs to cluster '[a-z]*', not '[a-z]*'" "$LAB_DIR/main/mailtwind.log" | head -1))"
 
 # 2. A primary with a certificate from a foreign CA, talking to our backup.
 foreign=$LAB_DIR/foreign
