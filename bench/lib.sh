@@ -1,0 +1,162 @@
+# shellcheck shell=bash
+#
+# lib.sh: helpers shared by the benchmarks in bench/.  Source it after
+# lab/lab.sh and lab/mailtwin.sh.
+#
+#   bench_log MSG...                 progress line on stderr, with the elapsed time
+#   bench_now                        seconds since the epoch (float, µs)
+#   bench_sub A B                    A - B for floats (prints with 6 decimals)
+#   bench_calc EXPR                  evaluate a Python arithmetic expression
+#   bench_mt_json HOST               one line of `mailtwin status --json` ("" if down)
+#   bench_json_get JSON KEY          a scalar field of that JSON (first match of
+#                                    "KEY": ...; strings without their quotes)
+#   bench_mt HOST KEY                bench_json_get of a fresh status
+#   bench_mt_start HOST [TIMEOUT]    start mailtwind (like mt_start, but waits up to
+#                                    TIMEOUT s, default 10, for the control socket:
+#                                    a primary scans its whole queue before it
+#                                    opens the socket)
+#   bench_mt_stop HOST               stop it (SIGTERM to that PID) if it runs
+#   bench_mt_wipe HOST               remove its state and mirror (daemon stopped)
+#   bench_mt_wait_idle MAIN [T]      wait until MAIN's link is live and every sent
+#                                    frame is acknowledged (sent_seq == acked_seq)
+#   bench_queue_count HOST [QUEUES]  files in HOST's queue dirs (default: every
+#                                    message queue: maildrop incoming active deferred hold)
+#   bench_wait_queue HOST QUEUES N [T]   wait until bench_queue_count HOST QUEUES == N
+#   bench_sent_count HOST            "status=sent" lines in HOST's maillog
+#   bench_stats V...                 "median min max" of the values
+#   bench_verdict VALUE OP TARGET    PASS or MISS (OP is >= or <=; NA gives NA)
+#   bench_rm_files DIR...            delete every file under DIR..., 8 at a time: on
+#                                    this disk (ext4, mounted with discard, no
+#                                    journal) each unlink waits for a discard, and
+#                                    a serial rm -rf of 200 000 files takes minutes
+#   bench_cpu_busy SECONDS           % of all CPUs busy over SECONDS (/proc/stat);
+#                                    taken while the lab is idle, it shows what
+#                                    the rest of the machine is using
+
+BENCH_T0=${BENCH_T0:-$EPOCHREALTIME}
+# Debian's python3, not a shim in PATH that costs 0.2 s per start.
+BENCH_PY=${BENCH_PY:-$(if [[ -x /usr/bin/python3 ]]; then echo /usr/bin/python3; else command -v python3; fi)}
+
+bench_now() { echo "$EPOCHREALTIME"; }
+
+bench_log() {
+	local now=${EPOCHREALTIME/./} t0=${BENCH_T0/./}
+	printf '[%7.1fs] %s\n' "$(((now - t0) / 100000))e-1" "$*" >&2
+}
+
+bench_calc() { "$BENCH_PY" -c "from math import *; print($1)"; }
+
+bench_sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f\n", a - b }'; }
+
+bench_mt_json() {
+	local sock=$LAB_DIR/$1/mailtwin/control.sock
+	[[ -S $sock ]] || return 0
+	"$MAILTWIN_BIN/mailtwin" --socket "$sock" status --json 2>/dev/null || true
+}
+
+bench_json_get() {
+	local json=$1 key=$2
+	if [[ $json =~ \"$key\":[[:space:]]*(\"[^\"]*\"|[-+0-9.eE]+|true|false|null) ]]; then
+		local v=${BASH_REMATCH[1]}
+		v=${v#\"}
+		echo "${v%\"}"
+	fi
+}
+
+bench_mt() { bench_json_get "$(bench_mt_json "$1")" "$2"; }
+
+bench_mt_start() {
+	local host=$1 timeout=${2:-10}
+	rm -f "$LAB_DIR/$host/mailtwin/control.sock"
+	lab_bg "$host" "$LAB_DIR/$host/mailtwind.log" \
+		"$MAILTWIN_BIN/mailtwind" --config "$LAB_DIR/$host/mailtwin.toml" >/dev/null
+	eval "MT_PID_${host//-/_}=$LAB_BG_PID"
+	lab_wait_for "$timeout" test -S "$LAB_DIR/$host/mailtwin/control.sock" || {
+		bench_log "mailtwind on $host did not open its control socket in $timeout s; its log:"
+		tail -20 "$LAB_DIR/$host/mailtwind.log" >&2
+		return 1
+	}
+}
+
+bench_mt_stop() {
+	local v="MT_PID_${1//-/_}"
+	if [[ -n ${!v:-} ]]; then
+		lab_kill "${!v}"
+		eval "$v="
+	fi
+	rm -f "$LAB_DIR/$1/mailtwin/control.sock"
+}
+
+bench_mt_wipe() {
+	rm -rf "$LAB_DIR/$1/mailtwin/state" "$LAB_DIR/$1/mirror"
+}
+
+_bench_mt_idle() {
+	local j
+	j=$(bench_mt_json "$1")
+	[[ $(bench_json_get "$j" state) == live &&
+		$(bench_json_get "$j" sent_seq) == "$(bench_json_get "$j" acked_seq)" ]]
+}
+bench_mt_wait_idle() { lab_wait_for "${2:-60}" _bench_mt_idle "$1"; }
+
+bench_queue_count() {
+	local spool=$LAB_DIR/$1/spool q
+	local -a dirs=()
+	for q in ${2:-maildrop incoming active deferred hold}; do dirs+=("$spool/$q"); done
+	find "${dirs[@]}" -type f 2>/dev/null | wc -l
+}
+
+_bench_queue_is() { (($(bench_queue_count "$1" "$2") == $3)); }
+bench_wait_queue() {
+	local host=$1 queues=$2 n=$3 timeout=${4:-120}
+	# Poll at 20 Hz: finding a few hundred files costs ~1 ms.
+	local deadline=$((${EPOCHREALTIME/./} + timeout * 1000000))
+	until _bench_queue_is "$host" "$queues" "$n"; do
+		((${EPOCHREALTIME/./} < deadline)) || {
+			bench_log "$host: $(bench_queue_count "$host" "$queues") files in $queues, waited for $n"
+			return 1
+		}
+		sleep 0.05
+	done
+}
+
+bench_sent_count() {
+	local n
+	n=$(grep -c 'status=sent' "$LAB_DIR/$1/maillog" 2>/dev/null) || true
+	echo "${n:-0}"
+}
+
+bench_stats() {
+	"$BENCH_PY" -c '
+import statistics, sys
+v = [float(x) for x in sys.argv[1:]]
+print(f"{statistics.median(v):.6g} {min(v):.6g} {max(v):.6g}")' "$@"
+}
+
+bench_verdict() {
+	local value=$1 op=$2 target=$3
+	[[ $value == NA || -z $value ]] && { echo NA; return; }
+	if awk -v v="$value" -v t="$target" -v op="$op" \
+		'BEGIN { exit !((op == ">=") ? (v >= t) : (v <= t)) }'; then
+		echo PASS
+	else
+		echo MISS
+	fi
+}
+
+bench_cpu_busy() {
+	local a b
+	a=$(head -1 /proc/stat)
+	sleep "$1"
+	b=$(head -1 /proc/stat)
+	# cpu user nice system idle iowait irq softirq steal ...
+	awk -v a="$a" -v b="$b" 'BEGIN {
+		n = split(a, x); split(b, y)
+		for (i = 2; i <= n; i++) { d = y[i] - x[i]; tot += d; if (i == 5 || i == 6) idle += d }
+		printf "%.0f\n", (tot > 0) ? 100 * (tot - idle) / tot : 0
+	}'
+}
+
+bench_rm_files() {
+	find "$@" -type f -print0 2>/dev/null | xargs -0 -r -P 8 -n 1000 rm -f
+}
