@@ -133,15 +133,13 @@ int Daemon::Run() {
   }
   spdlog::info("mailtwind {} starting: node {} of cluster {}, role {}, epoch {}", "0.1.0",
                cfg_.node_name, cfg_.cluster, RoleName(state_.role), state_.epoch);
-  std::string err =
-      state_.role == NodeRole::kPrimary ? StartPrimary() : StartStandby();
-  if (!err.empty()) {
-    spdlog::critical("{}", err);
-    return 2;
-  }
+  // The control socket first: `mailtwin status` answers during a long
+  // start-up scan too.
   control_ = std::make_unique<ctl::ControlServer>(
       io_, cfg_.control_socket, [this](const ctl::Json& r) { return Handle(r); });
-  if (err = control_->Start(); !err.empty()) {
+  std::string err = control_->Start();
+  if (err.empty()) err = state_.role == NodeRole::kPrimary ? StartPrimary() : StartStandby();
+  if (!err.empty()) {
     spdlog::critical("{}", err);
     return 2;
   }

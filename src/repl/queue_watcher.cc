@@ -252,14 +252,15 @@ void QueueWatcher::ConfirmSuspects() {
 ApplyResult QueueWatcher::Snapshot(const std::string& id) {
   Observation obs;
   for (int attempt = 0; attempt < 3; ++attempt)
-    if (Observe(id, {}, true, obs)) return model_.Apply(obs, /*allow_deletes=*/true, true);
+    if (Observe(id, {}, true, obs, /*probe_all=*/true))
+      return model_.Apply(obs, /*allow_deletes=*/true, true);
   // Still changing under us: let the watcher pick it up from its events.
   MarkDirty(id, {});
   return {};
 }
 
 bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>& hints,
-                           bool full, Observation& obs) {
+                           bool full, Observation& obs, bool probe_all) {
   obs = Observation{};
   obs.id = id;
   const MessageState* known = model_.Find(id);
@@ -273,7 +274,17 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
   for (auto it = hints.rbegin(); it != hints.rend(); ++it)
     if (QueueOfRelpath(*it)) add(*it);
   if (known) add(known->file.relpath);
-  for (Queue q : kAllQueues) hash_.Paths(QueueName(q), id, cands);
+  // Every rename into a queue reports where the file went (a new hash
+  // directory is scanned when it appears, an overflow rescans everything),
+  // so events and the model suffice; probing every queue directory costs
+  // ~10 failed lookups per message and is kept for snapshots. A new ID whose
+  // event named no queue file is looked for in incoming/ and maildrop/.
+  if (probe_all) {
+    for (Queue q : kAllQueues) hash_.Paths(QueueName(q), id, cands);
+  } else if (cands.empty()) {
+    add(fmt::format("incoming/{}", id));
+    add(fmt::format("maildrop/{}", id));
+  }
 
   FileObservation& f = obs.file;
   for (const std::string& rel : cands) {
@@ -316,9 +327,10 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
   // A move counts too: the defer log appears just before qmgr moves the
   // message to deferred/, and its event may have been read before the
   // message's own (then the ID was not found where the model had it).
-  bool file_changed = !known || !f.found || full || f.relpath != known->file.relpath ||
-                      f.layout.size != known->file.layout.size ||
-                      DigestOf(f.layout, f.mut) != known->file.digest;
+  bool file_changed = !known || full ||
+                      (f.found && (f.relpath != known->file.relpath ||
+                                   f.layout.size != known->file.layout.size ||
+                                   DigestOf(f.layout, f.mut) != known->file.digest));
   if (!log_hint && !known_logs && !file_changed) return true;
   for (LogKind k : kAllLogKinds) {
     std::vector<std::string> lc;
@@ -329,7 +341,7 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
       if (LogKindOfRelpath(*it) == k) addl(*it);
     if (known && known->logs[static_cast<int>(k) - 1])
       addl(known->logs[static_cast<int>(k) - 1]->relpath);
-    hash_.Paths(LogKindName(k), id, lc);
+    if (probe_all || file_changed) hash_.Paths(LogKindName(k), id, lc);
     LogObservation& lo = obs.logs[static_cast<int>(k) - 1];
     for (const std::string& rel : lc) {
       Fd fd{openat(qfd_, rel.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)};

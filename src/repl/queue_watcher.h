@@ -87,8 +87,10 @@ class QueueWatcher {
   void SyncDirty();
   void ConfirmSuspects();
   // Reads id's state from disk. Returns false when a read raced with a change.
+  // probe_all: look in every queue (and log) directory, not only where the
+  // events and the model say it is: for snapshots, where no event guides us.
   bool Observe(const std::string& id, const std::vector<std::string>& hints, bool full,
-               Observation& obs);
+               Observation& obs, bool probe_all = false);
 
   std::string queue_dir_;
   QueueModel& model_;
