@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """queue_digest.py DIR: one line per queue file and log under a Postfix queue
-directory or a mailtwin mirror: "QUEUE ID MODE MTIME SHA256[:16]", sorted (MTIME is "-" for logs).
+directory or a mailtwin mirror: "QUEUE ID MODE MTIME SHA256[:16]", sorted (MTIME is "-" for logs and
+active/ files, whose mtimes are not replicated).
 
 Hash subdirectories are flattened (deferred/6/ID -> deferred ID), so a queue
 and its mirror compare equal line for line. Queue files without the owner-
@@ -29,8 +30,10 @@ def main(root):
                         digest = hashlib.sha256(f.read()).hexdigest()[:16]
                 except FileNotFoundError:
                     continue
-                # A log's mtime means nothing to Postfix and is not replicated.
-                mtime = "-" if top in LOGS else str(int(st.st_mtime))
+                # Not replicated, as Postfix never reads them: a log's mtime,
+                # and the mtime of a file in active/ (qmgr sets it again when
+                # the file leaves active/).
+                mtime = "-" if top in LOGS or top == "active" else str(int(st.st_mtime))
                 out.append(f"{top} {name} {st.st_mode & 0o7777:o} {mtime} {digest}")
     out.sort()
     sys.stdout.write("".join(line + "\n" for line in out))

@@ -153,6 +153,15 @@ void Mirror::TouchDir(const std::string& rel) {
 
 void Mirror::TouchFd(int fd) { dirty_fds_.push_back(fd); }
 
+int Mirror::BatchFd(const std::string& rel) {
+  if (auto it = batch_fds_.find(rel); it != batch_fds_.end()) return it->second;
+  int fd = OpenFile(rel, O_WRONLY);
+  if (fd < 0) return fd;
+  TouchFd(fd);
+  batch_fds_[rel] = fd;
+  return fd;
+}
+
 std::string Mirror::Apply(const Message& change) {
   ++stats_.applied;
   return std::visit(
@@ -222,16 +231,12 @@ std::string Mirror::ApplyPatch(const msg::Patch& m) {
     return fmt::format("patch for {} at {}+{} is outside its {} bytes", m.id, m.offset,
                        m.data.size(), it->second.size);
   std::string rel = FilePath(m.id);
-  int fd = OpenFile(rel, O_WRONLY);
+  int fd = BatchFd(rel);
   if (fd < 0) return Errno("cannot open", root_ + "/" + rel);
-  if (!PwriteFull(fd, m.data, m.offset)) {
-    close(fd);
-    return Errno("cannot write", root_ + "/" + rel);
-  }
+  if (!PwriteFull(fd, m.data, m.offset)) return Errno("cannot write", root_ + "/" + rel);
   // pwrite moved the mtime; the primary's mtime follows in a Meta or stays.
   struct timespec times[2] = {Ts(it->second.mtime_ns), Ts(it->second.mtime_ns)};
   futimens(fd, times);
-  TouchFd(fd);
   it->second.digest.reset();
   return {};
 }
@@ -240,14 +245,11 @@ std::string Mirror::ApplyMeta(const msg::Meta& m) {
   auto it = files_.find(m.id);
   if (it == files_.end()) return fmt::format("mode/time change for unknown message {}", m.id);
   std::string rel = FilePath(m.id);
-  int fd = OpenFile(rel, O_RDONLY);
+  int fd = BatchFd(rel);
   if (fd < 0) return Errno("cannot open", root_ + "/" + rel);
   struct timespec times[2] = {Ts(m.mtime_ns), Ts(m.mtime_ns)};
-  if (fchmod(fd, m.mode) != 0 || futimens(fd, times) != 0) {
-    close(fd);
+  if (fchmod(fd, m.mode) != 0 || futimens(fd, times) != 0)
     return Errno("cannot set mode/time of", root_ + "/" + rel);
-  }
-  TouchFd(fd);
   it->second.mode = m.mode;
   it->second.mtime_ns = m.mtime_ns;
   return {};
@@ -391,6 +393,7 @@ std::string Mirror::Commit() {
   }
   for (int fd : dirty_fds_) close(fd);
   dirty_fds_.clear();
+  batch_fds_.clear();
   dirty_dirs_.clear();
   for (auto& [id, r] : ready_) close(r.fd);
   ready_.clear();

@@ -98,6 +98,8 @@ class Mirror {
   int OpenFile(const std::string& rel, int flags);
   void TouchDir(const std::string& rel);
   void TouchFd(int fd);  // takes ownership
+  // An fd open for writing on rel, kept until Commit (one fsync per file).
+  int BatchFd(const std::string& rel);
   std::string FilePath(const std::string& id) const;
 
   std::string root_;
@@ -107,6 +109,7 @@ class Mirror {
   std::unordered_map<std::string, Partial> partial_;
   std::unordered_map<std::string, Ready> ready_;
   std::vector<int> dirty_fds_;
+  std::unordered_map<std::string, int> batch_fds_;  // rel -> fd in dirty_fds_
   std::vector<std::string> dirty_dirs_;
   Stats stats_;
 };

@@ -161,8 +161,15 @@ ApplyResult QueueModel::Apply(const Observation& obs, bool allow_deletes, bool f
   }
   // 3. Queue, mode, mtime.
   if (now.queue != st.file.queue) r.changes.push_back(msg::Move{obs.id, now.queue});
-  if (now.mode != st.file.mode || now.mtime_ns != st.file.mtime_ns)
+  // The mtime of a file in active/ is whatever the last 'D' write left: qmgr
+  // sets it again (retry time) whenever the file leaves active/, and a
+  // promoted standby puts active files into incoming/ where any past mtime
+  // means "now". So it is not shipped: one frame and one fsync less per
+  // delivered message. The standby keeps the mtime it had.
+  bool mtime_matters = now.queue != Queue::kActive;
+  if (now.mode != st.file.mode || (mtime_matters && now.mtime_ns != st.file.mtime_ns))
     r.changes.push_back(msg::Meta{obs.id, now.mode, now.mtime_ns});
+  if (!mtime_matters) now.mtime_ns = st.file.mtime_ns;  // what the standby has
   st.file = std::move(now);
   return r;
 }

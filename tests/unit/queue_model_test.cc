@@ -108,6 +108,20 @@ TEST(QueueModel, LogGrowthIsAnAppendAndRewriteIsAReplace) {
   EXPECT_EQ(ld[0].data, "other\n");
 }
 
+TEST(QueueModel, TheMtimeOfAnActiveFileIsNotShipped) {
+  // A 'D' write moves the mtime of an active file; qmgr resets it anyway when
+  // the file leaves active/, so only the patch travels.
+  QueueModel m;
+  auto q = MakeQueueFile(2, 100);
+  m.Apply(Obs(q.bytes, Queue::kActive, 0700, 100), false);
+  std::string after = q.bytes;
+  after[q.rcpt_offsets[0]] = 'D';
+  auto r = m.Apply(Obs(after, Queue::kActive, 0700, 555, false), false);
+  ASSERT_EQ(r.changes.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<msg::Patch>(r.changes[0]));
+  EXPECT_EQ(m.Find(kId)->file.mtime_ns, 100);  // what the standby has
+}
+
 TEST(QueueModel, MoveAndRetryTimeAreShippedAsMetadata) {
   QueueModel m;
   auto q = MakeQueueFile(1, 100);
