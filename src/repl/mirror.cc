@@ -18,9 +18,11 @@ namespace mailtwin::repl {
 namespace {
 
 // Files touched in one commit above which one syncfs() replaces their fsyncs.
-// syncfs flushes the whole filesystem (Postfix's own writes too), so it pays
-// only for bulk transfers such as an initial sync, not under live load.
-constexpr std::size_t kSyncfsThreshold = 256;
+// syncfs flushes the whole filesystem, but measured here (docs/benchmarks.md)
+// one syncfs beats a few dozen fsyncs already: with 256 instead of 24 the
+// standby's CPU per message doubled under load. On a dedicated standby host
+// the filesystem holds little else that is dirty.
+constexpr std::size_t kSyncfsThreshold = 24;
 
 std::string Errno(std::string_view what, const std::string& path) {
   return fmt::format("{} {}: {}", what, path, std::strerror(errno));
