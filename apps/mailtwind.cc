@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
     spdlog::critical("not starting; `mailtwin check-config {}` explains the configuration", config);
     return 2;
   }
+  for (const auto& w : errs.warnings) spdlog::warn("{}: {}", config, w);
   mailtwin::Daemon d(std::move(*cfg));
   return d.Run();
 }

@@ -92,6 +92,15 @@ TEST(Config, SyntaxErrorNamesTheLine) {
   EXPECT_NE(errs.errors[0].find("line 2"), std::string::npos) << errs.errors[0];
 }
 
+TEST(Config, AKeyThatDoesNothingYetIsSaidSo) {
+  std::string text = kGood;
+  text += "\n[metrics]\nlisten = \"127.0.0.1:9725\"\n";
+  ConfigErrors errs;
+  ASSERT_TRUE(Load(text, errs));
+  ASSERT_EQ(errs.warnings.size(), 1u);
+  EXPECT_NE(errs.warnings[0].find("serves no metrics yet"), std::string::npos);
+}
+
 TEST(Config, Durations) {
   EXPECT_EQ(ParseDuration("250ms"), Millis(250));
   EXPECT_EQ(ParseDuration("2s"), Millis(2000));
