@@ -27,10 +27,14 @@ std::string_view MutableSlice(const Layout& l, const MutableBytes& m, std::uint6
   return std::string_view(m.back).substr(off - l.body_end, len);
 }
 
+LogState LogStateOf(const LogObservation& o) {
+  return LogState{o.relpath, o.content.size(), DigestOfLog(o.content)};
+}
+
 // Ships the difference between a log the model knew (or not) and what was read.
 void ApplyLog(LogKind k, const std::string& id, const LogObservation& lo,
               std::optional<LogState>& known, std::vector<Message>& out) {
-  LogState now{lo.relpath, lo.content.size(), DigestOfLog(lo.content)};
+  LogState now = LogStateOf(lo);
   if (known && known->size == now.size && known->digest == now.digest) {
     known->relpath = lo.relpath;
     return;
@@ -47,10 +51,6 @@ void ApplyLog(LogKind k, const std::string& id, const LogObservation& lo,
 FileState StateOf(const FileObservation& f) {
   return FileState{f.queue,    f.relpath, f.mode, f.mtime_ns, f.ctime_ns, f.layout,
                    ChunkHashes(f.layout, f.mut), DigestOf(f.layout, f.mut)};
-}
-
-LogState LogStateOf(const LogObservation& o) {
-  return LogState{o.relpath, o.content.size(), DigestOfLog(o.content)};
 }
 
 }  // namespace

@@ -36,6 +36,23 @@ struct Fd {
   }
 };
 
+// Appends rel to a candidate list unless it is empty or already there.
+void AddCandidate(std::vector<std::string>& out, std::string rel) {
+  if (!rel.empty() && std::find(out.begin(), out.end(), rel) == out.end())
+    out.push_back(std::move(rel));
+}
+
+// Opens rel under dirfd for reading if it is a regular file (no locks, no
+// symlinks); fills st. Returns -1 otherwise.
+int OpenRegular(int dirfd, const std::string& rel, struct stat& st) {
+  int fd = openat(dirfd, rel.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+    close(fd);
+    fd = -1;
+  }
+  return fd;
+}
+
 }  // namespace
 
 std::optional<Queue> QueueOfRelpath(std::string_view relpath) {
@@ -54,14 +71,11 @@ bool HashLayout::Hashed(std::string_view queue) const {
 
 void HashLayout::Paths(std::string_view queue, const std::string& id,
                        std::vector<std::string>& out) const {
-  auto add = [&](std::string rel) {
-    if (std::find(out.begin(), out.end(), rel) == out.end()) out.push_back(std::move(rel));
-  };
   if (Hashed(queue)) {
     std::string sub = HashSubdir(id, depth);
-    if (!sub.empty()) add(fmt::format("{}/{}/{}", queue, sub, id));
+    if (!sub.empty()) AddCandidate(out, fmt::format("{}/{}/{}", queue, sub, id));
   }
-  add(fmt::format("{}/{}", queue, id));
+  AddCandidate(out, fmt::format("{}/{}", queue, id));
 }
 
 QueueWatcher::QueueWatcher(std::string queue_dir, QueueModel& model, Emit emit, HashLayout hash)
@@ -267,13 +281,9 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
 
   // Where the queue file may be: the newest event first, then where it was.
   std::vector<std::string> cands;
-  auto add = [&](const std::string& rel) {
-    if (!rel.empty() && std::find(cands.begin(), cands.end(), rel) == cands.end())
-      cands.push_back(rel);
-  };
   for (auto it = hints.rbegin(); it != hints.rend(); ++it)
-    if (QueueOfRelpath(*it)) add(*it);
-  if (known) add(known->file.relpath);
+    if (QueueOfRelpath(*it)) AddCandidate(cands, *it);
+  if (known) AddCandidate(cands, known->file.relpath);
   // Every rename into a queue reports where the file went (a new hash
   // directory is scanned when it appears, an overflow rescans everything),
   // so events and the model suffice; probing every queue directory costs
@@ -282,16 +292,15 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
   if (probe_all) {
     for (Queue q : kAllQueues) hash_.Paths(QueueName(q), id, cands);
   } else if (cands.empty()) {
-    add(fmt::format("incoming/{}", id));
-    add(fmt::format("maildrop/{}", id));
+    AddCandidate(cands, fmt::format("incoming/{}", id));
+    AddCandidate(cands, fmt::format("maildrop/{}", id));
   }
 
   FileObservation& f = obs.file;
   for (const std::string& rel : cands) {
-    Fd fd{openat(qfd_, rel.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)};
-    if (fd.fd < 0) continue;
     struct stat st;
-    if (fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    Fd fd{OpenRegular(qfd_, rel, st)};
+    if (fd.fd < 0) continue;
     f.found = true;
     f.queue = *QueueOfRelpath(rel);
     f.relpath = rel;
@@ -334,20 +343,16 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
   if (!log_hint && !known_logs && !file_changed) return true;
   for (LogKind k : kAllLogKinds) {
     std::vector<std::string> lc;
-    auto addl = [&](const std::string& rel) {
-      if (!rel.empty() && std::find(lc.begin(), lc.end(), rel) == lc.end()) lc.push_back(rel);
-    };
     for (auto it = hints.rbegin(); it != hints.rend(); ++it)
-      if (LogKindOfRelpath(*it) == k) addl(*it);
+      if (LogKindOfRelpath(*it) == k) AddCandidate(lc, *it);
     if (known && known->logs[static_cast<int>(k) - 1])
-      addl(known->logs[static_cast<int>(k) - 1]->relpath);
+      AddCandidate(lc, known->logs[static_cast<int>(k) - 1]->relpath);
     if (probe_all || file_changed) hash_.Paths(LogKindName(k), id, lc);
     LogObservation& lo = obs.logs[static_cast<int>(k) - 1];
     for (const std::string& rel : lc) {
-      Fd fd{openat(qfd_, rel.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)};
-      if (fd.fd < 0) continue;
       struct stat st;
-      if (fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      Fd fd{OpenRegular(qfd_, rel, st)};
+      if (fd.fd < 0) continue;
       auto size = std::min<std::uint64_t>(static_cast<std::uint64_t>(st.st_size), kMaxLogSize);
       if (!ReadHead(fd.fd, size, lo.content)) return false;
       lo.found = true;
