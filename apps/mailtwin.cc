@@ -5,9 +5,12 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "common/config.h"
 #include "ctl/control.h"
+#include "common/process.h"
+#include "postfix/gate_config.h"
 
 namespace {
 
@@ -24,6 +27,8 @@ int CheckConfig(const std::string& path) {
   mailtwin::ConfigErrors errs;
   auto cfg = mailtwin::LoadConfig(path, errs);
   if (cfg) mailtwin::CheckEnvironment(*cfg, errs);
+  if (cfg && errs.ok())
+    mailtwin::postfix::CheckGate(*cfg, mailtwin::postfix::InspectGate(*cfg), errs);
   for (const auto& w : errs.warnings) fmt::print("warning: {}\n", w);
   for (const auto& e : errs.errors) fmt::print("error: {}\n", e);
   if (!errs.ok()) {
@@ -54,8 +59,59 @@ void PrintStatus(const Json& s) {
     fmt::print("mirror    {} queue files, {} logs, applied seq {}\n", r.value("mirror_files", 0),
                r.value("mirror_logs", 0), r.value("applied_seq", 0));
   }
+  if (s.contains("gate")) {
+    const Json& g = s["gate"];
+    fmt::print("gate      {} (sync_timeout {} ms): {} waiting, {} messages, p50 {:.2f} ms p99 {:.2f} ms\n",
+               g.value("durability", "?"), g.value("sync_timeout_ms", 0), g.value("waiting", 0),
+               g.value("messages", 0), g.value("hold_p50_ms", 0.0), g.value("hold_p99_ms", 0.0));
+    fmt::print("protect   {} unprotected now (oldest {:.1f} s), {} since start, {} refused\n",
+               g.value("unprotected", 0), g.value("oldest_unprotected_s", 0.0),
+               g.value("unprotected_total", 0), g.value("refused", 0));
+  }
   std::string err = r.value("last_error", "");
   if (!err.empty()) fmt::print("last err  {}\n", err);
+}
+
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Prints (or runs) the postconf commands that put the gate into Postfix.
+int PostfixConfig(const std::string& path, const std::vector<std::string>& services, bool apply) {
+  mailtwin::ConfigErrors errs;
+  auto cfg = mailtwin::LoadConfig(path, errs);
+  if (!cfg) {
+    for (const auto& e : errs.errors) fmt::print(stderr, "error: {}\n", e);
+    return 1;
+  }
+  auto cmds = mailtwin::postfix::GateCommands(*cfg, services);
+  if (!apply) {
+    fmt::print("# Postfix settings for the mailtwin gate of node {} (durability {}).\n"
+               "# Run them on this node, then: postfix -c {} reload\n"
+               "# (or let `mailtwin postfix-config --apply` run them).\n",
+               cfg->node_name, mailtwin::DurabilityName(cfg->durability),
+               cfg->postfix_config_dir);
+    for (const auto& c : cmds) {
+      std::string line = "postconf -c " + ShellQuote(cfg->postfix_config_dir);
+      for (const auto& a : c) line += " " + ShellQuote(a);
+      fmt::print("{}\n", line);
+    }
+    return 0;
+  }
+  for (const auto& c : cmds) {
+    std::vector<std::string> argv{"postconf", "-c", cfg->postfix_config_dir};
+    argv.insert(argv.end(), c.begin(), c.end());
+    auto r = mailtwin::RunCommand(argv);
+    if (!r.ok()) {
+      fmt::print(stderr, "mailtwin: postconf {} failed: {}\n", fmt::join(c, " "), r.output);
+      return 1;
+    }
+  }
+  fmt::print("applied {} settings to {}; run: postfix -c {} reload\n", cmds.size(),
+             cfg->postfix_config_dir, cfg->postfix_config_dir);
+  return 0;
 }
 
 }  // namespace
@@ -88,7 +144,15 @@ int main(int argc, char** argv) {
   std::string inspect_id;
   inspect->add_option("id", inspect_id, "queue ID")->required();
 
+  auto* pfc = app.add_subcommand("postfix-config",
+                                 "print the postconf commands that route mail through the gate");
+  std::vector<std::string> services{"smtp"};
+  bool apply = false;
+  pfc->add_option("--service", services, "master.cf inet services to gate (default: smtp)");
+  pfc->add_flag("--apply", apply, "run the commands instead of printing them");
+
   CLI11_PARSE(app, argc, argv);
+  if (*pfc) return PostfixConfig(config, services, apply);
 
   if (*check) return CheckConfig(check_path);
   std::string sock = SocketFor(config, socket);

@@ -3,7 +3,10 @@
 # mailtwin.sh: mailtwin nodes in the lab. Source it after lab.sh.
 #
 #   mt_pki                          make the lab's CA and one certificate per node
-#   mt_config HOST ROLE PEER [K=V]  write $LAB_DIR/HOST/mailtwin.toml
+#   mt_config HOST ROLE PEER        write $LAB_DIR/HOST/mailtwin.toml ([gate]
+#                                   durability from $MT_DURABILITY, default sync)
+#   mt_gate HOST                    route HOST's Postfix through the gate
+#   mt_set_durability HOST MODE     async | sync | strict, for the next start
 #   mt_start HOST [ARGS...]         start mailtwind in HOST (background, logged to
 #                                   $LAB_DIR/HOST/mailtwind.log); prints its PID
 #   mt_stop HOST                    stop it (SIGTERM), mt_kill HOST (SIGKILL)
@@ -68,7 +71,24 @@ mt_config() {
 		cert_file = "$LAB_DIR/pki/$host.pem"
 		key_file = "$LAB_DIR/pki/$host.key"
 		peer_name = "$peer"
+
+		[gate]
+		durability = "${MT_DURABILITY:-sync}"
+		sync_timeout = "${MT_SYNC_TIMEOUT:-1s}"
 	EOT
+}
+
+# mt_gate HOST: route HOST's Postfix mail through its mailtwind's gate
+# (mailtwin postfix-config --apply), so the 250 waits for the standby.
+mt_gate() {
+	mt "$1" postfix-config --apply >/dev/null || { echo "mt_gate: postfix-config failed on $1" >&2; return 1; }
+	if lab_postfix_running "$1"; then lab_pf "$1" postfix reload >/dev/null; fi
+}
+
+# mt_set_durability HOST MODE: change [gate] durability in HOST's config
+# (takes effect at mailtwind's next start).
+mt_set_durability() {
+	sed -i "s/^durability = .*/durability = \"$2\"/" "$LAB_DIR/$1/mailtwin.toml"
 }
 
 mt_start() {

@@ -17,6 +17,15 @@
 
 namespace mailtwin {
 
+std::string_view DurabilityName(Durability d) {
+  switch (d) {
+    case Durability::kAsync: return "async";
+    case Durability::kSync: return "sync";
+    case Durability::kStrict: return "strict";
+  }
+  return "?";
+}
+
 std::optional<std::chrono::microseconds> ParseDurationUs(std::string_view text) {
   std::int64_t v = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -155,11 +164,12 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   }
   Config c;
   c.path = path;
-  static const std::set<std::string> kSections{"node", "postfix", "replication", "tls", "metrics"};
+  static const std::set<std::string> kSections{"node",   "postfix", "replication",
+                                                   "tls",    "gate",    "metrics"};
   for (const auto& [k, v] : root) {
     if (!kSections.count(std::string(k.str())))
       out.errors.push_back(fmt::format("unknown section [{}] (known: node, postfix, replication, "
-                                       "tls, metrics)",
+                                       "tls, gate, metrics)",
                                        k.str()));
     else if (!v.is_table())
       out.errors.push_back(fmt::format("{} must be a table: write it as [{}]", k.str(), k.str()));
@@ -221,6 +231,33 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   c.key_file = tls.Str("key_file", true);
   c.peer_name = tls.Str("peer_name", true);
   tls.CheckUnknown();
+
+  Section gate(root["gate"].as_table(), "gate", out);
+  c.gate_listen = gate.Str("listen", false, c.gate_listen);
+  c.gate_after_filter = gate.Str("after_filter", false, c.gate_after_filter);
+  std::string durability = gate.Str("durability", false, "sync");
+  c.sync_timeout = gate.Duration("sync_timeout", c.sync_timeout);
+  gate.CheckUnknown();
+  if (durability == "async") c.durability = Durability::kAsync;
+  else if (durability == "sync") c.durability = Durability::kSync;
+  else if (durability == "strict")
+    out.errors.push_back(
+        "[gate] durability \"strict\" is not available in this version yet: use \"sync\"");
+  else
+    out.errors.push_back(fmt::format(
+        "[gate] durability is \"{}\": it must be \"async\" (answer 250 at once), \"sync\" (wait "
+        "for the standby up to sync_timeout) or \"strict\" (never 250 without a replica)",
+        durability));
+  if (!SplitHostPort(c.gate_listen, host, port))
+    out.errors.push_back(fmt::format("[gate] listen \"{}\" is not host:port", c.gate_listen));
+  if (!SplitHostPort(c.gate_after_filter, host, port))
+    out.errors.push_back(
+        fmt::format("[gate] after_filter \"{}\" is not host:port", c.gate_after_filter));
+  if (c.sync_timeout > Millis(30000))
+    out.errors.push_back(fmt::format(
+        "[gate] sync_timeout ({} ms) above 30 s: every client would wait that long whenever the "
+        "standby is slow; 1s is the default",
+        c.sync_timeout.count()));
 
   Section met(root["metrics"].as_table(), "metrics", out);
   c.metrics_listen = met.Str("listen", false);

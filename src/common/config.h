@@ -19,6 +19,14 @@ using Millis = std::chrono::milliseconds;
 
 enum class NodeRole { kPrimary, kStandby };
 
+// When the gate answers the client's 250 (docs/gate.md).
+enum class Durability {
+  kAsync,   // at once: replication follows a few milliseconds later
+  kSync,    // once the standby holds the message, or after sync_timeout
+  kStrict,  // only once the standby holds it; 451 after sync_timeout
+};
+std::string_view DurabilityName(Durability d);
+
 struct Config {
   std::string path;
 
@@ -50,6 +58,12 @@ struct Config {
   std::string cert_file;
   std::string key_file;
   std::string peer_name;  // CN/SAN the peer's certificate must carry
+
+  // [gate] the before-queue SMTP proxy (Postfix smtpd_proxy_filter)
+  std::string gate_listen = "127.0.0.1:10025";     // where Postfix's public smtpd connects
+  std::string gate_after_filter = "127.0.0.1:10026";  // the smtpd that queues the mail
+  Durability durability = Durability::kSync;
+  Millis sync_timeout{1000};
 
   // [metrics]
   std::string metrics_listen;  // host:port for Prometheus, empty = off

@@ -15,6 +15,7 @@
 
 #include "common/config.h"
 #include "ctl/control.h"
+#include "gate/gate.h"
 #include "node/node_state.h"
 #include "repl/mirror.h"
 #include "repl/primary_link.h"
@@ -24,7 +25,7 @@
 
 namespace mailtwin {
 
-class Daemon {
+class Daemon : private gate::Replicas {
  public:
   explicit Daemon(Config cfg);
   ~Daemon();
@@ -35,12 +36,17 @@ class Daemon {
   std::string Init();
   std::string StartPrimary();
   std::string StartStandby();
+  std::string StartGate();
   void WatchInotify();
   void PollInotify();
   ctl::Json Handle(const ctl::Json& req);
   ctl::Json Status();
   ctl::Json Promote(const ctl::Json& req);
   ctl::Json Inspect(const std::string& id);
+  // gate::Replicas, on the primary.
+  void WaitDurable(const std::string& id, std::function<void(bool)> done) override;
+  std::optional<std::chrono::steady_clock::time_point> DownSince() const override;
+  std::string Withdraw(const std::string& id) override;
 
   Config cfg_;
   asio::io_context io_;
@@ -57,6 +63,7 @@ class Daemon {
   std::unique_ptr<repl::QueueWatcher> watcher_;
   std::unique_ptr<asio::posix::stream_descriptor> inotify_;
   std::unique_ptr<repl::PrimaryLink> link_;
+  std::unique_ptr<gate::Gate> gate_;
 
   std::unique_ptr<repl::Mirror> mirror_;
   std::unique_ptr<repl::StandbyServer> server_;

@@ -171,7 +171,14 @@ void PrimaryLink::Pump() {
   if (resend_.empty() && state_ == State::kCatchup) {
     conn_->Send(0, msg::SyncDone{watcher_.model().size()});
     state_ = State::kLive;
+    down_since_.reset();
     failures_ = 0;
+    // Everything still queued has now been sent: waiters whose frames were
+    // lost with an earlier connection wait for the catch-up's last frame.
+    for (auto& [id, ws] : waiters_)
+      for (auto& w : ws)
+        if (!w.target) w.target = seq_;
+    CompleteWaiters();
     last_catchup_s_ =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - catchup_start_).count();
     spdlog::info("replication: standby {} caught up in {:.3f} s; streaming live", peer_node_,
@@ -182,10 +189,11 @@ void PrimaryLink::Pump() {
 void PrimaryLink::OnDrained() { Pump(); }
 
 void PrimaryLink::OnChanges(const std::string& id, ApplyResult&& r) {
-  if (state_ != State::kCatchup && state_ != State::kLive) return;  // reconcile will cover it
   bool deleting = false;
   for (const auto& c : r.changes)
     if (std::holds_alternative<msg::Delete>(c)) deleting = true;
+  if (deleting && waiters_.count(id)) FinishWaiters(id, false);
+  if (state_ != State::kCatchup && state_ != State::kLive) return;  // reconcile will cover it
   if (resend_set_.count(id)) {
     if (!deleting) return;  // the pump sends its current state later
     resend_set_.erase(id);
@@ -229,6 +237,46 @@ void PrimaryLink::OnAck(std::uint64_t seq) {
                     (now - inflight_.front().commit_ns) / 1e6);
     inflight_.pop_front();
   }
+  CompleteWaiters();
+}
+
+void PrimaryLink::WaitDurable(const std::string& id, DurableFn done) {
+  if (!watcher_.model().Find(id)) {
+    // Not queued (any more): delivered or deleted before we looked.
+    asio::post(io_, [done = std::move(done)] { done(false); });
+    return;
+  }
+  Waiter w{std::nullopt, std::move(done)};
+  // Streaming and id not waiting for a whole resend: its current state was
+  // handed to the connection already, so it is covered by every frame sent.
+  if ((state_ == State::kLive || state_ == State::kCatchup) && !resend_set_.count(id))
+    w.target = seq_;
+  waiters_[id].push_back(std::move(w));
+  ++waiter_count_;
+  if (waiters_[id].back().target && *waiters_[id].back().target <= acked_) CompleteWaiters();
+}
+
+void PrimaryLink::CompleteWaiters() {
+  std::vector<DurableFn> ready;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    auto& ws = it->second;
+    std::erase_if(ws, [&](Waiter& w) {
+      if (!w.target || *w.target > acked_) return false;
+      ready.push_back(std::move(w.done));
+      return true;
+    });
+    it = ws.empty() ? waiters_.erase(it) : std::next(it);
+  }
+  waiter_count_ -= ready.size();
+  for (auto& fn : ready) asio::post(io_, [fn = std::move(fn)] { fn(true); });
+}
+
+void PrimaryLink::FinishWaiters(const std::string& id, bool replicated) {
+  auto it = waiters_.find(id);
+  if (it == waiters_.end()) return;
+  for (auto& w : it->second) asio::post(io_, [fn = std::move(w.done), replicated] { fn(replicated); });
+  waiter_count_ -= it->second.size();
+  waiters_.erase(it);
 }
 
 void PrimaryLink::OnClosed(const std::string& why) {
@@ -236,6 +284,10 @@ void PrimaryLink::OnClosed(const std::string& why) {
   last_error_ = why;
   conn_.reset();
   state_ = State::kDisconnected;
+  if (!down_since_) down_since_ = std::chrono::steady_clock::now();
+  // Frames not acknowledged may be lost: waiters wait for the next catch-up.
+  for (auto& [id, ws] : waiters_)
+    for (auto& w : ws) w.target.reset();
   resend_.clear();
   resend_set_.clear();
   inflight_.clear();

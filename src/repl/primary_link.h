@@ -70,6 +70,20 @@ class PrimaryLink : public Connection::Handler {
   // Seconds the current catch-up took, once live.
   std::optional<double> last_catchup_seconds() const { return last_catchup_s_; }
 
+  // The zero-loss gate's question: is id's committed queue file durable on
+  // the standby? Calls done(true) once the standby has acknowledged frames
+  // carrying id's current state, or done(false) if the message leaves the
+  // queue first (delivered or deleted: nothing left to protect). The caller
+  // must first let the watcher read pending queue events, so that id's
+  // commit is in the model. Waits across reconnects (a catch-up covers every
+  // message still queued) and never gives up by itself: the gate has its own
+  // timeout. done runs on the io_context, never inside WaitDurable.
+  using DurableFn = std::function<void(bool replicated)>;
+  void WaitDurable(const std::string& id, DurableFn done);
+  std::size_t durable_waiters() const { return waiter_count_; }
+  // When the link stopped being live (nullopt while live or catching up).
+  std::optional<std::chrono::steady_clock::time_point> down_since() const { return down_since_; }
+
  private:
   void Connect();
   void ScheduleReconnect();
@@ -80,6 +94,8 @@ class PrimaryLink : public Connection::Handler {
   void Pump();
   void SendChanges(const std::string& id, ApplyResult&& r, bool live);
   void OnAck(std::uint64_t seq);
+  void CompleteWaiters();
+  void FinishWaiters(const std::string& id, bool replicated);
 
   asio::io_context& io_;
   const Config& cfg_;
@@ -109,6 +125,14 @@ class PrimaryLink : public Connection::Handler {
   LatencyStats lag_;
   std::uint64_t files_sent_ = 0;
   std::uint64_t bytes_sent_ = 0;
+  struct Waiter {
+    std::optional<std::uint64_t> target;  // acked >= target means durable
+    DurableFn done;
+  };
+  std::unordered_map<std::string, std::vector<Waiter>> waiters_;
+  std::size_t waiter_count_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> down_since_ =
+      std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point catchup_start_;
   std::optional<double> last_catchup_s_;
 };

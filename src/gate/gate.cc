@@ -1,0 +1,314 @@
+#include "gate/gate.h"
+
+#include <deque>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "gate/smtp_stream.h"
+
+namespace mailtwin::gate {
+
+using asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+constexpr std::size_t kMaxHeldBytes = 1 << 20;  // replies queued behind a held one
+}
+
+// One relayed session: front = Postfix's public smtpd, back = the after-filter.
+class Gate::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Gate& gate, tcp::socket front)
+      : gate_(gate), alive_(gate.alive_), front_(std::move(front)), back_(front_.get_executor()) {}
+
+  void Start() {
+    back_.async_connect(gate_.after_filter_, [self = shared_from_this()](asio::error_code ec) {
+      if (!*self->alive_) return;
+      if (ec) {
+        spdlog::error("gate: cannot reach the after-filter smtpd at {}: {} (Postfix answers the "
+                      "client 451; check master.cf: mailtwin postfix-config)",
+                      self->gate_.cfg_.gate_after_filter, ec.message());
+        return self->Close();
+      }
+      self->back_.set_option(tcp::no_delay(true));
+      self->ReadFront();
+      self->ReadBack();
+    });
+  }
+
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    asio::error_code ec;
+    front_.close(ec);
+    back_.close(ec);
+    if (*alive_) --gate_.stats_.active_sessions;
+  }
+
+  // A held reply may go out now (with new text, in strict mode's refusal).
+  void Release(std::uint64_t n, std::optional<std::string> text) {
+    for (auto& o : out_)
+      if (o.n == n) {
+        o.held = false;
+        if (text) o.text = std::move(*text);
+      }
+    FlushFront();
+  }
+
+ private:
+  struct Out {
+    std::uint64_t n;
+    std::string text;
+    bool held;
+  };
+
+  void Fail(const std::string& what) {
+    if (!*alive_) return;
+    ++gate_.stats_.errors;
+    spdlog::warn("gate: closing a session: {}", what);
+    Close();
+  }
+
+  void ReadFront() {
+    front_.async_read_some(asio::buffer(fbuf_), [self = shared_from_this()](asio::error_code ec,
+                                                                             std::size_t n) {
+      if (!*self->alive_ || self->closed_) return;
+      if (ec) return self->Close();  // Postfix closed the session
+      std::string_view data(self->fbuf_.data(), n);
+      if (!self->stream_.opaque() && !self->stream_.FromClient(data))
+        return self->Fail("from Postfix's smtpd: " + self->stream_.error());
+      asio::async_write(self->back_, asio::buffer(self->fbuf_.data(), n),
+                        [self](asio::error_code ec, std::size_t) {
+                          if (!*self->alive_ || self->closed_) return;
+                          if (ec) return self->Close();
+                          self->ReadFront();
+                        });
+    });
+  }
+
+  void ReadBack() {
+    back_.async_read_some(asio::buffer(bbuf_), [self = shared_from_this()](asio::error_code ec,
+                                                                            std::size_t n) {
+      if (!*self->alive_ || self->closed_) return;
+      if (ec) {
+        // The after-filter hung up: pass on what it said, then close.
+        self->back_eof_ = true;
+        return self->FlushFront();
+      }
+      std::string_view data(self->bbuf_.data(), n);
+      if (self->stream_.opaque()) {
+        self->out_.push_back({self->next_++, std::string(data), false});
+      } else {
+        std::vector<Reply> replies;
+        bool ok = self->stream_.FromServer(data, replies);
+        for (auto& r : replies) self->OnReply(std::move(r));
+        if (!ok) return self->Fail("from the after-filter smtpd: " + self->stream_.error());
+        if (self->stream_.opaque())
+          spdlog::warn("gate: STARTTLS through the gate: this session is relayed without holding "
+                       "replies (Postfix's smtpd never does this; check what connects to {})",
+                       self->gate_.cfg_.gate_listen);
+      }
+      self->FlushFront();
+      if (self->OutBytes() < kMaxHeldBytes) self->ReadBack();
+      else self->read_paused_ = true;
+    });
+  }
+
+  void OnReply(Reply&& r) {
+    std::uint64_t n = next_++;
+    bool hold = r.EndsMessage() && !r.queue_id.empty() &&
+                gate_.cfg_.durability != Durability::kAsync;
+    if (r.EndsMessage()) ++gate_.stats_.messages;
+    out_.push_back({n, std::move(r.text), hold});
+    if (!hold) return;
+    std::weak_ptr<Session> weak = shared_from_this();
+    gate_.HoldReply(r.queue_id, [weak, n](std::optional<std::string> text) {
+      if (auto s = weak.lock()) s->Release(n, std::move(text));
+    });
+  }
+
+  std::size_t OutBytes() const {
+    std::size_t b = 0;
+    for (const auto& o : out_) b += o.text.size();
+    return b;
+  }
+
+  void FlushFront() {
+    if (writing_ || closed_) return;
+    wbuf_.clear();
+    while (!out_.empty() && !out_.front().held) {
+      wbuf_ += out_.front().text;
+      out_.pop_front();
+    }
+    if (wbuf_.empty()) {
+      if (back_eof_ && out_.empty()) Close();
+      return;
+    }
+    writing_ = true;
+    asio::async_write(front_, asio::buffer(wbuf_), [self = shared_from_this()](asio::error_code ec,
+                                                                               std::size_t) {
+      if (!*self->alive_ || self->closed_) return;
+      self->writing_ = false;
+      if (ec) return self->Close();
+      if (self->read_paused_ && self->OutBytes() < kMaxHeldBytes) {
+        self->read_paused_ = false;
+        self->ReadBack();
+      }
+      self->FlushFront();
+    });
+  }
+
+  Gate& gate_;
+  std::shared_ptr<bool> alive_;
+  tcp::socket front_, back_;
+  SmtpStream stream_;
+  std::array<char, 65536> fbuf_, bbuf_;
+  std::deque<Out> out_;
+  std::string wbuf_;
+  std::uint64_t next_ = 0;
+  bool writing_ = false, read_paused_ = false, back_eof_ = false, closed_ = false;
+};
+
+struct Gate::Hold {
+  Hold(asio::io_context& io, std::string id) : id(std::move(id)), timer(io) {}
+  std::string id;
+  Clock::time_point t0 = Clock::now();
+  asio::steady_timer timer;
+  std::function<void(std::optional<std::string>)> release;
+  bool answered = false;
+};
+
+Gate::Gate(asio::io_context& io, const Config& cfg, Replicas& replicas)
+    : io_(io), cfg_(cfg), replicas_(replicas), acceptor_(io) {}
+
+Gate::~Gate() {
+  Stop();
+  *alive_ = false;
+}
+
+std::string Gate::Start() {
+  std::string host;
+  std::uint16_t port;
+  SplitHostPort(cfg_.gate_after_filter, host, port);
+  asio::error_code ec;
+  after_filter_ = tcp::endpoint(asio::ip::make_address(host, ec), port);
+  if (ec) return fmt::format("[gate] after_filter {}: not an IP address", cfg_.gate_after_filter);
+  SplitHostPort(cfg_.gate_listen, host, port);
+  tcp::endpoint ep(asio::ip::make_address(host, ec), port);
+  if (ec) return fmt::format("[gate] listen {}: not an IP address", cfg_.gate_listen);
+  acceptor_.open(ep.protocol(), ec);
+  if (!ec) acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(ep, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return fmt::format("[gate] cannot listen on {}: {} (is another mailtwind running?)",
+                       cfg_.gate_listen, ec.message());
+  spdlog::info("gate: listening on {} for Postfix's smtpd, relaying to {}; durability {}, "
+               "sync_timeout {} ms",
+               cfg_.gate_listen, cfg_.gate_after_filter, DurabilityName(cfg_.durability),
+               cfg_.sync_timeout.count());
+  Accept();
+  return {};
+}
+
+void Gate::Stop() {
+  asio::error_code ec;
+  acceptor_.close(ec);
+}
+
+void Gate::Accept() {
+  acceptor_.async_accept([this, alive = alive_](asio::error_code ec, tcp::socket s) {
+    if (!*alive || !acceptor_.is_open()) return;
+    if (!ec) {
+      s.set_option(tcp::no_delay(true));
+      ++stats_.sessions;
+      ++stats_.active_sessions;
+      std::make_shared<Session>(*this, std::move(s))->Start();
+    } else {
+      spdlog::warn("gate: accept: {}", ec.message());
+    }
+    Accept();
+  });
+}
+
+void Gate::HoldReply(const std::string& id,
+                     std::function<void(std::optional<std::string>)> release) {
+  auto h = std::make_shared<Hold>(io_, id);
+  h->release = std::move(release);
+  ++waiting_;
+  replicas_.WaitDurable(id, [this, h, alive = alive_](bool replicated) {
+    if (*alive) Resolve(h, replicated);
+  });
+  if (h->answered) return;
+  // Replication has been down for longer than a client would wait: holding
+  // the reply would only slow every client down.
+  auto down = replicas_.DownSince();
+  if (down && Clock::now() - *down >= cfg_.sync_timeout) return Timeout(h);
+  h->timer.expires_after(cfg_.sync_timeout);
+  h->timer.async_wait([this, h, alive = alive_](asio::error_code ec) {
+    if (!ec && *alive) Timeout(h);
+  });
+}
+
+void Gate::Resolve(const std::shared_ptr<Hold>& h, bool replicated) {
+  h->timer.cancel();
+  if (h->answered) {
+    // Answered without a replica before; now it has one (or is delivered).
+    unprotected_.erase(h->id);
+    if (unprotected_.empty() && warned_degraded_) {
+      spdlog::info("gate: every message answered without a replica is protected again");
+      warned_degraded_ = false;
+    }
+    return;
+  }
+  h->answered = true;
+  --waiting_;
+  ++(replicated ? stats_.replicated : stats_.gone);
+  hold_ms_.Add(std::chrono::duration<double, std::milli>(Clock::now() - h->t0).count());
+  h->release(std::nullopt);
+  h->release = nullptr;
+}
+
+void Gate::Timeout(const std::shared_ptr<Hold>& h) {
+  if (h->answered) return;
+  h->answered = true;
+  --waiting_;
+  if (cfg_.durability == Durability::kStrict) {
+    std::string err = replicas_.Withdraw(h->id);
+    if (err.empty()) {
+      ++stats_.refused;
+      spdlog::warn("gate: {} has no replica after {} ms: removed from the queue and refused with "
+                   "451 (strict durability); the sender will retry",
+                   h->id, cfg_.sync_timeout.count());
+      h->release(std::string("451 4.4.0 Message not accepted: the standby server is not "
+                             "reachable, try again later\r\n"));
+      h->release = nullptr;
+      return;
+    }
+    spdlog::error("gate: {} has no replica and cannot be withdrawn ({}): answering 250 without "
+                  "a replica",
+                  h->id, err);
+  }
+  ++stats_.unprotected_total;
+  unprotected_.emplace(h->id, h->t0);
+  if (!warned_degraded_) {
+    warned_degraded_ = true;
+    spdlog::error("gate: the standby has not confirmed {} within {} ms; answering 250 anyway: "
+                  "this message and the next ones have no replica until replication catches "
+                  "up (see `mailtwin status`)",
+                  h->id, cfg_.sync_timeout.count());
+  }
+  h->release(std::nullopt);
+  h->release = nullptr;
+}
+
+std::optional<double> Gate::oldest_unprotected_s() const {
+  if (unprotected_.empty()) return std::nullopt;
+  auto oldest = Clock::now();
+  for (const auto& [id, t] : unprotected_) oldest = std::min(oldest, t);
+  return std::chrono::duration<double>(Clock::now() - oldest).count();
+}
+
+}  // namespace mailtwin::gate

@@ -1,0 +1,100 @@
+// gate.h - the zero-loss gate: a before-queue SMTP proxy that holds back the
+// client's 250 until the standby holds the message (docs/gate.md).
+//
+//   client -> Postfix smtpd --smtpd_proxy_filter--> Gate --> after-filter smtpd
+//                                                     ^            | cleanup commits
+//                                         ack of ID --+            | incoming/ID
+//
+// Every session is relayed byte for byte in both directions. SmtpStream
+// tells which server reply ends a message; that reply ("250 ... queued as
+// ID") is held, with every reply behind it, until Replicas says ID is durable
+// on the standby (or gone from the queue: delivered already). Then:
+//   async  - never held;
+//   sync   - released after sync_timeout anyway; the message is counted as
+//            unprotected until a replica exists, and the administrator warned;
+//            while replication has been down longer than sync_timeout,
+//            replies are not held at all (no point making every client wait);
+//   strict - after sync_timeout the queued copy is removed first (Replicas::
+//            Withdraw) and the client gets 451 4.4.0, so its retry cannot make
+//            a duplicate.
+// Single-threaded, on the daemon's io_context.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include <asio.hpp>
+
+#include "common/config.h"
+#include "repl/stats.h"
+
+namespace mailtwin::gate {
+
+// What the gate needs from replication (the daemon wires it to PrimaryLink).
+class Replicas {
+ public:
+  virtual ~Replicas() = default;
+  // done(true): the standby holds id durably; done(false): id left the queue.
+  virtual void WaitDurable(const std::string& id, std::function<void(bool)> done) = 0;
+  // Since when replication has been down (nullopt when up).
+  virtual std::optional<std::chrono::steady_clock::time_point> DownSince() const = 0;
+  // strict mode: take id out of the queue before it is delivered. Returns ""
+  // when it is gone for good, else why not (then the gate must answer 250).
+  virtual std::string Withdraw(const std::string& id) = 0;
+};
+
+class Gate {
+ public:
+  Gate(asio::io_context& io, const Config& cfg, Replicas& replicas);
+  ~Gate();
+  std::string Start();  // "" or why the listener could not start
+  void Stop();
+
+  struct Stats {
+    std::uint64_t sessions = 0;       // accepted from Postfix
+    std::uint64_t active_sessions = 0;
+    std::uint64_t messages = 0;       // end-of-message replies seen
+    std::uint64_t replicated = 0;     // released once the standby held them
+    std::uint64_t gone = 0;           // released: delivered before any replica
+    std::uint64_t unprotected_total = 0;  // sync: released without a replica
+    std::uint64_t refused = 0;        // strict: answered 451, queued copy removed
+    std::uint64_t errors = 0;         // sessions closed on a protocol error
+  };
+  const Stats& stats() const { return stats_; }
+  std::size_t waiting() const { return waiting_; }  // replies held right now
+  // Messages answered 250 that have no replica yet, and the oldest one's age.
+  std::size_t unprotected() const { return unprotected_.size(); }
+  std::optional<double> oldest_unprotected_s() const;
+  // Time each released reply was held (ms).
+  const repl::LatencyStats& hold_ms() const { return hold_ms_; }
+
+ private:
+  class Session;
+  struct Hold;
+  void Accept();
+  // Starts holding the reply that ends message id; release() sends it
+  // (with its text replaced when given: strict mode's 451).
+  void HoldReply(const std::string& id,
+                 std::function<void(std::optional<std::string>)> release);
+  void Resolve(const std::shared_ptr<Hold>& h, bool replicated);
+  void Timeout(const std::shared_ptr<Hold>& h);
+
+  asio::io_context& io_;
+  const Config& cfg_;
+  Replicas& replicas_;
+  asio::ip::tcp::acceptor acceptor_;
+  asio::ip::tcp::endpoint after_filter_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  Stats stats_;
+  std::size_t waiting_ = 0;
+  // id -> when its 250 went out without a replica.
+  std::unordered_map<std::string, std::chrono::steady_clock::time_point> unprotected_;
+  bool warned_degraded_ = false;
+  repl::LatencyStats hold_ms_;
+};
+
+}  // namespace mailtwin::gate

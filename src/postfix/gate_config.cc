@@ -1,0 +1,131 @@
+#include "postfix/gate_config.h"
+
+#include <charconv>
+#include <map>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "common/process.h"
+
+namespace mailtwin::postfix {
+
+std::vector<std::vector<std::string>> GateCommands(const Config& cfg,
+                                                   const std::vector<std::string>& services) {
+  std::vector<std::vector<std::string>> cmds;
+  const std::string& af = cfg.gate_after_filter;
+  // The after-filter: a second smtpd on loopback that only the gate talks
+  // to. It trusts the gate (the public smtpd already applied the site's
+  // restrictions), takes the real client's name and address from XFORWARD,
+  // and must not loop back into the gate.
+  cmds.push_back({"-M", fmt::format("{}/inet={} inet n - n - - smtpd", af, af)});
+  for (const char* kv : {"smtpd_proxy_filter=", "smtpd_authorized_xforward_hosts=127.0.0.0/8",
+                         "smtpd_client_restrictions=", "smtpd_helo_restrictions=",
+                         "smtpd_sender_restrictions=", "smtpd_relay_restrictions=",
+                         "smtpd_recipient_restrictions=permit_mynetworks,reject",
+                         "smtpd_data_restrictions=", "smtpd_end_of_data_restrictions=",
+                         "mynetworks=127.0.0.0/8", "smtpd_milters=",
+                         "receive_override_options=no_unknown_recipient_checks",
+                         "syslog_name=postfix/afterfilter"})
+    cmds.push_back({"-P", fmt::format("{}/inet/{}", af, kv)});
+  // The public services hand every message to the gate.
+  for (const auto& s : services)
+    cmds.push_back({"-P", fmt::format("{}/inet/smtpd_proxy_filter={}", s, cfg.gate_listen)});
+  return cmds;
+}
+
+std::optional<Millis> ParsePostfixTime(std::string_view v, char default_unit) {
+  long long n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc{} || n < 0) return std::nullopt;
+  std::string_view unit(p, static_cast<std::size_t>(v.data() + v.size() - p));
+  char u = unit.empty() ? default_unit : unit.size() == 1 ? unit[0] : '?';
+  switch (u) {
+    case 's': return Millis(n * 1000);
+    case 'm': return Millis(n * 60000);
+    case 'h': return Millis(n * 3600000);
+    case 'd': return Millis(n * 86400000);
+    case 'w': return Millis(n * 604800000);
+  }
+  return std::nullopt;
+}
+
+GateInspection InspectGate(const Config& cfg) {
+  GateInspection g;
+  auto pc = Postconf(cfg.postfix_config_dir, {"smtpd_proxy_filter", "smtpd_proxy_timeout"});
+  if (!pc.error.empty()) {
+    g.error = pc.error;
+    return g;
+  }
+  CommandResult m = RunCommand({"postconf", "-c", cfg.postfix_config_dir, "-M"});
+  CommandResult p = RunCommand({"postconf", "-c", cfg.postfix_config_dir, "-P"});
+  if (!m.ok() || !p.ok()) {
+    g.error = fmt::format("postconf -c {} -M/-P failed: {}", cfg.postfix_config_dir,
+                          m.ok() ? p.output : m.output);
+    return g;
+  }
+  // Per inet smtpd service: its overrides ("svc/inet/name = value").
+  std::map<std::string, std::map<std::string, std::string>> over;
+  std::istringstream pin(p.output);
+  for (std::string line; std::getline(pin, line);) {
+    auto eq = line.find(" = ");
+    if (eq == std::string::npos) continue;
+    std::string key = line.substr(0, eq), value = line.substr(eq + 3);
+    auto s2 = key.rfind('/');
+    auto s1 = s2 == std::string::npos ? s2 : key.rfind('/', s2 - 1);
+    if (s1 == std::string::npos || key.compare(s1, s2 - s1 + 1, "/inet/") != 0) continue;
+    over[key.substr(0, s1)][key.substr(s2 + 1)] = value;
+  }
+  std::istringstream min(m.output);
+  for (std::string line; std::getline(min, line);) {
+    std::istringstream f(line);
+    std::string name, type, priv, unpriv, chroot, wakeup, limit, command;
+    if (!(f >> name >> type >> priv >> unpriv >> chroot >> wakeup >> limit >> command)) continue;
+    if (type != "inet" || command != "smtpd") continue;
+    if (name == cfg.gate_after_filter) {
+      g.after_filter = true;
+      continue;
+    }
+    auto& o = over[name];
+    std::string filter = o.count("smtpd_proxy_filter") ? o["smtpd_proxy_filter"]
+                                                       : pc.values["smtpd_proxy_filter"];
+    if (filter != cfg.gate_listen && filter != "inet:" + cfg.gate_listen) continue;
+    g.gated_services.push_back(name);
+    std::string t = o.count("smtpd_proxy_timeout") ? o["smtpd_proxy_timeout"]
+                                                   : pc.values["smtpd_proxy_timeout"];
+    if (auto ms = ParsePostfixTime(t)) g.proxy_timeout = std::min(g.proxy_timeout.value_or(*ms), *ms);
+  }
+  return g;
+}
+
+void CheckGate(const Config& cfg, const GateInspection& g, ConfigErrors& out) {
+  if (!g.error.empty()) {
+    out.errors.push_back(g.error);
+    return;
+  }
+  std::string fix = fmt::format("run `mailtwin postfix-config -c {} --apply`, then `postfix -c {} reload`",
+                                cfg.path, cfg.postfix_config_dir);
+  if (cfg.durability == Durability::kAsync) return;
+  if (g.gated_services.empty()) {
+    out.warnings.push_back(fmt::format(
+        "[gate] durability is {}, but no smtpd service of Postfix in {} passes mail through the "
+        "gate at {} (smtpd_proxy_filter): clients get their 250 before the standby holds the "
+        "message. To close that window, {}",
+        DurabilityName(cfg.durability), cfg.postfix_config_dir, cfg.gate_listen, fix));
+    return;
+  }
+  if (!g.after_filter)
+    out.errors.push_back(fmt::format(
+        "[gate] Postfix in {} sends mail to the gate, but has no after-filter smtpd service "
+        "\"{}\" for the gate to pass it on to: every message would be refused with 451. {}",
+        cfg.postfix_config_dir, cfg.gate_after_filter, fix));
+  if (g.proxy_timeout && *g.proxy_timeout < 2 * cfg.sync_timeout)
+    out.errors.push_back(fmt::format(
+        "[gate] sync_timeout ({} ms) must stay well below Postfix's smtpd_proxy_timeout ({} ms), "
+        "at most half of it: when Postfix gives up on the gate first, the client gets a 451 for a "
+        "message that is already queued, and its retry delivers it twice. Lower sync_timeout or "
+        "raise smtpd_proxy_timeout",
+        cfg.sync_timeout.count(), g.proxy_timeout->count()));
+}
+
+}  // namespace mailtwin::postfix

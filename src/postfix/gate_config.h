@@ -1,0 +1,40 @@
+// gate_config.h - the Postfix settings the gate needs, generated and checked.
+//
+// The gate sits between Postfix's public smtpd (smtpd_proxy_filter points at
+// the gate) and an "after-filter" smtpd on a loopback port that queues the
+// mail (SMTPD_PROXY_README, "before-queue proxy"). GateCommands() prints the
+// exact postconf commands that set this up, so nobody edits master.cf by
+// hand; `mailtwin postfix-config --apply` runs them. InspectGate() reads a
+// Postfix configuration back and says whether mail really passes the gate.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+
+namespace mailtwin::postfix {
+
+// postconf argv lists (without the leading "postconf -c DIR"), in order.
+// services: the master.cf inet services whose mail must pass the gate
+// ("smtp", and e.g. "submission").
+std::vector<std::vector<std::string>> GateCommands(const Config& cfg,
+                                                   const std::vector<std::string>& services);
+
+struct GateInspection {
+  std::vector<std::string> gated_services;  // smtpd_proxy_filter = the gate
+  bool after_filter = false;                // the after-filter service exists
+  std::optional<Millis> proxy_timeout;      // smtpd_proxy_timeout of the gated services (min)
+  std::string error;                        // postconf could not run
+};
+GateInspection InspectGate(const Config& cfg);
+
+// A Postfix time value ("100s", "5m", "100" = seconds). nullopt if malformed.
+std::optional<Millis> ParsePostfixTime(std::string_view v, char default_unit = 's');
+
+// Problems of cfg against the Postfix configuration, for check-config and
+// the daemon's start: errors (the gate cannot keep its promise) and warnings.
+void CheckGate(const Config& cfg, const GateInspection& g, ConfigErrors& out);
+
+}  // namespace mailtwin::postfix
