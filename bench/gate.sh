@@ -1,0 +1,194 @@
+#!/bin/bash
+#
+# gate.sh: what the zero-loss gate costs, and whether it keeps its promise.
+# Run as root:  bench/run gate [--quick]     (docs/benchmarks.md)
+#
+# One lab: main and backup (Postfix + mailtwind; main relays to dest), dest
+# (smtp-sink, nothing written to disk), client (smtp-source, paced_send.py,
+# lab/gate_trial.py).
+#
+# 1. Throughput, in interleaved rounds: smtp-source -s 20 -l 4096 -m N.
+#    msgs/s = N / (start of smtp-source -> main's queue empty).
+#      plain  - Postfix alone (mailtwind stopped, no proxy);
+#      async  - mailtwind pair replicating, Postfix without the proxy;
+#      relay  - (logged, not in RESULT) the gate in Postfix's path but
+#               durability async: what the proxy path itself costs (a second
+#               smtpd per message, two more TCP hops), without any waiting;
+#      sync   - mailtwind pair, Postfix's smtp service through the gate
+#               (smtpd_proxy_filter), durability sync;
+#      strict - not measured: strict durability is not implemented yet (NA).
+#    ratios = median(mode) / median(plain).
+# 2. Added latency of the final reply at a steady 200 msg/s (paced_send.py,
+#    4 sessions, 4 KB): how long the gate held each "250 ... queued as"
+#    (its hold_p50_ms/hold_p99_ms: from the after-filter's reply to the
+#    standby's acknowledgement). The client's own MAIL-to-250 times with and
+#    without the gate are logged beside them.
+# 3. Trials (lab/gate_trial.py) under smtp-source load, durability sync: the
+#    instant a 250 arrives the primary's mailtwind is frozen (SIGSTOP: nothing
+#    more replicates) and the standby's mirror must hold the queue ID.
+#    lost = trials where it did not. 200 trials (quick: 100).
+#
+# The last line is machine-readable:
+#   RESULT plain_msgs_per_s=.. async_ratio=.. sync_ratio=.. strict_ratio=..
+#          gate_added_p50_ms=.. gate_added_p99_ms=.. trials=.. lost=..
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$REPO/bench
+# shellcheck source=../lab/lab.sh
+. "$REPO/lab/lab.sh"
+# shellcheck source=../lab/mailtwin.sh
+. "$REPO/lab/mailtwin.sh"
+# shellcheck source=lib.sh
+. "$BENCH/lib.sh"
+
+QUICK=0
+for arg in "$@"; do
+	case $arg in
+	--quick) QUICK=1 ;;
+	*) echo "usage: bench/run gate [--quick]" >&2; exit 2 ;;
+	esac
+done
+if ((QUICK)); then
+	MODE=quick ROUNDS=1 TP_MSGS=1000 LAT_SECS=10 TRIALS=100
+else
+	MODE=full ROUNDS=3 TP_MSGS=3000 LAT_SECS=30 TRIALS=200
+fi
+SOURCE_OPTS=(-s 20 -l 4096 -f source@client.lab.test -t rcpt@dest.lab.test)
+[[ -x $MAILTWIN_BIN/mailtwind && -x $MAILTWIN_BIN/mailtwin ]] ||
+	{ echo "gate: no mailtwind/mailtwin in $MAILTWIN_BIN (build first)" >&2; exit 1; }
+
+lab_init bench-gate
+mkdir -p "$LAB_DIR/bin"
+cp "$MAILTWIN_BIN/mailtwind" "$MAILTWIN_BIN/mailtwin" "$LAB_DIR/bin/"
+MAILTWIN_BIN=$LAB_DIR/bin
+lab_host main 1
+lab_host backup 2
+lab_host dest 9
+lab_host client 20
+# Trial messages go to dead.lab.test (nothing listens on dest:2526): they
+# stay queued, so "not in the mirror" cannot mean "delivered and gone".
+DEAD="transport_maps = inline:{ dead.lab.test=smtp:[$(lab_ip dest)]:2526 }"
+lab_postfix_create main relay=dest "$DEAD"
+lab_postfix_create backup relay=dest "$DEAD"
+mt_pki main backup
+mt_config main primary backup
+mt_config backup standby main
+DEST_IP=$(lab_ip dest)
+lab_bg dest "$LAB_DIR/sink.log" smtp-sink -u nobody "$DEST_IP:25" 1024 >/dev/null
+lab_wait_port dest "$DEST_IP" 25 || exit 1
+# The after-filter service exists throughout; the smtp service is switched
+# between direct (plain, async) and through the gate (sync).
+mt_gate main
+lab_postfix_start main
+gate_route() {  # gate_route on|off
+	local v=
+	[[ $1 == on ]] && v=127.0.0.1:10025
+	lab_postconf main -P "smtp/inet/smtpd_proxy_filter=$v"
+	lab_pf main postfix reload >/dev/null
+	sleep 1  # let the old smtpd processes finish
+}
+gate_route off
+BUSY_START=$(bench_cpu_busy 2)
+bench_log "machine CPU busy with the lab idle: $BUSY_START %"
+
+pair_start_idle() {
+	bench_mt_start backup 10
+	bench_mt_start main 30
+	bench_mt_wait_idle main 30 || { bench_log "link not live: $(bench_mt_json main)"; return 1; }
+}
+pair_stop() {
+	bench_mt_stop main
+	bench_mt_stop backup
+}
+field() { if [[ " $1 " =~ [[:space:]]$2=([^[:space:]]*) ]]; then echo "${BASH_REMATCH[1]}"; fi; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "NA" && b != "NA" && b > 0) printf "%.3f\n", a / b; else print "NA" }'; }
+fmt() { awk -v a="$1" -v f="${2:-%.1f}" 'BEGIN { if (a == "NA" || a == "") print "NA"; else printf f "\n", a }'; }
+
+# round MODE: one throughput round; prints msgs/s.
+round() {
+	local mode=$1 t0 t2 rate
+	case $mode in
+	async) pair_start_idle ;;
+	relay) gate_route on; mt_set_durability main async; pair_start_idle ;;
+	sync) gate_route on; mt_set_durability main sync; pair_start_idle ;;
+	esac
+	local j0 j1
+	[[ $mode == plain ]] || j0=$(bench_mt_json main)
+	t0=$(bench_now)
+	lab_source client "$(lab_ip main)" "${SOURCE_OPTS[@]}" -m "$TP_MSGS" >/dev/null
+	bench_wait_queue main "" 0 300 || bench_log "WARNING: main's queue did not empty"
+	t2=$(bench_now)
+	rate=$(awk -v n="$TP_MSGS" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.1f\n", n / (b - a) }')
+	local cpu=""
+	if [[ $mode != plain ]]; then
+		j1=$(bench_mt_json main)
+		cpu=", primary mailtwind $(awk -v a="$(bench_json_get "$j1" cpu_ms)" -v b="$(bench_json_get "$j0" cpu_ms)" -v n="$TP_MSGS" 'BEGIN { printf "%.0f", (a - b) * 1000 / n }') ms CPU per 1000 msgs"
+	fi
+	if [[ $mode == sync ]]; then
+		bench_log "  sync: gate held $(bench_json_get "$j1" messages) messages, hold p50 $(fmt "$(bench_json_get "$j1" hold_p50_ms)" %.2f) ms p99 $(fmt "$(bench_json_get "$j1" hold_p99_ms)" %.2f) ms, unprotected $(bench_json_get "$j1" unprotected_total), errors $(bench_json_get "$j1" errors)"
+	fi
+	[[ $mode == relay || $mode == sync ]] && gate_route off
+	[[ $mode == plain ]] || pair_stop
+	bench_log "  $mode: $TP_MSGS msgs at $rate msgs/s$cpu"
+	echo "$rate"
+}
+
+bench_log "warm-up"
+lab_source client "$(lab_ip main)" "${SOURCE_OPTS[@]}" -m 500 >/dev/null
+bench_wait_queue main "" 0 120
+declare -a P A R S
+for ((r = 1; r <= ROUNDS; r++)); do
+	bench_log "1. throughput round $r/$ROUNDS ($TP_MSGS msgs, 20 sessions)"
+	P+=("$(round plain)")
+	A+=("$(round async)")
+	R+=("$(round relay)")
+	S+=("$(round sync)")
+done
+read -r RELAY _ _ <<<"$(bench_stats "${R[@]}")"
+read -r PLAIN _ _ <<<"$(bench_stats "${P[@]}")"
+read -r ASYNC _ _ <<<"$(bench_stats "${A[@]}")"
+read -r SYNC _ _ <<<"$(bench_stats "${S[@]}")"
+ASYNC_RATIO=$(ratio "$ASYNC" "$PLAIN")
+SYNC_RATIO=$(ratio "$SYNC" "$PLAIN")
+bench_log "throughput: plain ${P[*]}, async ${A[*]}, relay ${R[*]}, sync ${S[*]} msgs/s"
+bench_log "  ratios: async $ASYNC_RATIO, relay only (proxy path, no waiting) $(ratio "$RELAY" "$PLAIN"), sync $SYNC_RATIO"
+
+bench_log "2. latency at 200 msg/s for $LAT_SECS s: async, then through the gate"
+paced() {
+	lab_exec client "$BENCH_PY" "$BENCH/paced_send.py" --server "$(lab_ip main)" --rate 200 \
+		--threads 4 --size 4096 --helo client.lab.test --duration "$LAT_SECS"
+}
+pair_start_idle
+PACED_ASYNC=$(paced) || bench_log "WARNING: paced sender failures (async)"
+bench_log "  async: $PACED_ASYNC"
+pair_stop
+gate_route on
+mt_set_durability main sync
+pair_start_idle
+PACED_SYNC=$(paced) || bench_log "WARNING: paced sender failures (sync)"
+bench_log "  sync:  $PACED_SYNC"
+J=$(bench_mt_json main)
+ADDED50=$(fmt "$(bench_json_get "$J" hold_p50_ms)" %.2f)
+ADDED99=$(fmt "$(bench_json_get "$J" hold_p99_ms)" %.2f)
+bench_log "  gate hold: p50 $ADDED50 ms, p99 $ADDED99 ms over $(bench_json_get "$J" hold_samples) messages; replication lag p50 $(fmt "$(bench_json_get "$J" lag_p50_ms)" %.2f) p99 $(fmt "$(bench_json_get "$J" lag_p99_ms)" %.2f) ms"
+bench_log "  client MAIL..250: async p50 $(field "$PACED_ASYNC" smtp_p50_ms) p99 $(field "$PACED_ASYNC" smtp_p99_ms) ms; sync p50 $(field "$PACED_SYNC" smtp_p50_ms) p99 $(field "$PACED_SYNC" smtp_p99_ms) ms"
+
+bench_log "3. $TRIALS freeze trials under load (sync)"
+bench_wait_queue main "" 0 120 || true
+lab_bg client "$LAB_DIR/load.log" smtp-source -M client.lab.test -s 4 -m 100000 -l 3000 \
+	-f s@client.lab.test -t load@dest.lab.test "$(lab_ip main):25" >/dev/null
+LOAD=$LAB_BG_PID
+T=$(lab_exec client "$BENCH_PY" "$REPO/lab/gate_trial.py" --server "$(lab_ip main)" \
+	--trials "$TRIALS" --freeze "$MT_PID_main" --mirror "$LAB_DIR/backup/mirror" \
+	--rcpt trial@dead.lab.test | tail -n 1)
+lab_kill "$LOAD" || true
+bench_log "  $T"
+N_TRIALS=$(field "$T" trials)
+LOST=$(field "$T" missing)
+pair_stop
+BUSY_END=$(bench_cpu_busy 2)
+bench_log "machine CPU busy at the end: $BUSY_END %"
+
+bench_log "targets: sync_ratio >= 0.85: $(bench_verdict "$SYNC_RATIO" '>=' 0.85); gate_added_p99_ms <= 5: $(bench_verdict "$ADDED99" '<=' 5); lost == 0: $([[ $LOST == 0 ]] && echo PASS || echo MISS)"
+echo "RESULT plain_msgs_per_s=$PLAIN async_ratio=$ASYNC_RATIO sync_ratio=$SYNC_RATIO strict_ratio=NA gate_added_p50_ms=$ADDED50 gate_added_p99_ms=$ADDED99 trials=${N_TRIALS:-NA} lost=${LOST:-NA}"
