@@ -77,6 +77,14 @@ mt_config backup standby main
 DEST_IP=$(lab_ip dest)
 lab_bg dest "$LAB_DIR/sink.log" smtp-sink -u nobody "$DEST_IP:25" 1024 >/dev/null
 lab_wait_port dest "$DEST_IP" 25 || exit 1
+# GATE_AFTER_FILTER=unix: the gate reaches the after-filter over a unix
+# socket (a master.cf unix service) instead of loopback TCP.
+if [[ ${GATE_AFTER_FILTER:-inet} == unix ]]; then
+	for h in main backup; do
+		sed -i "/^\[gate\]/a after_filter = \"unix:$LAB_DIR/$h/spool/private/mailtwin-after\"" "$LAB_DIR/$h/mailtwin.toml"
+	done
+fi
+bench_log "after-filter: $(grep '^after_filter' "$LAB_DIR/main/mailtwin.toml" || echo '127.0.0.1:10026 (default)')"
 # The after-filter service exists throughout; the smtp service is switched
 # between direct (plain, async) and through the gate (sync).
 mt_gate main

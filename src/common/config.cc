@@ -250,9 +250,10 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
         durability));
   if (!SplitHostPort(c.gate_listen, host, port))
     out.errors.push_back(fmt::format("[gate] listen \"{}\" is not host:port", c.gate_listen));
-  if (!SplitHostPort(c.gate_after_filter, host, port))
+  if (c.gate_after_filter.rfind("unix:/", 0) != 0 && !SplitHostPort(c.gate_after_filter, host, port))
     out.errors.push_back(
-        fmt::format("[gate] after_filter \"{}\" is not host:port", c.gate_after_filter));
+        fmt::format("[gate] after_filter \"{}\" is neither host:port nor unix:/path",
+                    c.gate_after_filter));
   if (c.sync_timeout > Millis(30000))
     out.errors.push_back(fmt::format(
         "[gate] sync_timeout ({} ms) above 30 s: every client would wait that long whenever the "

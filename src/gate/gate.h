@@ -87,7 +87,7 @@ class Gate {
   const Config& cfg_;
   Replicas& replicas_;
   asio::ip::tcp::acceptor acceptor_;
-  asio::ip::tcp::endpoint after_filter_;
+  asio::generic::stream_protocol::endpoint after_filter_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   Stats stats_;
   std::size_t waiting_ = 0;

@@ -10,15 +10,26 @@
 
 namespace mailtwin::postfix {
 
+AfterFilterService AfterFilterOf(const Config& cfg) {
+  const std::string& af = cfg.gate_after_filter;
+  if (af.rfind("unix:", 0) == 0) {
+    std::string path = af.substr(5);
+    return {path.substr(path.rfind('/') + 1), "unix"};
+  }
+  return {af, "inet"};
+}
+
 std::vector<std::vector<std::string>> GateCommands(const Config& cfg,
                                                    const std::vector<std::string>& services) {
   std::vector<std::vector<std::string>> cmds;
-  const std::string& af = cfg.gate_after_filter;
+  auto [af, type] = AfterFilterOf(cfg);
   // The after-filter: a second smtpd on loopback that only the gate talks
   // to. It trusts the gate (the public smtpd already applied the site's
   // restrictions), takes the real client's name and address from XFORWARD,
   // and must not loop back into the gate.
-  cmds.push_back({"-M", fmt::format("{}/inet={} inet n - n - - smtpd", af, af)});
+  // (A unix service listens on $queue_directory/private/NAME.)
+  cmds.push_back({"-M", type == "unix" ? fmt::format("{}/unix={} unix - - n - - smtpd", af, af)
+                                       : fmt::format("{}/inet={} inet n - n - - smtpd", af, af)});
   for (const char* kv : {"smtpd_proxy_filter=", "smtpd_authorized_xforward_hosts=127.0.0.0/8",
                          "smtpd_client_restrictions=", "smtpd_helo_restrictions=",
                          "smtpd_sender_restrictions=", "smtpd_relay_restrictions=",
@@ -27,7 +38,7 @@ std::vector<std::vector<std::string>> GateCommands(const Config& cfg,
                          "mynetworks=127.0.0.0/8", "smtpd_milters=",
                          "receive_override_options=no_unknown_recipient_checks",
                          "syslog_name=postfix/afterfilter"})
-    cmds.push_back({"-P", fmt::format("{}/inet/{}", af, kv)});
+    cmds.push_back({"-P", fmt::format("{}/{}/{}", af, type, kv)});
   // The public services hand every message to the gate.
   for (const auto& s : services)
     cmds.push_back({"-P", fmt::format("{}/inet/smtpd_proxy_filter={}", s, cfg.gate_listen)});
@@ -76,16 +87,18 @@ GateInspection InspectGate(const Config& cfg) {
     if (s1 == std::string::npos || key.compare(s1, s2 - s1 + 1, "/inet/") != 0) continue;
     over[key.substr(0, s1)][key.substr(s2 + 1)] = value;
   }
+  auto af = AfterFilterOf(cfg);
   std::istringstream min(m.output);
   for (std::string line; std::getline(min, line);) {
     std::istringstream f(line);
     std::string name, type, priv, unpriv, chroot, wakeup, limit, command;
     if (!(f >> name >> type >> priv >> unpriv >> chroot >> wakeup >> limit >> command)) continue;
-    if (type != "inet" || command != "smtpd") continue;
-    if (name == cfg.gate_after_filter) {
+    if (command != "smtpd") continue;
+    if (name == af.name && type == af.type) {
       g.after_filter = true;
       continue;
     }
+    if (type != "inet") continue;
     auto& o = over[name];
     std::string filter = o.count("smtpd_proxy_filter") ? o["smtpd_proxy_filter"]
                                                        : pc.values["smtpd_proxy_filter"];

@@ -16,6 +16,14 @@
 
 namespace mailtwin::postfix {
 
+// The after-filter's master.cf service: "127.0.0.1:10026"/"inet", or for
+// after_filter = "unix:/var/spool/postfix/private/NAME", "NAME"/"unix".
+struct AfterFilterService {
+  std::string name;
+  std::string type;
+};
+AfterFilterService AfterFilterOf(const Config& cfg);
+
 // postconf argv lists (without the leading "postconf -c DIR"), in order.
 // services: the master.cf inet services whose mail must pass the gate
 // ("smtp", and e.g. "submission").

@@ -127,3 +127,40 @@ TEST(Config, BatchDelay) {
 
 }  // namespace
 }  // namespace mailtwin
+
+namespace mailtwin {
+namespace {
+
+TEST(Config, GateDefaultsAndErrors) {
+  ConfigErrors errs;
+  auto c = Load(kGood, errs);
+  ASSERT_TRUE(c) << ::testing::PrintToString(errs.errors);
+  EXPECT_EQ(c->durability, Durability::kSync);
+  EXPECT_EQ(c->sync_timeout, Millis(1000));
+  EXPECT_EQ(c->gate_listen, "127.0.0.1:10025");
+  EXPECT_EQ(c->gate_after_filter, "127.0.0.1:10026");
+
+  ConfigErrors e2;
+  auto c2 = Load(std::string(kGood) + "[gate]\ndurability = \"async\"\nafter_filter = "
+                                      "\"unix:/var/spool/postfix/private/mt-after\"\n",
+                 e2);
+  ASSERT_TRUE(c2) << ::testing::PrintToString(e2.errors);
+  EXPECT_EQ(c2->durability, Durability::kAsync);
+
+  ConfigErrors e3;
+  EXPECT_FALSE(Load(std::string(kGood) + "[gate]\ndurability = \"maybe\"\nlisten = \"x\"\n"
+                                         "sync_timeout = \"5m\"\nafter_filter = \"unix:rel\"\n",
+                    e3));
+  ASSERT_EQ(e3.errors.size(), 4u) << ::testing::PrintToString(e3.errors);
+  EXPECT_NE(e3.errors[0].find("\"maybe\""), std::string::npos);
+  EXPECT_NE(e3.errors[1].find("listen"), std::string::npos);
+  EXPECT_NE(e3.errors[2].find("after_filter"), std::string::npos);
+  EXPECT_NE(e3.errors[3].find("sync_timeout"), std::string::npos);
+
+  ConfigErrors e4;  // not built yet: refused, not silently weakened
+  EXPECT_FALSE(Load(std::string(kGood) + "[gate]\ndurability = \"strict\"\n", e4));
+  EXPECT_NE(e4.errors.at(0).find("not available"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mailtwin
