@@ -109,9 +109,6 @@ pair_stop() {
 	bench_mt_stop main
 	bench_mt_stop backup
 }
-field() { if [[ " $1 " =~ [[:space:]]$2=([^[:space:]]*) ]]; then echo "${BASH_REMATCH[1]}"; fi; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "NA" && b != "NA" && b > 0) printf "%.3f\n", a / b; else print "NA" }'; }
-fmt() { awk -v a="$1" -v f="${2:-%.1f}" 'BEGIN { if (a == "NA" || a == "") print "NA"; else printf f "\n", a }'; }
 
 # round MODE: one throughput round; prints msgs/s.
 round() {
@@ -134,7 +131,7 @@ round() {
 		cpu=", primary mailtwind $(awk -v a="$(bench_json_get "$j1" cpu_ms)" -v b="$(bench_json_get "$j0" cpu_ms)" -v n="$TP_MSGS" 'BEGIN { printf "%.0f", (a - b) * 1000 / n }') ms CPU per 1000 msgs"
 	fi
 	if [[ $mode == sync ]]; then
-		bench_log "  sync: gate held $(bench_json_get "$j1" messages) messages, hold p50 $(fmt "$(bench_json_get "$j1" hold_p50_ms)" %.2f) ms p99 $(fmt "$(bench_json_get "$j1" hold_p99_ms)" %.2f) ms, unprotected $(bench_json_get "$j1" unprotected_total), errors $(bench_json_get "$j1" errors)"
+		bench_log "  sync: gate held $(bench_json_get "$j1" messages) messages, hold p50 $(bench_fmt "$(bench_json_get "$j1" hold_p50_ms)" %.2f) ms p99 $(bench_fmt "$(bench_json_get "$j1" hold_p99_ms)" %.2f) ms, unprotected $(bench_json_get "$j1" unprotected_total), errors $(bench_json_get "$j1" errors)"
 	fi
 	[[ $mode == relay || $mode == sync ]] && gate_route off
 	[[ $mode == plain ]] || pair_stop
@@ -157,10 +154,10 @@ read -r RELAY _ _ <<<"$(bench_stats "${R[@]}")"
 read -r PLAIN _ _ <<<"$(bench_stats "${P[@]}")"
 read -r ASYNC _ _ <<<"$(bench_stats "${A[@]}")"
 read -r SYNC _ _ <<<"$(bench_stats "${S[@]}")"
-ASYNC_RATIO=$(ratio "$ASYNC" "$PLAIN")
-SYNC_RATIO=$(ratio "$SYNC" "$PLAIN")
+ASYNC_RATIO=$(bench_ratio "$ASYNC" "$PLAIN")
+SYNC_RATIO=$(bench_ratio "$SYNC" "$PLAIN")
 bench_log "throughput: plain ${P[*]}, async ${A[*]}, relay ${R[*]}, sync ${S[*]} msgs/s"
-bench_log "  ratios: async $ASYNC_RATIO, relay only (proxy path, no waiting) $(ratio "$RELAY" "$PLAIN"), sync $SYNC_RATIO"
+bench_log "  ratios: async $ASYNC_RATIO, relay only (proxy path, no waiting) $(bench_ratio "$RELAY" "$PLAIN"), sync $SYNC_RATIO"
 
 bench_log "2. latency at 200 msg/s for $LAT_SECS s: async, then through the gate"
 paced() {
@@ -177,10 +174,10 @@ pair_start_idle
 PACED_SYNC=$(paced) || bench_log "WARNING: paced sender failures (sync)"
 bench_log "  sync:  $PACED_SYNC"
 J=$(bench_mt_json main)
-ADDED50=$(fmt "$(bench_json_get "$J" hold_p50_ms)" %.2f)
-ADDED99=$(fmt "$(bench_json_get "$J" hold_p99_ms)" %.2f)
-bench_log "  gate hold: p50 $ADDED50 ms, p99 $ADDED99 ms over $(bench_json_get "$J" hold_samples) messages; replication lag p50 $(fmt "$(bench_json_get "$J" lag_p50_ms)" %.2f) p99 $(fmt "$(bench_json_get "$J" lag_p99_ms)" %.2f) ms"
-bench_log "  client MAIL..250: async p50 $(field "$PACED_ASYNC" smtp_p50_ms) p99 $(field "$PACED_ASYNC" smtp_p99_ms) ms; sync p50 $(field "$PACED_SYNC" smtp_p50_ms) p99 $(field "$PACED_SYNC" smtp_p99_ms) ms"
+ADDED50=$(bench_fmt "$(bench_json_get "$J" hold_p50_ms)" %.2f)
+ADDED99=$(bench_fmt "$(bench_json_get "$J" hold_p99_ms)" %.2f)
+bench_log "  gate hold: p50 $ADDED50 ms, p99 $ADDED99 ms over $(bench_json_get "$J" hold_samples) messages; replication lag p50 $(bench_fmt "$(bench_json_get "$J" lag_p50_ms)" %.2f) p99 $(bench_fmt "$(bench_json_get "$J" lag_p99_ms)" %.2f) ms"
+bench_log "  client MAIL..250: async p50 $(bench_field "$PACED_ASYNC" smtp_p50_ms) p99 $(bench_field "$PACED_ASYNC" smtp_p99_ms) ms; sync p50 $(bench_field "$PACED_SYNC" smtp_p50_ms) p99 $(bench_field "$PACED_SYNC" smtp_p99_ms) ms"
 
 bench_log "3. $TRIALS freeze trials under load (sync)"
 bench_wait_queue main "" 0 120 || true
@@ -192,8 +189,8 @@ T=$(lab_exec client "$BENCH_PY" "$REPO/lab/gate_trial.py" --server "$(lab_ip mai
 	--rcpt trial@dead.lab.test | tail -n 1)
 lab_kill "$LOAD" || true
 bench_log "  $T"
-N_TRIALS=$(field "$T" trials)
-LOST=$(field "$T" missing)
+N_TRIALS=$(bench_field "$T" trials)
+LOST=$(bench_field "$T" missing)
 pair_stop
 BUSY_END=$(bench_cpu_busy 2)
 bench_log "machine CPU busy at the end: $BUSY_END %"

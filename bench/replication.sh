@@ -139,6 +139,8 @@ lab_postfix_create qbackup relay=dest:2526
 lab_postfix_create big relay=dest header_checks=static:HOLD
 lab_postfix_create bigsb relay=dest
 mt_pki main backup qmain qbackup big bigsb
+# Replication alone is measured here, without the gate (bench/gate.sh has it).
+MT_DURABILITY=async
 mt_config main primary backup
 mt_config backup standby main
 mt_config qmain primary qbackup
@@ -168,9 +170,6 @@ paced() {
 sent_since() { (($(bench_sent_count "$1") - $2 >= $3)); }
 # queue_at_least HOST QUEUES N: true once HOST's QUEUES hold at least N files.
 queue_at_least() { (($(bench_queue_count "$1" "$2") >= $3)); }
-
-# field LINE KEY: KEY=value out of a "k=v k=v" line.
-field() { if [[ " $1 " =~ [[:space:]]$2=([^[:space:]]*) ]]; then echo "${BASH_REMATCH[1]}"; fi; }
 
 # delta J1 J0 KEY: KEY of status J1 minus KEY of status J0 ("NA" if either lacks it).
 delta() {
@@ -231,8 +230,6 @@ mt_pair_check() {
 per1000() { awk -v x="$1" -v n="$2" 'BEGIN { if (x != "NA" && n > 0) printf "%.1f\n", x * 1000 / n; else print "NA" }'; }
 # sum A B: A + B ("NA" if either is).
 sum() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA") print "NA"; else printf "%.1f\n", a + b }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "NA" && b != "NA" && b > 0) printf "%.3f\n", a / b; else print "NA" }'; }
-fmt() { awk -v a="$1" -v f="${2:-%.1f}" 'BEGIN { if (a == "NA" || a == "") print "NA"; else printf f "\n", a }'; }
 
 T_START=$(bench_now)
 declare -A PHASE_S
@@ -271,14 +268,14 @@ tp_round() {
 		j1b=$(bench_mt_json backup)
 		[[ $(bench_json_get "$j1b" mirror_files) == 0 ]] ||
 			bench_log "WARNING: the standby's mirror holds $(bench_json_get "$j1b" mirror_files) messages; main's queue is empty"
-		TP_LAG50=$(fmt "$(bench_json_get "$j1m" lag_p50_ms)" %.2f)
-		TP_LAG99=$(fmt "$(bench_json_get "$j1m" lag_p99_ms)" %.2f)
+		TP_LAG50=$(bench_fmt "$(bench_json_get "$j1m" lag_p50_ms)" %.2f)
+		TP_LAG99=$(bench_fmt "$(bench_json_get "$j1m" lag_p99_ms)" %.2f)
 		TP_CPU="$(per1000 "$(delta "$j1m" "$j0m" cpu_ms)" "$n" | cut -d. -f1)+$(per1000 "$(delta "$j1b" "$j0b" cpu_ms)" "$n" | cut -d. -f1)"
 		TP_DRAIN=$(bench_sub "$t3" "$t2")
-		TP_COMMIT="$(fmt "$(bench_json_get "$j1b" commit_ms_avg)" %.0f)/$(fmt "$(bench_json_get "$j1b" commit_ms_max)" %.0f)/$(bench_json_get "$j1b" syncfs)"
+		TP_COMMIT="$(bench_fmt "$(bench_json_get "$j1b" commit_ms_avg)" %.0f)/$(bench_fmt "$(bench_json_get "$j1b" commit_ms_max)" %.0f)/$(bench_json_get "$j1b" syncfs)"
 		mt_pair_stop main backup
 	fi
-	bench_log "  $mode: $n msgs, smtp-source $(fmt "$(bench_sub "$t1" "$t0")" %.2f) s, queue empty at $(fmt "$(bench_sub "$t2" "$t0")" %.2f) s: $TP_RATE msgs/s"
+	bench_log "  $mode: $n msgs, smtp-source $(bench_fmt "$(bench_sub "$t1" "$t0")" %.2f) s, queue empty at $(bench_fmt "$(bench_sub "$t2" "$t0")" %.2f) s: $TP_RATE msgs/s"
 }
 
 phase_t0=$(bench_now)
@@ -309,7 +306,7 @@ for ((r = 1; r <= TP_ROUNDS; r++)); do
 done
 read -r PLAIN_MED PLAIN_MIN PLAIN_MAX <<<"$(bench_stats "${TP_PLAIN[@]}")"
 read -r MT_MED MT_MIN MT_MAX <<<"$(bench_stats "${TP_MT[@]}")"
-ASYNC_RATIO=$(ratio "$MT_MED" "$PLAIN_MED")
+ASYNC_RATIO=$(bench_ratio "$MT_MED" "$PLAIN_MED")
 PHASE_S[1]=$(bench_sub "$(bench_now)" "$phase_t0")
 
 #
@@ -327,17 +324,17 @@ bench_mt_wait_idle main 120 || bench_log "WARNING: replication not idle after th
 mt_pair_check main backup "the lag run"
 j1m=$(bench_mt_json main)
 j1b=$(bench_mt_json backup)
-LAG_N=$(field "$PACED_LAG" sent)
-LAG_P50=$(fmt "$(bench_json_get "$j1m" lag_p50_ms)" %.2f)
-LAG_P99=$(fmt "$(bench_json_get "$j1m" lag_p99_ms)" %.2f)
+LAG_N=$(bench_field "$PACED_LAG" sent)
+LAG_P50=$(bench_fmt "$(bench_json_get "$j1m" lag_p50_ms)" %.2f)
+LAG_P99=$(bench_fmt "$(bench_json_get "$j1m" lag_p99_ms)" %.2f)
 LAG_SAMPLES=$(bench_json_get "$j1m" lag_samples)
 CPU_P=$(per1000 "$(delta "$j1m" "$j0m" cpu_ms)" "${LAG_N:-0}")
 CPU_S=$(per1000 "$(delta "$j1b" "$j0b" cpu_ms)" "${LAG_N:-0}")
 CPU_SUM=$(sum "$CPU_P" "$CPU_S")
-LAG_FRAMES=$(fmt "$(delta "$j1m" "$j0m" sent_seq)" %.0f)
-LAG_FSYNCS=$(fmt "$(delta "$j1b" "$j0b" fsyncs)" %.0f)
-LAG_COMMITS=$(fmt "$(delta "$j1b" "$j0b" commits)" %.0f)
-LAG_COMMIT_MS="$(fmt "$(bench_json_get "$j1b" commit_ms_avg)")/$(fmt "$(bench_json_get "$j1b" commit_ms_max)" %.0f)"
+LAG_FRAMES=$(bench_fmt "$(delta "$j1m" "$j0m" sent_seq)" %.0f)
+LAG_FSYNCS=$(bench_fmt "$(delta "$j1b" "$j0b" fsyncs)" %.0f)
+LAG_COMMITS=$(bench_fmt "$(delta "$j1b" "$j0b" commits)" %.0f)
+LAG_COMMIT_MS="$(bench_fmt "$(bench_json_get "$j1b" commit_ms_avg)")/$(bench_fmt "$(bench_json_get "$j1b" commit_ms_max)" %.0f)"
 LAG_SYNCFS=$(bench_json_get "$j1b" syncfs)
 bench_log "  lag p50 $LAG_P50 ms, p99 $LAG_P99 ms ($LAG_SAMPLES samples); cpu/1000 msgs: primary $CPU_P ms, standby $CPU_S ms"
 mt_pair_stop main backup
@@ -385,13 +382,13 @@ for size in "${Q_SIZES[@]}"; do
 	js=$(<"$summary")
 	RS_CPU[$size]=$(awk -v c="$(bench_json_get "$js" rsync_cpu_s)" 'BEGIN { printf "%.1f\n", c * 1000 }')
 	RS_RUNS[$size]=$(bench_json_get "$js" runs)
-	RS_RUN_P50[$size]=$(fmt "$(bench_json_get "$js" run_ms_p50)")
-	RS_LAG50[$size]=$(fmt "$(bench_json_get "$js" lag_ms_p50)")
-	RS_LAG99[$size]=$(fmt "$(bench_json_get "$js" lag_ms_p99)")
-	RS_LAGMEAN[$size]=$(fmt "$(bench_json_get "$js" lag_ms_mean)")
+	RS_RUN_P50[$size]=$(bench_fmt "$(bench_json_get "$js" run_ms_p50)")
+	RS_LAG50[$size]=$(bench_fmt "$(bench_json_get "$js" lag_ms_p50)")
+	RS_LAG99[$size]=$(bench_fmt "$(bench_json_get "$js" lag_ms_p99)")
+	RS_LAGMEAN[$size]=$(bench_fmt "$(bench_json_get "$js" lag_ms_mean)")
 	RS_COMMITS[$size]=$(bench_json_get "$js" commits)
 	RS_BAD[$size]=$(bench_json_get "$js" bad_exits)
-	RS_BUSY[$size]=$(fmt "$(bench_json_get "$js" busy)" %.2f)
+	RS_BUSY[$size]=$(bench_fmt "$(bench_json_get "$js" busy)" %.2f)
 	RS_OVERHEAD[$size]=$(awk -v a="$(bench_json_get "$js" loop_cpu_s)" -v b="$(bench_json_get "$js" inotify_cpu_s)" \
 		'BEGIN { printf "%.1f\n", (a + b) * 1000 }')
 	bench_log "  rsync: ${RS_RUNS[$size]} runs (p50 ${RS_RUN_P50[$size]} ms), ${RS_CPU[$size]} ms CPU, lag p50 ${RS_LAG50[$size]} ms over ${RS_COMMITS[$size]} commits"
@@ -400,7 +397,7 @@ for size in "${Q_SIZES[@]}"; do
 	bench_log "4. queue of ${Q_AT_MT[$size]}: mailtwind, $Q_MSGS msgs at $Q_RATE msg/s"
 	t0=$(bench_now)
 	mt_pair_start qmain qbackup 300
-	MT_CATCHUP[$size]=$(fmt "$(bench_sub "$(bench_now)" "$t0")" %.2f)
+	MT_CATCHUP[$size]=$(bench_fmt "$(bench_sub "$(bench_now)" "$t0")" %.2f)
 	j0m=$(bench_mt_json qmain)
 	j0b=$(bench_mt_json qbackup)
 	out=$(paced qmain "$Q_RATE" --count "$Q_MSGS") || bench_log "WARNING: paced sender reported failures"
@@ -410,12 +407,12 @@ for size in "${Q_SIZES[@]}"; do
 	mt_pair_check qmain qbackup "the rsync comparison at $size"
 	j1m=$(bench_mt_json qmain)
 	j1b=$(bench_mt_json qbackup)
-	MT_QCPU_P[$size]=$(fmt "$(delta "$j1m" "$j0m" cpu_ms)")
-	MT_QCPU_S[$size]=$(fmt "$(delta "$j1b" "$j0b" cpu_ms)")
+	MT_QCPU_P[$size]=$(bench_fmt "$(delta "$j1m" "$j0m" cpu_ms)")
+	MT_QCPU_S[$size]=$(bench_fmt "$(delta "$j1b" "$j0b" cpu_ms)")
 	MT_QCPU[$size]=$(sum "${MT_QCPU_P[$size]}" "${MT_QCPU_S[$size]}")
-	MT_CHANGES[$size]=$(fmt "$(delta "$j1m" "$j0m" sent_seq)" %.0f)
-	MT_QLAG50[$size]=$(fmt "$(bench_json_get "$j1m" lag_p50_ms)" %.2f)
-	MT_QLAG99[$size]=$(fmt "$(bench_json_get "$j1m" lag_p99_ms)" %.2f)
+	MT_CHANGES[$size]=$(bench_fmt "$(delta "$j1m" "$j0m" sent_seq)" %.0f)
+	MT_QLAG50[$size]=$(bench_fmt "$(bench_json_get "$j1m" lag_p50_ms)" %.2f)
+	MT_QLAG99[$size]=$(bench_fmt "$(bench_json_get "$j1m" lag_p99_ms)" %.2f)
 	MT_QSAMPLES[$size]="$(bench_json_get "$j0m" lag_samples)->$(bench_json_get "$j1m" lag_samples)"
 	# Sanity: the standby's mirror holds as many messages as qmain's queue.
 	MIRROR_CHECK[$size]="$(bench_json_get "$j1b" mirror_files)/$(bench_queue_count qmain)"
@@ -426,8 +423,8 @@ lab_postfix_stop qmain
 # Per change: both divided by the changes mailtwind shipped for the workload.
 rs_per_change() { awk -v c="${RS_CPU[$1]}" -v n="${MT_CHANGES[$1]}" 'BEGIN { if (c != "NA" && n != "NA" && n > 0) printf "%.3f\n", c / n; else print "NA" }'; }
 mt_per_change() { awk -v c="${MT_QCPU[$1]}" -v n="${MT_CHANGES[$1]}" 'BEGIN { if (c != "NA" && n != "NA" && n > 0) printf "%.4f\n", c / n; else print "NA" }'; }
-RSYNC_CPU_RATIO_10K=$(ratio "$(rs_per_change 10000)" "$(mt_per_change 10000)")
-RSYNC_LAG_RATIO_10K=$(ratio "${RS_LAG50[10000]}" "${MT_QLAG50[10000]}")
+RSYNC_CPU_RATIO_10K=$(bench_ratio "$(rs_per_change 10000)" "$(mt_per_change 10000)")
+RSYNC_LAG_RATIO_10K=$(bench_ratio "${RS_LAG50[10000]}" "${MT_QLAG50[10000]}")
 PHASE_S[4]=$(bench_sub "$(bench_now)" "$phase_t0")
 
 #
@@ -442,7 +439,7 @@ if ((INIT_SYNC)); then
 	send big "$INIT_N"
 	lab_wait_for 120 queue_at_least big hold "$INIT_N" ||
 		bench_log "WARNING: big holds $(bench_queue_count big hold) of $INIT_N"
-	FILL_S=$(fmt "$(bench_sub "$(bench_now)" "$t0")")
+	FILL_S=$(bench_fmt "$(bench_sub "$(bench_now)" "$t0")")
 	BIG_QUEUED=$(bench_queue_count big)
 	bench_log "  $BIG_QUEUED queued in $FILL_S s; starting the standby, then the primary"
 	bench_mt_wipe bigsb
@@ -468,7 +465,7 @@ if ((INIT_SYNC)); then
 	bench_mt_wait_idle big 300 || bench_log "WARNING: big's link not idle"
 	T_IDLE=$(bench_sub "$(bench_now)" "$t0")
 	SCAN_S=$(sed -n 's/.*scanned in \([0-9.]*\) s.*/\1/p' "$LAB_DIR/big/mailtwind.log" | tail -1)
-	CATCHUP_S=$(fmt "$(bench_mt big last_catchup_s)" %.2f)
+	CATCHUP_S=$(bench_fmt "$(bench_mt big last_catchup_s)" %.2f)
 	MIRROR_FILES=$(bench_mt bigsb mirror_files)
 	mt_pair_check big bigsb "the initial sync"
 	bench_log "  socket after $T_SOCKET s (scan ${SCAN_S:-?} s), live after ${T_LIVE:-never} s, mirror complete after ${T_MIRROR:-never} s, all acked after $T_IDLE s"
@@ -476,7 +473,7 @@ if ((INIT_SYNC)); then
 	lab_postfix_stop big
 	t0=$(bench_now)
 	bench_rm_files "$LAB_DIR/big/spool" "$LAB_DIR/bigsb/mirror"
-	bench_log "  deleted the 100 000 messages and their mirror in $(fmt "$(bench_sub "$(bench_now)" "$t0")") s"
+	bench_log "  deleted the 100 000 messages and their mirror in $(bench_fmt "$(bench_sub "$(bench_now)" "$t0")") s"
 	PHASE_S[5]=$(bench_sub "$(bench_now)" "$phase_t0")
 fi
 
@@ -493,7 +490,7 @@ cp "$LAB_DIR"/rsync-*.json "$OUT/" 2>/dev/null || true
 t0=$(bench_now)
 bench_rm_files "$LAB_DIR"/*/spool "$LAB_DIR"/*/mirror "$LAB_DIR"/*/rsync-mirror
 lab_cleanup
-bench_log "lab removed in $(fmt "$(bench_sub "$(bench_now)" "$t0")") s"
+bench_log "lab removed in $(bench_fmt "$(bench_sub "$(bench_now)" "$t0")") s"
 T_TOTAL=$(bench_sub "$(bench_now)" "$T_START")
 bench_log "done; machine CPU busy with the lab idle: $BUSY_END %"
 #
@@ -526,7 +523,7 @@ other labs on this machine: $OTHER_LABS_START at start, $OTHER_LABS_END at end; 
 2. Lag at $LAG_RATE msg/s, 4 KB, $LAG_SECS s (paced_send.py, 4 threads)
    sender: $PACED_LAG
    lag p50 = $LAG_P50 ms, p99 = $LAG_P99 ms over $LAG_SAMPLES samples        target p99 <= 5 ms   $V_LAG$(
-	awk -v l="$(field "$PACED_LAG" late_p99_ms)" 'BEGIN { if (l + 0 > 50) printf "\n   (the sender itself ran up to %s ms late: the machine was out of CPU during this run)", l }')
+	awk -v l="$(bench_field "$PACED_LAG" late_p99_ms)" 'BEGIN { if (l + 0 > 50) printf "\n   (the sender itself ran up to %s ms late: the machine was out of CPU during this run)", l }')
    $LAG_FRAMES frames shipped; standby: $LAG_COMMITS commits (avg/max $LAG_COMMIT_MS ms; $LAG_SYNCFS of them a syncfs), $LAG_FSYNCS fsyncs
 
 3. mailtwind CPU per 1000 messages (same run)
@@ -556,8 +553,8 @@ EOT
 if ((INIT_SYNC)); then
 	cat <<EOT
 5. Initial sync: $BIG_QUEUED held messages on big (filled in $FILL_S s), empty mirror
-   primary launched -> control socket $(fmt "$T_SOCKET" %.2f) s (queue scan ${SCAN_S:-?} s) -> live $(fmt "${T_LIVE:-NA}" %.2f) s;
-   standby mirror_files = $MIRROR_FILES at $(fmt "${T_MIRROR:-NA}" %.2f) s; all frames acked at $(fmt "$T_IDLE" %.2f) s; last_catchup_s = $CATCHUP_S
+   primary launched -> control socket $(bench_fmt "$T_SOCKET" %.2f) s (queue scan ${SCAN_S:-?} s) -> live $(bench_fmt "${T_LIVE:-NA}" %.2f) s;
+   standby mirror_files = $MIRROR_FILES at $(bench_fmt "${T_MIRROR:-NA}" %.2f) s; all frames acked at $(bench_fmt "$T_IDLE" %.2f) s; last_catchup_s = $CATCHUP_S
    initial_sync_100k_s = $INITIAL_SYNC                                 target <= 30 s   $V_INIT
 
 EOT
@@ -565,7 +562,7 @@ else
 	echo "5. Initial sync of 100 000 messages: skipped (--quick)"
 	echo
 fi
-echo "phases (s): $(for p in 1 2 4 5; do [[ -n ${PHASE_S[$p]:-} ]] && printf '%s=%.0f ' "$p" "${PHASE_S[$p]}"; done)total=$(fmt "$T_TOTAL" %.0f)"
+echo "phases (s): $(for p in 1 2 4 5; do [[ -n ${PHASE_S[$p]:-} ]] && printf '%s=%.0f ' "$p" "${PHASE_S[$p]}"; done)total=$(bench_fmt "$T_TOTAL" %.0f)"
 for t in "${MT_TROUBLE[@]}"; do echo "mailtwind trouble: $t"; done
 echo "daemon logs kept in $OUT"
 echo "RESULT plain_msgs_per_s=$PLAIN_MED async_ratio=$ASYNC_RATIO lag_p50_ms=$LAG_P50 lag_p99_ms=$LAG_P99 cpu_ms_per_1000=$CPU_SUM rsync_cpu_ratio_10k=$RSYNC_CPU_RATIO_10K rsync_lag_ratio_10k=$RSYNC_LAG_RATIO_10K initial_sync_100k_s=$INITIAL_SYNC"

@@ -249,7 +249,6 @@ void Gate::HoldReply(const std::string& id,
   replicas_.WaitDurable(id, [this, h, alive = alive_](bool replicated) {
     if (*alive) Resolve(h, replicated);
   });
-  if (h->answered) return;
   // Replication has been down for longer than a client would wait: holding
   // the reply would only slow every client down.
   auto down = replicas_.DownSince();

@@ -39,6 +39,7 @@ class Replicas {
  public:
   virtual ~Replicas() = default;
   // done(true): the standby holds id durably; done(false): id left the queue.
+  // done runs later on the io_context, never inside WaitDurable.
   virtual void WaitDurable(const std::string& id, std::function<void(bool)> done) = 0;
   // Since when replication has been down (nullopt when up).
   virtual std::optional<std::chrono::steady_clock::time_point> DownSince() const = 0;

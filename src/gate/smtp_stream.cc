@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -39,6 +40,18 @@ std::string QueuedAs(std::string_view text) {
 bool SmtpStream::Fail(std::string why) {
   if (error_.empty()) error_ = std::move(why);
   return false;
+}
+
+bool SmtpStream::TakeLine(std::string_view& bytes, std::string& partial, std::string& line,
+                          std::string_view what) {
+  std::size_t nl = bytes.find('\n');
+  std::string_view part = bytes.substr(0, nl == std::string_view::npos ? bytes.size() : nl + 1);
+  if (partial.size() + part.size() > kMaxLine)
+    return Fail(fmt::format("{} longer than {} bytes", what, kMaxLine));
+  partial.append(part);
+  bytes.remove_prefix(part.size());
+  if (nl != std::string_view::npos) line = std::exchange(partial, {});
+  return true;
 }
 
 bool SmtpStream::FromClient(std::string_view bytes) {
@@ -88,16 +101,9 @@ bool SmtpStream::FromClient(std::string_view bytes) {
       }
       case Client::kCommand:
       case Client::kAwaitData: {
-        std::size_t nl = bytes.find('\n');
-        std::string_view part = bytes.substr(0, nl == std::string_view::npos ? bytes.size() : nl + 1);
-        if (cline_.size() + part.size() > kMaxLine)
-          return Fail(fmt::format("client command line longer than {} bytes", kMaxLine));
-        cline_.append(part);
-        bytes.remove_prefix(part.size());
-        if (nl == std::string_view::npos) break;
-        std::string line = std::move(cline_);
-        cline_.clear();
-        if (!ClientLine(Trim(line))) return false;
+        std::string line;
+        if (!TakeLine(bytes, cline_, line, "client command line")) return false;
+        if (!line.empty() && !ClientLine(Trim(line))) return false;
         break;
       }
     }
@@ -141,16 +147,9 @@ bool SmtpStream::FromServer(std::string_view bytes, std::vector<Reply>& out) {
   if (!error_.empty()) return false;
   while (!bytes.empty()) {
     if (opaque_) return true;
-    std::size_t nl = bytes.find('\n');
-    std::string_view part = bytes.substr(0, nl == std::string_view::npos ? bytes.size() : nl + 1);
-    if (sline_.size() + part.size() > kMaxLine)
-      return Fail(fmt::format("server reply line longer than {} bytes", kMaxLine));
-    sline_.append(part);
-    bytes.remove_prefix(part.size());
-    if (nl == std::string_view::npos) break;
-    std::string line = std::move(sline_);
-    sline_.clear();
-    if (!ServerLine(line, out)) return false;
+    std::string line;
+    if (!TakeLine(bytes, sline_, line, "server reply line")) return false;
+    if (!line.empty() && !ServerLine(line, out)) return false;
   }
   return true;
 }

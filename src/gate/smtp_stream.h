@@ -79,6 +79,10 @@ class SmtpStream {
   // End-of-data matcher: where we are relative to the last line start.
   enum class Eod { kLineStart, kMid, kMidCr, kDot, kDotCr };
 
+  // Moves bytes up to and including the next '\n' from bytes to partial;
+  // once the line is whole, hands it over in line (else leaves line empty).
+  bool TakeLine(std::string_view& bytes, std::string& partial, std::string& line,
+                std::string_view what);
   bool ClientLine(std::string_view line);
   bool ServerLine(std::string_view line, std::vector<Reply>& out);
   bool Fail(std::string why);

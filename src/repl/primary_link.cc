@@ -192,7 +192,7 @@ void PrimaryLink::OnChanges(const std::string& id, ApplyResult&& r) {
   bool deleting = false;
   for (const auto& c : r.changes)
     if (std::holds_alternative<msg::Delete>(c)) deleting = true;
-  if (deleting && waiters_.count(id)) FinishWaiters(id, false);
+  if (deleting) FinishGone(id);
   if (state_ != State::kCatchup && state_ != State::kLive) return;  // reconcile will cover it
   if (resend_set_.count(id)) {
     if (!deleting) return;  // the pump sends its current state later
@@ -249,11 +249,14 @@ void PrimaryLink::WaitDurable(const std::string& id, DurableFn done) {
   Waiter w{std::nullopt, std::move(done)};
   // Streaming and id not waiting for a whole resend: its current state was
   // handed to the connection already, so it is covered by every frame sent.
-  if ((state_ == State::kLive || state_ == State::kCatchup) && !resend_set_.count(id))
+  if ((state_ == State::kLive || state_ == State::kCatchup) && !resend_set_.count(id)) {
+    if (seq_ <= acked_) {  // all of it acknowledged already
+      asio::post(io_, [done = std::move(w.done)] { done(true); });
+      return;
+    }
     w.target = seq_;
+  }
   waiters_[id].push_back(std::move(w));
-  ++waiter_count_;
-  if (waiters_[id].back().target && *waiters_[id].back().target <= acked_) CompleteWaiters();
 }
 
 void PrimaryLink::CompleteWaiters() {
@@ -267,15 +270,13 @@ void PrimaryLink::CompleteWaiters() {
     });
     it = ws.empty() ? waiters_.erase(it) : std::next(it);
   }
-  waiter_count_ -= ready.size();
   for (auto& fn : ready) asio::post(io_, [fn = std::move(fn)] { fn(true); });
 }
 
-void PrimaryLink::FinishWaiters(const std::string& id, bool replicated) {
+void PrimaryLink::FinishGone(const std::string& id) {
   auto it = waiters_.find(id);
   if (it == waiters_.end()) return;
-  for (auto& w : it->second) asio::post(io_, [fn = std::move(w.done), replicated] { fn(replicated); });
-  waiter_count_ -= it->second.size();
+  for (auto& w : it->second) asio::post(io_, [fn = std::move(w.done)] { fn(false); });
   waiters_.erase(it);
 }
 

@@ -80,7 +80,6 @@ class PrimaryLink : public Connection::Handler {
   // timeout. done runs on the io_context, never inside WaitDurable.
   using DurableFn = std::function<void(bool replicated)>;
   void WaitDurable(const std::string& id, DurableFn done);
-  std::size_t durable_waiters() const { return waiter_count_; }
   // When the link stopped being live (nullopt while live or catching up).
   std::optional<std::chrono::steady_clock::time_point> down_since() const { return down_since_; }
 
@@ -95,7 +94,7 @@ class PrimaryLink : public Connection::Handler {
   void SendChanges(const std::string& id, ApplyResult&& r, bool live);
   void OnAck(std::uint64_t seq);
   void CompleteWaiters();
-  void FinishWaiters(const std::string& id, bool replicated);
+  void FinishGone(const std::string& id);  // id left the queue: done(false)
 
   asio::io_context& io_;
   const Config& cfg_;
@@ -130,7 +129,6 @@ class PrimaryLink : public Connection::Handler {
     DurableFn done;
   };
   std::unordered_map<std::string, std::vector<Waiter>> waiters_;
-  std::size_t waiter_count_ = 0;
   std::optional<std::chrono::steady_clock::time_point> down_since_ =
       std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point catchup_start_;
