@@ -44,6 +44,27 @@ int CheckConfig(const std::string& path) {
 void PrintStatus(const Json& s) {
   fmt::print("node      {} (cluster {})\n", s.value("node", "?"), s.value("cluster", "?"));
   fmt::print("role      {}   epoch {}\n", s.value("role", "?"), s.value("epoch", 0));
+  if (s.contains("ha")) {
+    const Json& h = s["ha"];
+    std::string flags;
+    if (h.value("paused", false)) flags += "  PAUSED";
+    if (s.value("role", "") == "primary" && !h.value("epoch_confirmed", false))
+      flags += "  EPOCH UNCONFIRMED (not serving)";
+    fmt::print("failover  {}   postfix {}{}\n", h.value("failover", "?"),
+               h.value("postfix_running", false) ? "running" : "stopped", flags);
+    if (s.value("role", "") == "standby")
+      fmt::print("probe     {}: {} failures in a row{}  (last {:.1f} ms)\n", h.value("probe", "?"),
+                 h.value("probe_failures", 0),
+                 h.value("probe_error", "").empty() ? "" : " - " + h.value("probe_error", ""),
+                 h.value("last_probe_ms", 0.0));
+    fmt::print("decision  {}\n", h.value("decision", ""));
+    if (h.value("handover_pending", 0) > 0)
+      fmt::print("handover  {} queue files set aside at a step-down (docs/failover.md)\n",
+                 h.value("handover_pending", 0));
+    for (const auto& e : h.value("events", Json::array()))
+      fmt::print("event     #{} {} (epoch {}): {}\n", e.value("seq", 0), e.value("kind", ""),
+                 e.value("epoch", 0), e.value("reason", ""));
+  }
   if (!s.contains("replication")) return;
   const Json& r = s["replication"];
   if (r.value("side", "") == "primary") {
@@ -134,11 +155,17 @@ int main(int argc, char** argv) {
   bool json = false;
   status->add_flag("--json", json, "print JSON");
 
-  auto* promote = app.add_subcommand("promote", "make this standby the primary");
+  auto* promote = app.add_subcommand("promote", "make this standby the primary (failover)");
   bool force = false;
   promote->add_flag("--force", force,
-                    "required: promote even though no automatic check has confirmed that the "
-                    "primary is stopped");
+                    "promote even though the checks have not found the primary down (make sure "
+                    "it is stopped: otherwise both deliver); on a primary waiting for its peer, "
+                    "serve without the peer's confirmation");
+  auto* pause = app.add_subcommand("pause", "suspend automatic actions (maintenance)");
+  auto* resume = app.add_subcommand("resume", "resume automatic actions");
+  auto* events = app.add_subcommand("events", "list this node's recent events");
+  int events_n = 20;
+  events->add_option("-n", events_n, "how many")->capture_default_str();
 
   auto* inspect = app.add_subcommand("inspect", "show what this node knows of one queue ID");
   std::string inspect_id;
@@ -164,6 +191,27 @@ int main(int argc, char** argv) {
     }
     if (json) fmt::print("{}\n", s.dump(2));
     else PrintStatus(s);
+    return 0;
+  }
+  if (*pause || *resume) {
+    Json r = mailtwin::ctl::Call(sock, Json{{"cmd", *pause ? "pause" : "resume"}});
+    if (!r.value("ok", false)) {
+      fmt::print(stderr, "mailtwin: {}\n", r.value("error", "failed"));
+      return 1;
+    }
+    fmt::print("automatic actions {}\n", *pause ? "paused" : "resumed");
+    return 0;
+  }
+  if (*events) {
+    Json r = mailtwin::ctl::Call(sock, Json{{"cmd", "events"}, {"n", events_n}});
+    if (!r.value("ok", false)) {
+      fmt::print(stderr, "mailtwin: {}\n", r.value("error", "failed"));
+      return 1;
+    }
+    for (const auto& e : r["events"])
+      fmt::print("#{} {} {} {} epoch {}: {}\n", e.value("seq", 0), e.value("time", 0),
+                 e.value("kind", ""), e.value("role", ""), e.value("epoch", 0),
+                 e.value("reason", ""));
     return 0;
   }
   if (*inspect) {

@@ -62,6 +62,8 @@ BENCH=$REPO/bench
 . "$REPO/lab/mailtwin.sh"
 # shellcheck source=lib.sh
 . "$BENCH/lib.sh"
+# The benchmark starts and stops Postfix itself, and kills nothing.
+export MT_MANAGE=false MT_FAILOVER=manual
 
 QUICK=0
 for arg in "$@"; do

@@ -35,6 +35,8 @@
 #   lab_postconf HOST [ARGS...]        postconf -c CONF ARGS (edits and queries)
 #   lab_postfix_start|stop|kill|running HOST
 #   lab_postfix_queued HOST            number of messages in its queue
+#   lab_crash HOST                     kill -9 every process of HOST at once
+#   lab_freeze HOST, lab_thaw HOST     SIGSTOP / SIGCONT every process of HOST
 #   lab_pf HOST TOOL [ARGS...]         run a Postfix tool (postqueue, postsuper,
 #                                      postcat, sendmail, postfix...) for
 #                                      HOST's instance, inside HOST
@@ -569,6 +571,36 @@ lab_postfix_kill() {
 	((${#procs[@]})) || return 0
 	_lab_signal KILL "${procs[@]}"
 	_lab_wait_dead 5 "${procs[@]}" || _lab_die "postfix on $host survived kill -9"
+}
+
+# lab_crash HOST: the host dies - every process in its namespace (all of them
+# started by this lab: Postfix, mailtwind, sinks) gets SIGKILL in one kill(1).
+lab_crash() {
+	local host=${1:?usage: lab_crash HOST} ns
+	ns=$(lab_ns "$host") || return 1
+	local -a pids procs=()
+	local p
+	mapfile -t pids < <(ip netns pids "$ns")
+	((${#pids[@]})) || return 0
+	for p in "${pids[@]}"; do
+		p=$(_lab_proc "$p") || continue
+		procs+=("$p")
+	done
+	kill -KILL "${pids[@]}" 2>/dev/null || true
+	_lab_wait_dead 5 "${procs[@]}" || _lab_die "processes of $host survived kill -9"
+}
+
+# lab_freeze HOST / lab_thaw HOST: SIGSTOP / SIGCONT every process of HOST
+# (a hung host that later wakes up).
+lab_freeze() {
+	local ns
+	ns=$(lab_ns "${1:?usage: lab_freeze HOST}") || return 1
+	ip netns pids "$ns" | xargs -r kill -STOP 2>/dev/null || true
+}
+lab_thaw() {
+	local ns
+	ns=$(lab_ns "${1:?usage: lab_thaw HOST}") || return 1
+	ip netns pids "$ns" | xargs -r kill -CONT 2>/dev/null || true
 }
 
 # lab_postfix_queued HOST: number of messages in HOST's queue (maildrop,

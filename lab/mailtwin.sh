@@ -3,8 +3,11 @@
 # mailtwin.sh: mailtwin nodes in the lab. Source it after lab.sh.
 #
 #   mt_pki                          make the lab's CA and one certificate per node
-#   mt_config HOST ROLE PEER        write $LAB_DIR/HOST/mailtwin.toml ([gate]
-#                                   durability from $MT_DURABILITY, default sync)
+#   mt_config HOST ROLE PEER        write $LAB_DIR/HOST/mailtwin.toml; knobs:
+#                                   MT_DURABILITY (sync), MT_FAILOVER (auto|manual),
+#                                   MT_MANAGE (true: mailtwind starts/stops Postfix),
+#                                   MT_CHECK_INTERVAL, MT_FAIL_THRESHOLD,
+#                                   MT_PROBE_TIMEOUT, MT_HOOK, MT_MAIL_TO
 #   mt_gate HOST                    route HOST's Postfix through the gate
 #   mt_set_durability HOST MODE     async | sync | strict, for the next start
 #   mt_start HOST [ARGS...]         start mailtwind in HOST (background, logged to
@@ -59,6 +62,7 @@ mt_config() {
 
 		[postfix]
 		config_dir = "$(lab_postfix_conf "$host")"
+		manage = ${MT_MANAGE:-true}
 
 		[replication]
 		listen = "$(lab_ip "$host"):$MT_PORT"
@@ -75,7 +79,19 @@ mt_config() {
 		[gate]
 		durability = "${MT_DURABILITY:-sync}"
 		sync_timeout = "${MT_SYNC_TIMEOUT:-1s}"
+
+		[failover]
+		mode = "${MT_FAILOVER:-auto}"
+		check_interval = "${MT_CHECK_INTERVAL:-250ms}"
+		fail_threshold = ${MT_FAIL_THRESHOLD:-3}
+		probe_timeout = "${MT_PROBE_TIMEOUT:-500ms}"
+
+		[notify]
+		hook = "${MT_HOOK:-}"
+		mail_to = "${MT_MAIL_TO:-}"
 	EOT
+	# Empty notify keys mean "off": drop them (an empty hook is not a path).
+	sed -i '/^hook = ""$/d; /^mail_to = ""$/d' "$LAB_DIR/$host/mailtwin.toml"
 }
 
 # mt_gate HOST: route HOST's Postfix mail through its mailtwind's gate
@@ -94,6 +110,7 @@ mt_set_durability() {
 mt_start() {
 	local host=$1
 	shift
+	rm -f "$LAB_DIR/$host/mailtwin/control.sock"  # left by a crash
 	lab_bg "$host" "$LAB_DIR/$host/mailtwind.log" \
 		"$MAILTWIN_BIN/mailtwind" --config "$LAB_DIR/$host/mailtwin.toml" "$@" >/dev/null
 	eval "MT_PID_${host//-/_}=$LAB_BG_PID"

@@ -95,6 +95,16 @@ class Section {
     return def;
   }
 
+  int Int(const char* key, int def, int lo, int hi) {
+    used_.insert(key);
+    const toml::node* n = t_ ? t_->get(key) : nullptr;
+    if (!n) return def;
+    auto v = n->value<std::int64_t>();
+    if (v && n->is_integer() && *v >= lo && *v <= hi) return static_cast<int>(*v);
+    Error(At(n, fmt::format("[{}] {} must be a whole number from {} to {}", name_, key, lo, hi)));
+    return def;
+  }
+
   Millis Duration(const char* key, Millis def) {
     auto us = DurationUs(key, def, false);
     return std::chrono::duration_cast<Millis>(us);
@@ -164,12 +174,12 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   }
   Config c;
   c.path = path;
-  static const std::set<std::string> kSections{"node",   "postfix", "replication",
-                                                   "tls",    "gate",    "metrics"};
+  static const std::set<std::string> kSections{"node", "postfix",  "replication", "tls",
+                                                   "gate", "failover", "notify",      "metrics"};
   for (const auto& [k, v] : root) {
     if (!kSections.count(std::string(k.str())))
       out.errors.push_back(fmt::format("unknown section [{}] (known: node, postfix, replication, "
-                                       "tls, gate, metrics)",
+                                       "tls, gate, failover, notify, metrics)",
                                        k.str()));
     else if (!v.is_table())
       out.errors.push_back(fmt::format("{} must be a table: write it as [{}]", k.str(), k.str()));
@@ -198,6 +208,7 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   c.postfix_config_dir = pf.Str("config_dir", false, "/etc/postfix");
   c.queue_directory = pf.Str("queue_directory", false);
   c.flush_after_promote = pf.Bool("flush_after_promote", true);
+  c.manage_postfix = pf.Bool("manage", true);
   pf.CheckUnknown();
 
   Section rep(root["replication"].as_table(), "replication", out);
@@ -260,6 +271,47 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
         "standby is slow; 1s is the default",
         c.sync_timeout.count()));
 
+  Section fo(root["failover"].as_table(), "failover", out);
+  std::string mode = fo.Str("mode", false, "auto");
+  c.check_interval = fo.Duration("check_interval", c.check_interval);
+  c.fail_threshold = fo.Int("fail_threshold", c.fail_threshold, 1, 100);
+  c.probe_timeout = fo.Duration("probe_timeout", c.probe_timeout);
+  c.probe = fo.Str("probe", false);
+  fo.CheckUnknown();
+  if (mode == "auto") c.auto_failover = true;
+  else if (mode == "manual") c.auto_failover = false;
+  else
+    out.errors.push_back(fmt::format(
+        "[failover] mode is \"{}\": it must be \"auto\" (the standby takes over by itself) or "
+        "\"manual\" (it only alerts; the administrator runs `mailtwin promote`)",
+        mode));
+  if (c.probe.empty() && SplitHostPort(c.peer, host, port))
+    c.probe = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":25";
+  if (!c.probe.empty() && !SplitHostPort(c.probe, host, port))
+    out.errors.push_back(fmt::format("[failover] probe \"{}\" is not host:port (the primary's "
+                                     "SMTP service)",
+                                     c.probe));
+  if (c.check_interval < Millis(50) || c.check_interval > Millis(60000))
+    out.errors.push_back(fmt::format("[failover] check_interval ({} ms) must be from 50 ms to 60 s",
+                                     c.check_interval.count()));
+  if (c.probe_timeout < Millis(50))
+    out.errors.push_back(fmt::format("[failover] probe_timeout ({} ms) below 50 ms would fail "
+                                     "healthy servers",
+                                     c.probe_timeout.count()));
+
+  Section nt(root["notify"].as_table(), "notify", out);
+  c.notify_mail_to = nt.Str("mail_to", false);
+  c.notify_mail_from = nt.Str("mail_from", false, "mailtwin@localhost");
+  c.notify_hook = nt.Str("hook", false);
+  nt.CheckUnknown();
+  if (!c.notify_mail_to.empty() && c.notify_mail_to.find('@') == std::string::npos)
+    out.errors.push_back(fmt::format("[notify] mail_to \"{}\" is not a mail address",
+                                     c.notify_mail_to));
+  if (!c.notify_hook.empty() && c.notify_hook[0] != '/')
+    out.errors.push_back(fmt::format("[notify] hook \"{}\" must be an absolute path to an "
+                                     "executable",
+                                     c.notify_hook));
+
   Section met(root["metrics"].as_table(), "metrics", out);
   c.metrics_listen = met.Str("listen", false);
   met.CheckUnknown();
@@ -300,6 +352,9 @@ void CheckEnvironment(const Config& c, ConfigErrors& out) {
   CheckReadable("[tls] ca_file", c.ca_file, out);
   CheckReadable("[tls] cert_file", c.cert_file, out);
   CheckReadable("[tls] key_file", c.key_file, out);
+  if (!c.notify_hook.empty() && access(c.notify_hook.c_str(), X_OK) != 0)
+    out.errors.push_back(fmt::format("[notify] hook {} is not executable: {}", c.notify_hook,
+                                     std::strerror(errno)));
   if (out.ok()) CheckCertificates(c, out);
 
   struct stat st;

@@ -42,6 +42,7 @@ struct Config {
   std::string postfix_config_dir = "/etc/postfix";
   std::string queue_directory;  // from postconf unless set
   bool flush_after_promote = true;
+  bool manage_postfix = true;  // mailtwind starts/stops Postfix with the role
 
   // [replication]
   std::string listen;  // host:port the standby accepts on
@@ -64,6 +65,18 @@ struct Config {
   std::string gate_after_filter = "127.0.0.1:10026";  // the smtpd that queues the mail
   Durability durability = Durability::kSync;
   Millis sync_timeout{1000};
+
+  // [failover] (docs/failover.md)
+  bool auto_failover = true;  // mode = "auto" | "manual"
+  Millis check_interval{250};
+  int fail_threshold = 3;
+  Millis probe_timeout{500};
+  std::string probe;  // host:port of the peer's SMTP service; default peer host, port 25
+
+  // [notify]
+  std::string notify_mail_to;
+  std::string notify_mail_from = "mailtwin@localhost";
+  std::string notify_hook;
 
   // [metrics]
   std::string metrics_listen;  // host:port for Prometheus, empty = off

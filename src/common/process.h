@@ -5,6 +5,7 @@
 // caller may wait (start-up, promotion, CLI), never on the replication path.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -18,6 +19,13 @@ struct CommandResult {
 };
 
 CommandResult RunCommand(const std::vector<std::string>& argv);
+
+struct CommandOptions {
+  std::vector<std::string> env;        // "NAME=value", added to this process's environment
+  std::string input;                   // written to its stdin (small: a few KB)
+  std::chrono::milliseconds timeout{0};  // 0 = none; else the command is killed
+};
+CommandResult RunCommand(const std::vector<std::string>& argv, const CommandOptions& opt);
 
 struct PostconfResult {
   std::map<std::string, std::string> values;

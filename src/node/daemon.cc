@@ -1,14 +1,18 @@
 #include "node/daemon.h"
 
+#include <signal.h>
 #include <sys/resource.h>
 
+#include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "common/process.h"
+#include "ha/smtp_probe.h"
 #include "postfix/gate_config.h"
 #include "postfix/promote.h"
 
@@ -28,7 +32,8 @@ Daemon::Daemon(Config cfg)
     : cfg_(std::move(cfg)),
       signals_(io_, SIGINT, SIGTERM),
       batch_timer_(io_),
-      started_(std::chrono::steady_clock::now()) {}
+      started_(std::chrono::steady_clock::now()),
+      tick_timer_(io_) {}
 
 Daemon::~Daemon() {
   if (inotify_) inotify_->release();  // the watcher owns the descriptor
@@ -72,6 +77,10 @@ std::string Daemon::Init() {
   std::random_device rd;
   ident_ = repl::Identity{cfg_.cluster, cfg_.node_name, state_.epoch,
                           (std::uint64_t{rd()} << 32) | rd()};
+  if (err = events_.Open(cfg_.state_dir); !err.empty()) return err;
+  notifier_ = std::make_unique<ha::Notifier>(cfg_, events_);
+  ha_ = ha::HaConfigOf(cfg_);
+  handover_pending_ = postfix::CountSetAside(HandoverDir());
   return {};
 }
 
@@ -92,6 +101,7 @@ std::string Daemon::StartPrimary() {
                model_->size(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   link_ = std::make_unique<repl::PrimaryLink>(io_, cfg_, ident_, *watcher_);
+  link_->SetJudge([this](const repl::msg::Hello& h) { return JudgeDialer(h); });
   if (std::string err = link_->Start(); !err.empty()) return err;
   inotify_ = std::make_unique<asio::posix::stream_descriptor>(io_, watcher_->fd());
   WatchInotify();
@@ -147,9 +157,13 @@ void Daemon::PollInotify() {
 }
 
 std::string Daemon::StartStandby() {
+  // Every node keeps a mirror and listens: a standby to follow its primary,
+  // a primary to meet a peer that claims the role too (the higher epoch wins).
   mirror_ = std::make_unique<repl::Mirror>(mirror_dir_);
   if (std::string err = mirror_->Open(); !err.empty()) return err;
   server_ = std::make_unique<repl::StandbyServer>(io_, cfg_, ident_, *mirror_);
+  server_->SetHooks([this](const repl::msg::Hello& h) { return JudgeListener(h); },
+                    [this] { return SelfHello(); });
   return server_->Start();
 }
 
@@ -165,19 +179,32 @@ int Daemon::Run() {
   control_ = std::make_unique<ctl::ControlServer>(
       io_, cfg_.control_socket, [this](const ctl::Json& r) { return Handle(r); });
   std::string err = control_->Start();
-  if (err.empty()) err = state_.role == NodeRole::kPrimary ? StartPrimary() : StartStandby();
+  if (err.empty()) err = StartStandby();
+  if (err.empty() && state_.role == NodeRole::kPrimary) {
+    // Serve only once the peer confirms our epoch (ha::Decide).
+    unconfirmed_since_ = std::chrono::steady_clock::now();
+    err = StartPrimary();
+  }
   if (!err.empty()) {
     spdlog::critical("{}", err);
     return 2;
   }
+  if (handover_pending_)
+    spdlog::warn("{} queue files set aside at a step-down wait in {} (docs/failover.md)",
+                 handover_pending_, HandoverDir());
+  notifier_->Start();
   signals_.async_wait([this](asio::error_code, int sig) {
     spdlog::info("signal {}: stopping", sig);
     if (gate_) gate_->Stop();
     if (link_) link_->Stop();
     if (server_) server_->Stop();
+    tick_timer_.cancel();
     io_.stop();
   });
+  last_tick_ = std::chrono::steady_clock::now();
+  ScheduleTick();
   io_.run();
+  notifier_.reset();  // delivers what is queued, then joins
   spdlog::info("mailtwind stopped");
   return 0;
 }
@@ -187,6 +214,13 @@ ctl::Json Daemon::Handle(const ctl::Json& req) {
   if (cmd == "status") return Status();
   if (cmd == "promote") return Promote(req);
   if (cmd == "inspect") return Inspect(req.value("id", ""));
+  if (cmd == "pause") return SetPaused(true);
+  if (cmd == "resume") return SetPaused(false);
+  if (cmd == "events") {
+    ctl::Json list = ctl::Json::array();
+    for (const auto& e : events_.Recent(req.value("n", 20))) list.push_back(e.ToJson());
+    return {{"ok", true}, {"events", list}};
+  }
   return ctl::Json{{"ok", false}, {"error", fmt::format("unknown command '{}'", cmd)}};
 }
 
@@ -201,6 +235,28 @@ ctl::Json Daemon::Status() {
               {"cpu_ms", CpuMs()},
               {"queue_directory", queue_dir_},
               {"mirror_directory", mirror_dir_}};
+  {
+    ctl::Json recent = ctl::Json::array();
+    for (const auto& e : events_.Recent(5)) recent.push_back(e.ToJson());
+    ctl::Json actions = ctl::Json::array();
+    for (auto a : last_decision_.actions) actions.push_back(std::string(ha::ActionName(a)));
+    j["ha"] = {{"failover", cfg_.auto_failover ? "auto" : "manual"},
+               {"paused", state_.paused},
+               {"epoch_confirmed", state_.role == NodeRole::kPrimary ? epoch_confirmed_ : false},
+               {"postfix_running", PostfixUp()},
+               {"decision", last_decision_.reason},
+               {"decision_actions", actions},
+               {"decided_unix", std::chrono::duration_cast<std::chrono::seconds>(
+                                    last_decision_at_.time_since_epoch()).count()},
+               {"probe", cfg_.probe},
+               {"probes", probes_},
+               {"probe_failures", probe_failures_},
+               {"probe_error", probe_error_},
+               {"last_probe_ms", last_probe_ms_},
+               {"primary_seen", primary_seen_},
+               {"handover_pending", handover_pending_},
+               {"events", recent}};
+  }
   if (link_ && watcher_) {
     const auto& ws = watcher_->stats();
     const auto& lag = link_->lag();
@@ -250,7 +306,7 @@ ctl::Json Daemon::Status() {
                  {"hold_p50_ms", hold.Quantile(0.5)},
                  {"hold_p99_ms", hold.Quantile(0.99)}};
   }
-  if (server_ && mirror_) {
+  if (server_ && mirror_ && state_.role == NodeRole::kStandby) {
     const auto& ms = mirror_->stats();
     j["replication"] = {{"side", "standby"},
                         {"state", std::string(repl::StandbyServer::StateName(server_->state()))},
@@ -310,36 +366,341 @@ ctl::Json Daemon::Inspect(const std::string& id) {
 }
 
 ctl::Json Daemon::Promote(const ctl::Json& req) {
-  if (state_.role == NodeRole::kPrimary)
-    return {{"ok", false}, {"error", "this node is already the primary"}};
-  if (!req.value("force", false))
+  bool force = req.value("force", false);
+  if (state_.role == NodeRole::kPrimary) {
+    if (epoch_confirmed_) return {{"ok", false}, {"error", "this node is already the primary"}};
+    if (!force)
+      return {{"ok", false},
+              {"error", "this node is a primary waiting for its peer to confirm the epoch; "
+                        "promote --force serves without it (only if the peer is certainly down)"}};
+    NodeState next{NodeRole::kPrimary, state_.epoch + 1, state_.paused};
+    if (std::string err = SaveNodeState(cfg_.state_dir, next); !err.empty())
+      return {{"ok", false}, {"error", err}};
+    state_ = next;
+    ident_.epoch = next.epoch;
+    epoch_confirmed_ = true;
+    unconfirmed_since_.reset();
+    Raise("promotion", "promote --force: serving without the peer's confirmation");
+    asio::post(io_, [this] { Tick(); });
+    return {{"ok", true}, {"epoch", state_.epoch}, {"steps", {"epoch confirmed by the operator"}}};
+  }
+  if (!force && last_decision_.event != "primary-lost")
     return {{"ok", false},
-            {"error", "promotion without --force is not available yet: use promote --force, and "
-                      "only once the primary is certainly stopped (otherwise both deliver)"}};
-  // The epoch is stored before anything else moves (docs/operations.md).
-  NodeState next{NodeRole::kPrimary, state_.epoch + 1};
+            {"error", fmt::format("the primary is not known to be down ({}); use promote --force "
+                                  "only once it is certainly stopped (otherwise both deliver)",
+                                  last_decision_.reason)}};
+  return TakeOver(force ? "promote --force by the operator" : "promote by the operator", force);
+}
+
+ctl::Json Daemon::TakeOver(const std::string& reason, bool forced) {
+  auto t0 = std::chrono::steady_clock::now();
+  // The epoch is stored before anything else moves (docs/failover.md).
+  NodeState next{NodeRole::kPrimary, state_.epoch + 1, state_.paused};
   if (std::string err = SaveNodeState(cfg_.state_dir, next); !err.empty())
     return {{"ok", false}, {"error", err}};
   state_ = next;
   ident_.epoch = next.epoch;
-  server_->Stop();
+  spdlog::warn("taking over at epoch {}: {}", state_.epoch, reason);
+  server_->Drop("this node takes over as primary");
   auto rep = postfix::Promote(*mirror_, queue_dir_, cfg_.postfix_config_dir,
                               cfg_.flush_after_promote);
   ctl::Json out{{"ok", rep.error.empty()}, {"epoch", state_.epoch}, {"files", rep.files},
                 {"logs", rep.logs},       {"conflicts", rep.conflicts}, {"steps", rep.steps}};
+  epoch_confirmed_ = true;
+  unconfirmed_since_.reset();
+  primary_lost_raised_ = false;
   if (!rep.error.empty()) {
     out["error"] = rep.error;
     spdlog::error("promote: {}", rep.error);
+    Raise("promotion", fmt::format("{}; promotion FAILED: {}", reason, rep.error));
     return out;
   }
-  // Serve as primary from now on: watch the live queue and replicate to the peer.
-  server_.reset();
+  // Serve as primary from now on: watch the live queue and replicate to the
+  // peer (which, if it is still alive, learns our epoch and steps down).
   if (std::string err = StartPrimary(); !err.empty()) {
     out["ok"] = false;
     out["error"] = "promoted, but replication could not start: " + err;
   }
-  spdlog::info("promote: this node is the primary now (epoch {})", state_.epoch);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  out["promote_ms"] = ms;
+  spdlog::warn("promote: this node is the primary now (epoch {}, {} files, {:.0f} ms)",
+               state_.epoch, rep.files, ms);
+  Raise("promotion", fmt::format("{}; {} queue files made live in {:.0f} ms", reason, rep.files, ms));
+  (void)forced;
   return out;
 }
+
+ctl::Json Daemon::SetPaused(bool paused) {
+  NodeState next = state_;
+  next.paused = paused;
+  if (std::string err = SaveNodeState(cfg_.state_dir, next); !err.empty())
+    return {{"ok", false}, {"error", err}};
+  state_ = next;
+  spdlog::warn("automatic actions {}", paused ? "paused (maintenance)" : "resumed");
+  Raise(paused ? "paused" : "resumed",
+        paused ? "the administrator paused automatic actions" : "automatic actions resumed");
+  return {{"ok", true}, {"paused", paused}};
+}
+
+// ---- high availability --------------------------------------------------
+
+std::string Daemon::HandoverDir() const { return mirror_dir_ + "-handover"; }
+
+repl::msg::Hello Daemon::SelfHello() const {
+  return ident_.HelloAs(state_.role == NodeRole::kPrimary ? repl::Role::kPrimary
+                                                          : repl::Role::kStandby);
+}
+
+std::optional<repl::msg::Error> Daemon::JudgeListener(const repl::msg::Hello& peer) {
+  auto j = ha::JudgePeer({state_.role, state_.epoch, cfg_.node_name},
+                         {NodeRole::kPrimary, peer.epoch, peer.node});
+  switch (j.verdict) {
+    case ha::Verdict::kFollow:
+      if (peer.epoch > state_.epoch) {
+        NodeState next{NodeRole::kStandby, peer.epoch, state_.paused};
+        if (std::string err = SaveNodeState(cfg_.state_dir, next); !err.empty())
+          return repl::msg::Error{repl::msg::ErrorCode::kApply, "cannot store the epoch: " + err};
+        state_ = next;
+        ident_.epoch = next.epoch;
+        spdlog::info("{}", j.reason);
+      }
+      primary_seen_ = true;
+      return std::nullopt;
+    case ha::Verdict::kStepDown:
+      StepDown(j.epoch, j.reason);
+      primary_seen_ = true;
+      return std::nullopt;
+    case ha::Verdict::kAccept:
+    case ha::Verdict::kRefuse:
+      break;
+  }
+  spdlog::warn("replication: {}", j.reason);
+  if (state_.role == NodeRole::kPrimary && peer.epoch == state_.epoch)
+    Raise("split-brain", j.reason, peer.node);
+  return repl::msg::Error{repl::msg::ErrorCode::kStaleEpoch, j.reason};
+}
+
+std::optional<repl::msg::Error> Daemon::JudgeDialer(const repl::msg::Hello& peer) {
+  NodeRole peer_role =
+      peer.role == repl::Role::kPrimary ? NodeRole::kPrimary : NodeRole::kStandby;
+  auto j = ha::JudgePeer({state_.role, state_.epoch, cfg_.node_name},
+                         {peer_role, peer.epoch, peer.node});
+  if (j.verdict == ha::Verdict::kAccept) {
+    if (!epoch_confirmed_) {
+      epoch_confirmed_ = true;
+      unconfirmed_since_.reset();
+      spdlog::info("epoch {} confirmed: {}", state_.epoch, j.reason);
+      asio::post(io_, [this] { Evaluate(std::chrono::steady_clock::now()); });
+    }
+    return std::nullopt;
+  }
+  if (j.verdict == ha::Verdict::kStepDown) {
+    // Not from inside the link's own handler: it is torn down by StepDown.
+    asio::post(io_, [this, j] {
+      if (state_.role == NodeRole::kPrimary) StepDown(j.epoch, j.reason);
+    });
+    if (peer_role == NodeRole::kPrimary && peer.epoch == state_.epoch)
+      Raise("split-brain", j.reason, peer.node);
+  } else {
+    spdlog::warn("replication: {}", j.reason);
+  }
+  return repl::msg::Error{repl::msg::ErrorCode::kStaleEpoch, j.reason};
+}
+
+void Daemon::StopPrimary() {
+  if (gate_) gate_->Stop();
+  if (link_) link_->Stop();
+  gate_.reset();
+  link_.reset();
+  batch_timer_.cancel();
+  if (inotify_) {
+    inotify_->cancel();
+    inotify_->release();
+    inotify_.reset();
+  }
+  watcher_.reset();
+  model_.reset();
+}
+
+void Daemon::StepDown(std::uint64_t epoch, const std::string& reason) {
+  if (state_.role != NodeRole::kPrimary) return;
+  auto t0 = std::chrono::steady_clock::now();
+  NodeState next{NodeRole::kStandby, std::max(epoch, state_.epoch), state_.paused};
+  if (std::string err = SaveNodeState(cfg_.state_dir, next); !err.empty())
+    spdlog::error("step-down: {} (stepping down anyway)", err);
+  state_ = next;
+  ident_.epoch = next.epoch;
+  epoch_confirmed_ = false;
+  unconfirmed_since_.reset();
+  spdlog::warn("stepping down to standby at epoch {}: {}", state_.epoch, reason);
+  StopPrimary();
+  StopPostfix(true);
+  // What this queue holds goes aside, never delivered from here again: the
+  // new primary has the replicated part, and the rest waits for handover.
+  auto moved = postfix::SetAside(queue_dir_, HandoverDir());
+  handover_pending_ = postfix::CountSetAside(HandoverDir());
+  if (!moved.error.empty()) spdlog::error("step-down: {}", moved.error);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  Raise("fencing", fmt::format("stepped down to standby in {:.0f} ms: {}; {} queue files set "
+                               "aside for handover",
+                               ms, reason, moved.files));
+}
+
+bool Daemon::PostfixUp() const {
+  std::ifstream in(queue_dir_ + "/pid/master.pid");
+  long pid = 0;
+  if (!(in >> pid) || pid <= 1) return false;
+  return kill(static_cast<pid_t>(pid), 0) == 0;
+}
+
+bool Daemon::StartPostfix() {
+  auto r = RunCommand({"postfix", "-c", cfg_.postfix_config_dir, "start"});
+  if (r.ok() || PostfixUp()) {
+    postfix_start_failures_ = 0;
+    spdlog::info("started Postfix ({})", cfg_.postfix_config_dir);
+    return true;
+  }
+  ++postfix_start_failures_;
+  spdlog::error("postfix -c {} start failed (exit {}): {}", cfg_.postfix_config_dir, r.status,
+                r.output);
+  return false;
+}
+
+void Daemon::StopPostfix(bool fence) {
+  if (!PostfixUp()) return;
+  // Fencing stops at once (abort): every delivery it lets finish could be
+  // one the new primary makes again.
+  auto r = RunCommand({"postfix", "-c", cfg_.postfix_config_dir, fence ? "abort" : "stop"});
+  for (int i = 0; i < 100 && PostfixUp(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  spdlog::warn("{} Postfix ({}): exit {}{}", fence ? "fenced (postfix abort)" : "stopped",
+               cfg_.postfix_config_dir, r.status, PostfixUp() ? ", but its master still runs" : "");
+}
+
+void Daemon::Raise(const std::string& kind, const std::string& reason, const std::string& peer) {
+  ha::Event e;
+  e.kind = kind;
+  e.node = cfg_.node_name;
+  e.role = std::string(RoleName(state_.role));
+  e.epoch = state_.epoch;
+  e.peer = peer.empty() ? (link_ && !link_->peer_node().empty() ? link_->peer_node()
+                                                                  : cfg_.peer)
+                        : peer;
+  e.reason = reason;
+  notifier_->Post(events_.Append(std::move(e)));
+}
+
+void Daemon::ScheduleTick() {
+  tick_timer_.expires_after(cfg_.check_interval);
+  tick_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec) Tick();
+  });
+}
+
+void Daemon::Tick() {
+  auto now = std::chrono::steady_clock::now();
+  auto stalled = std::chrono::duration_cast<Millis>(now - last_tick_) - cfg_.check_interval;
+  last_tick_ = now;
+  if (state_.role == NodeRole::kPrimary && epoch_confirmed_ && stalled >= ha_.lease()) {
+    // Decided here, from the stall just measured (Evaluate sees the rest).
+    ha::Observations o = Observe(now);
+    o.stalled = stalled;
+    auto d = ha::Decide(o, ha_, now);
+    Apply(d, now);
+  }
+  if (state_.role == NodeRole::kStandby && !probe_running_) StartProbe();
+  Evaluate(now);
+  ScheduleTick();
+}
+
+ha::Observations Daemon::Observe(ha::Clock::time_point now) {
+  ha::Observations o;
+  o.role = state_.role;
+  o.epoch = state_.epoch;
+  o.paused = state_.paused;
+  o.postfix_running = PostfixUp();
+  o.epoch_confirmed = epoch_confirmed_;
+  if (unconfirmed_since_)
+    o.unconfirmed_for = std::chrono::duration_cast<Millis>(now - *unconfirmed_since_);
+  o.postfix_start_failures = postfix_start_failures_;
+  if (link_) {
+    o.link_live = link_->state() == repl::PrimaryLink::State::kLive;
+    if (auto d = link_->down_since()) o.link_down_for = std::chrono::duration_cast<Millis>(now - *d);
+  }
+  o.primary_seen = primary_seen_;
+  o.link_up = server_ && server_->connected();
+  o.last_from_primary = server_ ? server_->last_rx() : std::nullopt;
+  o.probe_failures = probe_failures_;
+  o.probe_error = probe_error_;
+  return o;
+}
+
+void Daemon::Evaluate(ha::Clock::time_point now) {
+  auto d = ha::Decide(Observe(now), ha_, now);
+  Apply(d, now);
+}
+
+void Daemon::Apply(const ha::Decision& d, ha::Clock::time_point now) {
+  if (d.reason != last_decision_.reason || !d.actions.empty()) {
+    std::string acts;
+    for (auto a : d.actions) acts += fmt::format("{}{}", acts.empty() ? "" : ",", ha::ActionName(a));
+    spdlog::info("decide: {}{}", d.reason, acts.empty() ? "" : " -> " + acts);
+    last_decision_at_ = std::chrono::system_clock::now();
+  }
+  last_decision_ = d;
+  // Conditions are told once while they last.
+  if (d.event == "primary-lost" && !primary_lost_raised_) {
+    primary_lost_raised_ = true;
+    Raise("primary-lost", d.reason);
+  } else if (d.event != "primary-lost" && state_.role == NodeRole::kStandby && server_ &&
+             server_->connected()) {
+    primary_lost_raised_ = false;
+  }
+  if (d.event == "standby-lost" && !standby_lost_raised_) {
+    standby_lost_raised_ = true;
+    Raise("standby-lost", d.reason);
+  } else if (d.event != "standby-lost" && link_ &&
+             link_->state() == repl::PrimaryLink::State::kLive) {
+    standby_lost_raised_ = false;
+  }
+  for (auto a : d.actions) {
+    switch (a) {
+      case ha::Action::kStartPostfix: StartPostfix(); break;
+      case ha::Action::kStopPostfix: StopPostfix(false); break;
+      case ha::Action::kFence:
+        StopPostfix(true);
+        epoch_confirmed_ = false;
+        unconfirmed_since_ = now;
+        Raise("fencing", d.reason);
+        // Meet the peer again: its Hello confirms our epoch or deposes us.
+        if (link_) link_->Reconnect("re-confirming the epoch after fencing");
+        break;
+      case ha::Action::kPromote: TakeOver(d.reason, false); break;
+    }
+  }
+}
+
+void Daemon::StartProbe() {
+  probe_running_ = true;
+  ha::ProbeSmtp(io_, cfg_.probe, cfg_.node_name, cfg_.probe_timeout, [this](ha::ProbeResult r) {
+    probe_running_ = false;
+    ++probes_;
+    last_probe_ms_ = r.elapsed.count() / 1000.0;
+    if (state_.role != NodeRole::kStandby) return;
+    if (r.ok) {
+      if (probe_failures_ > 0)
+        spdlog::info("probe: {} answers again after {} failures", cfg_.probe, probe_failures_);
+      probe_failures_ = 0;
+      probe_error_.clear();
+      return;
+    }
+    ++probe_failures_;
+    probe_error_ = r.error;
+    if (probe_failures_ == 1 || probe_failures_ % 20 == 0)
+      spdlog::warn("probe: {} failed ({} in a row): {}", cfg_.probe, probe_failures_, r.error);
+    // Decide at once rather than at the next tick: it may be the last one.
+    Evaluate(std::chrono::steady_clock::now());
+  });
+}
+
 
 }  // namespace mailtwin

@@ -1,10 +1,15 @@
 // daemon.h - mailtwind: one node's event loop, wiring the pieces together.
 //
-// A primary runs the queue watcher and the replication link to its standby;
-// a standby runs the replication server and keeps the mirror. Both serve the
-// control socket. The role and epoch persist in the node state file, so a
-// node restarts in the role it last had, not the one in its config.
-// Single-threaded: everything runs on one asio::io_context.
+// Every node listens for the replication link and serves the control socket.
+// A primary also runs the queue watcher, the replication link to its standby
+// and the gate; a standby keeps the mirror and probes the primary. Every
+// check_interval the node gathers what it observes, asks ha::Decide what to
+// do, and does it (start or stop Postfix, fence, promote); peers met on the
+// link are judged by ha::JudgePeer (the higher epoch serves). The role, epoch
+// and pause flag persist in the node state file, so a node restarts in the
+// role it last had - and a primary serves only once its peer has confirmed
+// that no newer primary exists. Events go to the event log and the notifier.
+// Single-threaded (the notifier has its own thread): one asio::io_context.
 #pragma once
 
 #include <chrono>
@@ -16,6 +21,8 @@
 #include "common/config.h"
 #include "ctl/control.h"
 #include "gate/gate.h"
+#include "ha/decide.h"
+#include "ha/events.h"
 #include "node/node_state.h"
 #include "repl/mirror.h"
 #include "repl/primary_link.h"
@@ -43,6 +50,31 @@ class Daemon : private gate::Replicas {
   ctl::Json Status();
   ctl::Json Promote(const ctl::Json& req);
   ctl::Json Inspect(const std::string& id);
+  ctl::Json SetPaused(bool paused);
+
+  // High availability (docs/failover.md).
+  void ScheduleTick();
+  void Tick();
+  ha::Observations Observe(ha::Clock::time_point now);
+  void Evaluate(ha::Clock::time_point now);
+  void Apply(const ha::Decision& d, ha::Clock::time_point now);
+  std::string HandoverDir() const;
+  void StartProbe();
+  bool PostfixUp() const;
+  bool StartPostfix();
+  void StopPostfix(bool fence);
+  // Takes over as primary: epoch + 1 stored first, mirror made live, Postfix
+  // started, replication to the old primary's address started. Returns the
+  // control reply.
+  ctl::Json TakeOver(const std::string& reason, bool forced);
+  // A newer primary exists: stop serving (fence), set the queue aside for
+  // handover, follow at epoch.
+  void StepDown(std::uint64_t epoch, const std::string& reason);
+  void StopPrimary();
+  std::optional<repl::msg::Error> JudgeDialer(const repl::msg::Hello& peer);
+  std::optional<repl::msg::Error> JudgeListener(const repl::msg::Hello& peer);
+  repl::msg::Hello SelfHello() const;
+  void Raise(const std::string& kind, const std::string& reason, const std::string& peer = {});
   // gate::Replicas, on the primary.
   void WaitDurable(const std::string& id, std::function<void(bool)> done) override;
   std::optional<std::chrono::steady_clock::time_point> DownSince() const override;
@@ -69,6 +101,26 @@ class Daemon : private gate::Replicas {
   std::unique_ptr<repl::StandbyServer> server_;
 
   std::unique_ptr<ctl::ControlServer> control_;
+
+  ha::HaConfig ha_;
+  asio::steady_timer tick_timer_;
+  ha::Clock::time_point last_tick_;
+  bool epoch_confirmed_ = false;
+  std::optional<ha::Clock::time_point> unconfirmed_since_;
+  bool primary_seen_ = false;
+  int probe_failures_ = 0;
+  std::string probe_error_;
+  bool probe_running_ = false;
+  std::uint64_t probes_ = 0;
+  double last_probe_ms_ = 0;
+  int postfix_start_failures_ = 0;
+  ha::Decision last_decision_;
+  std::chrono::system_clock::time_point last_decision_at_{};
+  bool primary_lost_raised_ = false;
+  bool standby_lost_raised_ = false;
+  std::size_t handover_pending_ = 0;
+  ha::EventLog events_;
+  std::unique_ptr<ha::Notifier> notifier_;
 };
 
 }  // namespace mailtwin

@@ -32,6 +32,7 @@ std::optional<NodeState> LoadNodeState(const std::string& state_dir, std::string
     if (role != "primary" && role != "standby") throw std::runtime_error("bad role " + role);
     st.role = role == "primary" ? NodeRole::kPrimary : NodeRole::kStandby;
     st.epoch = j.at("epoch").get<std::uint64_t>();
+    st.paused = j.value("paused", false);
     return st;
   } catch (const std::exception& e) {
     error = fmt::format("{} is damaged ({}); move it away to start from the configured role",
@@ -43,7 +44,8 @@ std::optional<NodeState> LoadNodeState(const std::string& state_dir, std::string
 std::string SaveNodeState(const std::string& state_dir, const NodeState& st) {
   if (mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST)
     return fmt::format("cannot create {}: {}", state_dir, std::strerror(errno));
-  nlohmann::json j{{"role", std::string(RoleName(st.role))}, {"epoch", st.epoch}};
+  nlohmann::json j{{"role", std::string(RoleName(st.role))}, {"epoch", st.epoch},
+                   {"paused", st.paused}};
   std::string text = j.dump(2) + "\n";
   std::string tmp = state_dir + "/state.json.tmp", path = state_dir + "/state.json";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

@@ -15,6 +15,7 @@ namespace mailtwin {
 struct NodeState {
   NodeRole role = NodeRole::kStandby;
   std::uint64_t epoch = 1;
+  bool paused = false;  // `mailtwin pause`: no automatic action until resume
 };
 
 // nullopt + empty error: no state yet (first start).

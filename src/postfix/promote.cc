@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -26,6 +27,58 @@ std::string LiveDir(Queue q) {
 }
 
 }  // namespace
+
+SetAsideReport SetAside(const std::string& queue_dir, const std::string& dest) {
+  namespace fs = std::filesystem;
+  SetAsideReport rep;
+  std::error_code ec;
+  for (const char* d : {"incoming", "active", "deferred", "hold", "maildrop", "defer", "bounce",
+                        "trace"}) {
+    std::string_view dir(d);
+    bool is_log = dir == "defer" || dir == "bounce" || dir == "trace";
+    fs::path src = fs::path(queue_dir) / d, to = fs::path(dest) / d;
+    if (!fs::exists(src, ec)) continue;
+    bool made = false;
+    for (auto it = fs::recursive_directory_iterator(src, ec); !ec && it != fs::end(it);
+         it.increment(ec)) {
+      if (!it->is_regular_file(ec)) continue;
+      std::string name = it->path().filename();
+      if (!IsValidQueueId(name)) continue;
+      struct stat st;
+      if (!is_log && (stat(it->path().c_str(), &st) != 0 || !(st.st_mode & S_IXUSR))) continue;
+      if (!made) {
+        fs::create_directories(to, ec);
+        made = true;
+      }
+      if (rename(it->path().c_str(), (to / name).c_str()) != 0) {
+        if (rep.error.empty())
+          rep.error = fmt::format("cannot move {} aside to {}: {}", it->path().string(),
+                                  to.string(), std::strerror(errno));
+        continue;
+      }
+      ++(is_log ? rep.logs : rep.files);
+    }
+    if (made) {
+      int fd = open(to.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+      }
+    }
+  }
+  return rep;
+}
+
+std::size_t CountSetAside(const std::string& dest) {
+  namespace fs = std::filesystem;
+  std::size_t n = 0;
+  std::error_code ec;
+  for (const char* d : {"incoming", "active", "deferred", "hold", "maildrop"})
+    for (auto it = fs::directory_iterator(fs::path(dest) / d, ec); !ec && it != fs::end(it);
+         it.increment(ec))
+      ++n;
+  return n;
+}
 
 bool PostfixRunning(const std::string& config_dir) {
   return RunCommand({"postfix", "-c", config_dir, "status"}).ok();

@@ -32,6 +32,21 @@ struct PromoteReport {
 PromoteReport Promote(repl::Mirror& mirror, const std::string& queue_dir,
                       const std::string& config_dir, bool flush);
 
+// A node that steps down sets its live queue aside, so that nothing it
+// holds is delivered twice (the new primary has the replicated part) or lost
+// (the rest is handed over): every committed queue file (incoming, active,
+// deferred, hold, maildrop) and every defer/bounce/trace log is renamed to
+// dest/<queue or log dir>/<ID>. Postfix must be stopped. Files still being
+// written (no owner-execute bit) stay where they are.
+struct SetAsideReport {
+  std::size_t files = 0;
+  std::size_t logs = 0;
+  std::string error;
+};
+SetAsideReport SetAside(const std::string& queue_dir, const std::string& dest);
+// Queue files waiting in a set-aside directory.
+std::size_t CountSetAside(const std::string& dest);
+
 // True when the Postfix instance of config_dir is running.
 bool PostfixRunning(const std::string& config_dir);
 

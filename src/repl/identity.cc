@@ -5,7 +5,7 @@
 namespace mailtwin::repl {
 
 std::optional<msg::Error> CheckPeerHello(const msg::Hello& peer, const Identity& self,
-                                         Role expected) {
+                                         std::optional<Role> expected) {
   if (peer.version != kProtocolVersion)
     return msg::Error{msg::ErrorCode::kProtocol,
                       fmt::format("peer {} speaks protocol version {}, this node {}", peer.node,
@@ -14,11 +14,11 @@ std::optional<msg::Error> CheckPeerHello(const msg::Hello& peer, const Identity&
     return msg::Error{msg::ErrorCode::kWrongCluster,
                       fmt::format("peer {} belongs to cluster '{}', not '{}'", peer.node,
                                   peer.cluster, self.cluster)};
-  if (peer.role != expected)
+  if (expected && peer.role != *expected)
     return msg::Error{msg::ErrorCode::kRoleConflict,
                       fmt::format("peer {} is a {}, this node expects a {}", peer.node,
                                   peer.role == Role::kPrimary ? "primary" : "standby",
-                                  expected == Role::kPrimary ? "primary" : "standby")};
+                                  *expected == Role::kPrimary ? "primary" : "standby")};
   return std::nullopt;
 }
 

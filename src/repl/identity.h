@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -24,7 +25,12 @@ struct Identity {
 // Checks a peer's Hello against this node: same protocol version and
 // cluster, and the role the peer must have. Returns the Error to send back,
 // or nothing when the peer is acceptable.
+// expected = nullopt leaves roles to the caller (mailtwind judges them
+// together with the epochs: ha/decide.h JudgePeer).
 std::optional<msg::Error> CheckPeerHello(const msg::Hello& peer, const Identity& self,
-                                         Role expected);
+                                         std::optional<Role> expected);
+
+// How a node answers a peer's Hello: the Error to refuse it with, or nothing.
+using HelloJudge = std::function<std::optional<msg::Error>(const msg::Hello& peer)>;
 
 }  // namespace mailtwin::repl

@@ -114,7 +114,11 @@ void PrimaryLink::OnFrame(Frame&& f) {
         if constexpr (std::is_same_v<T, msg::Hello>) {
           if (state_ != State::kHello)
             return conn_->Fail(msg::ErrorCode::kProtocol, "unexpected Hello");
-          if (auto err = CheckPeerHello(m, ident_, Role::kStandby)) {
+          auto err = CheckPeerHello(m, ident_, judge_ ? std::nullopt
+                                                      : std::make_optional(Role::kStandby));
+          peer_hello_ = m;
+          if (!err && judge_) err = judge_(m);
+          if (err) {
             last_error_ = err->text;
             return conn_->Fail(err->code, err->text);
           }
@@ -284,6 +288,7 @@ void PrimaryLink::OnClosed(const std::string& why) {
   if (!stopped_) spdlog::warn("replication: link to {} lost: {}", cfg_.peer, why);
   last_error_ = why;
   conn_.reset();
+  peer_hello_.reset();
   state_ = State::kDisconnected;
   if (!down_since_) down_since_ = std::chrono::steady_clock::now();
   // Frames not acknowledged may be lost: waiters wait for the next catch-up.

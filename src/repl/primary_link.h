@@ -51,7 +51,16 @@ class PrimaryLink : public Connection::Handler {
   PrimaryLink(asio::io_context& io, const Config& cfg, Identity id, QueueWatcher& watcher);
   ~PrimaryLink() override;
   std::string Start();  // "" or a TLS configuration error
+  // Judges the standby's Hello (role and epoch); without one, any standby
+  // of our cluster is accepted. May be set before Start only.
+  void SetJudge(HelloJudge judge) { judge_ = std::move(judge); }
+  // The peer's Hello of the current session.
+  const std::optional<msg::Hello>& peer_hello() const { return peer_hello_; }
   void Stop();
+  // Closes the current session (if any); the link dials again.
+  void Reconnect(const std::string& why) {
+    if (conn_) conn_->Close(why);
+  }
 
   // The watcher's output.
   void OnChanges(const std::string& id, ApplyResult&& r);
@@ -108,6 +117,8 @@ class PrimaryLink : public Connection::Handler {
   int failures_ = 0;  // consecutive connection attempts that did not go live
   // Shared with every pending handler: false once this object is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  HelloJudge judge_;
+  std::optional<msg::Hello> peer_hello_;
   std::string peer_node_;
   std::string last_error_;
   std::vector<msg::ManifestEntry> manifest_;

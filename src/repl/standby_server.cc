@@ -53,6 +53,10 @@ void StandbyServer::Stop() {
   mirror_.DropPartial();
 }
 
+void StandbyServer::Drop(const std::string& why) {
+  if (conn_) conn_->Close(why);
+}
+
 void StandbyServer::Accept() {
   acceptor_.async_accept([this, alive = alive_](asio::error_code ec, asio::ip::tcp::socket sock) {
     if (!*alive || stopped_) return;
@@ -114,12 +118,16 @@ void StandbyServer::OnFrame(Frame&& f) {
         if constexpr (std::is_same_v<T, msg::Hello>) {
           if (state_ != State::kHello)
             return conn_->Fail(msg::ErrorCode::kProtocol, "unexpected Hello");
-          if (auto err = CheckPeerHello(m, ident_, Role::kPrimary)) {
+          auto err = CheckPeerHello(m, ident_, Role::kPrimary);
+          if (!err && judge_) err = judge_(m);
+          if (!conn_) return;  // the judge dropped this session
+          conn_->Send(0, hello_ ? hello_() : ident_.HelloAs(Role::kStandby));
+          if (err) {
             last_error_ = err->text;
+            spdlog::warn("replication: refused {}: {}", m.node, err->text);
             return conn_->Fail(err->code, err->text);
           }
           peer_node_ = m.node;
-          conn_->Send(0, ident_.HelloAs(Role::kStandby));
           auto entries = mirror_.Manifest();
           msg::Manifest chunk;
           for (std::size_t i = 0; i < entries.size(); ++i) {

@@ -37,6 +37,23 @@ class StandbyServer : public Connection::Handler {
   std::string Start();
   // Stops accepting and ends the session; everything applied is committed.
   void Stop();
+  // Ends the current session (if any) and keeps listening.
+  void Drop(const std::string& why);
+
+  // How this node answers a dialing primary: judge refuses it (or, as a side
+  // effect, makes this node follow it); hello is this node's own Hello, sent
+  // before any Error so that a refused peer learns our role and epoch.
+  // Without them: any primary of our cluster, and we are a standby.
+  void SetHooks(HelloJudge judge, std::function<msg::Hello()> hello) {
+    judge_ = std::move(judge);
+    hello_ = std::move(hello);
+  }
+  // A primary's session is open (catching up or live).
+  bool connected() const { return state_ == State::kCatchup || state_ == State::kLive; }
+  // When the last frame of the current session arrived.
+  std::optional<std::chrono::steady_clock::time_point> last_rx() const {
+    return conn_ && connected() ? std::make_optional(conn_->last_rx()) : std::nullopt;
+  }
 
   State state() const { return state_; }
   static std::string_view StateName(State s);
@@ -63,6 +80,8 @@ class StandbyServer : public Connection::Handler {
   // Shared with every pending handler: false once this object is gone, so a
   // handler that completes later (operation_aborted) never touches it.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  HelloJudge judge_;
+  std::function<msg::Hello()> hello_;
   std::string peer_node_;
   std::string last_error_;
   std::uint64_t last_seq_ = 0;

@@ -163,4 +163,42 @@ TEST(Config, GateDefaultsAndErrors) {
 }
 
 }  // namespace
+TEST(Config, FailoverDefaultsAndErrors) {
+  ConfigErrors errs;
+  auto c = Load(kGood, errs);
+  ASSERT_TRUE(c) << ::testing::PrintToString(errs.errors);
+  EXPECT_TRUE(c->auto_failover);
+  EXPECT_TRUE(c->manage_postfix);
+  EXPECT_EQ(c->check_interval, Millis(250));
+  EXPECT_EQ(c->fail_threshold, 3);
+  EXPECT_EQ(c->probe_timeout, Millis(500));
+  // The probe goes to the peer's host, port 25, unless told otherwise.
+  std::string host;
+  std::uint16_t port = 0;
+  ASSERT_TRUE(SplitHostPort(c->peer, host, port));
+  EXPECT_EQ(c->probe, host + ":25");
+
+  ConfigErrors e2;
+  auto c2 = Load(std::string(kGood) + "[failover]\nmode = \"manual\"\nprobe = \"10.0.0.1:2525\"\n"
+                                      "[notify]\nmail_to = \"root@example.org\"\nhook = \"/bin/true\"\n",
+                 e2);
+  ASSERT_TRUE(c2) << ::testing::PrintToString(e2.errors);
+  EXPECT_FALSE(c2->auto_failover);
+  EXPECT_EQ(c2->probe, "10.0.0.1:2525");
+  EXPECT_EQ(c2->notify_hook, "/bin/true");
+
+  ConfigErrors e3;
+  EXPECT_FALSE(Load(std::string(kGood) + "[failover]\nmode = \"sometimes\"\nfail_threshold = 0\n"
+                                         "check_interval = \"10ms\"\nprobe = \"nope\"\n"
+                                         "[notify]\nmail_to = \"root\"\nhook = \"notify.sh\"\n",
+                    e3));
+  std::string all;
+  for (const auto& e : e3.errors) all += e + "\n";
+  ASSERT_EQ(e3.errors.size(), 6u) << all;
+  for (const char* want : {"fail_threshold must be a whole number from 1 to 100", "\"sometimes\"",
+                           "probe \"nope\"", "check_interval (10 ms)", "mail_to \"root\"",
+                           "absolute path"})
+    EXPECT_NE(all.find(want), std::string::npos) << want << " in " << all;
+}
+
 }  // namespace mailtwin

@@ -9,6 +9,9 @@
 #   4. inotify's event queue overflows (max_queued_events made tiny for the
 #      primary's watcher): the watcher rescans and the mirror still converges.
 . "$(dirname "$0")/../lib.sh"
+# Promotion is by hand here (failover = manual): this scenario tests what it
+# is given, not the automatic failover of t-06.
+export MT_FAILOVER=manual
 
 pair_setup t-02
 pair_start

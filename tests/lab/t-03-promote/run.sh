@@ -6,6 +6,9 @@
 # message that was queued on main is delivered exactly once, counting what
 # main had delivered before the crash: nothing lost, nothing twice.
 . "$(dirname "$0")/../lib.sh"
+# Promotion is by hand here (failover = manual): this scenario tests what it
+# is given, not the automatic failover of t-06.
+export MT_FAILOVER=manual
 
 pair_setup t-03
 pair_start
@@ -36,8 +39,8 @@ mt_wait_synced main backup 30 || fail "mirror did not converge before the crash"
 echo "main holds $(find "$queue"/{incoming,active,deferred,hold,maildrop} -type f | wc -l) messages; mirror identical"
 
 # The crash, then the promotion.
-lab_postfix_kill main
 mt_kill main
+lab_postfix_kill main
 lab_sink_start dest 2526 "$SINK_DEAD" >/dev/null
 mt backup promote --force || fail "promote failed"
 [[ $(mt_status backup role) == primary ]] || fail "backup is not primary after promote"

@@ -1,0 +1,186 @@
+#include "ha/decide.h"
+
+#include <fmt/format.h>
+
+namespace mailtwin::ha {
+
+std::string_view ActionName(Action a) {
+  switch (a) {
+    case Action::kStartPostfix: return "start-postfix";
+    case Action::kStopPostfix: return "stop-postfix";
+    case Action::kFence: return "fence";
+    case Action::kPromote: return "promote";
+  }
+  return "?";
+}
+
+std::string_view VerdictName(Verdict v) {
+  switch (v) {
+    case Verdict::kAccept: return "accept";
+    case Verdict::kFollow: return "follow";
+    case Verdict::kStepDown: return "step-down";
+    case Verdict::kRefuse: return "refuse";
+  }
+  return "?";
+}
+
+HaConfig HaConfigOf(const Config& cfg) {
+  HaConfig h;
+  h.auto_failover = cfg.auto_failover;
+  h.manage_postfix = cfg.manage_postfix;
+  h.check_interval = cfg.check_interval;
+  h.fail_threshold = cfg.fail_threshold;
+  h.peer_timeout = cfg.peer_timeout;
+  return h;
+}
+
+namespace {
+
+Decision Stay(NodeRole role, std::string reason, std::vector<Action> actions = {}) {
+  return Decision{role, std::move(actions), std::move(reason), {}};
+}
+
+Decision DecidePrimary(const Observations& o, const HaConfig& c) {
+  const auto P = NodeRole::kPrimary;
+  if (o.epoch_confirmed && o.stalled >= c.lease())
+    return Stay(P,
+                fmt::format("this daemon stalled for {} ms (lease {} ms): the standby may have "
+                            "taken over, so Postfix stops until the peer confirms epoch {}",
+                            o.stalled.count(), c.lease().count(), o.epoch),
+                {Action::kFence});
+  if (!o.epoch_confirmed) {
+    // A Postfix already running (the daemon restarted) keeps serving while
+    // the peer has peer_timeout to answer: a standby that is up confirms in
+    // milliseconds. After that it is stopped: a newer primary may exist.
+    bool fence = o.postfix_running && o.unconfirmed_for >= c.peer_timeout;
+    std::string why = fmt::format(
+        "epoch {} is not confirmed by the peer yet: {} (promote --force serves without the "
+        "peer)",
+        o.epoch,
+        o.postfix_running ? (fence ? "fencing Postfix" : "Postfix keeps running a little longer")
+                          : "Postfix stays stopped");
+    return fence ? Stay(P, why, {Action::kFence}) : Stay(P, why);
+  }
+  if (o.postfix_running) {
+    if (!o.link_live && o.link_down_for >= c.peer_timeout) {
+      Decision d = Stay(P, fmt::format("serving at epoch {}; the standby is unreachable for {} ms: "
+                                       "mail is not replicated",
+                                       o.epoch, o.link_down_for.count()));
+      d.event = "standby-lost";
+      return d;
+    }
+    return Stay(P, fmt::format("serving at epoch {}", o.epoch));
+  }
+  if (o.paused) return Stay(P, "paused: Postfix is not running and is not started");
+  if (!c.manage_postfix)
+    return Stay(P, "Postfix is not running (manage_postfix = false: not starting it)");
+  if (o.postfix_start_failures >= c.max_postfix_starts)
+    return Stay(P, fmt::format("Postfix failed to start {} times: see its log; the standby "
+                               "takes over when its probes keep failing",
+                               o.postfix_start_failures));
+  return Stay(P,
+              fmt::format("Postfix is not running: starting it (attempt {})",
+                          o.postfix_start_failures + 1),
+              {Action::kStartPostfix});
+}
+
+Decision DecideStandby(const Observations& o, const HaConfig& c, Clock::time_point now) {
+  const auto S = NodeRole::kStandby;
+  if (o.postfix_running && c.manage_postfix)
+    return Stay(S, "a standby's Postfix must not serve: stopping it", {Action::kStopPostfix});
+  if (o.paused) return Stay(S, "paused: no automatic failover");
+  bool silent = !o.link_up || !o.last_from_primary ||
+                now - *o.last_from_primary >= c.peer_timeout;
+  auto silence = [&] {
+    if (!o.link_up) return std::string("the replication link is closed");
+    if (!o.last_from_primary) return std::string("nothing came over the replication link");
+    return fmt::format("nothing came over the replication link for {} ms",
+                       std::chrono::duration_cast<Millis>(now - *o.last_from_primary).count());
+  };
+  std::string probes =
+      fmt::format("{} consecutive SMTP probe failures{}", o.probe_failures,
+                  o.probe_error.empty() ? "" : " (" + o.probe_error + ")");
+  bool down = silent && o.probe_failures >= c.fail_threshold;
+  bool broken = !silent && o.probe_failures >= c.fail_threshold_link_up();
+  if (down || broken) {
+    std::string what =
+        down ? fmt::format("primary down: {} and {}", probes, silence())
+             : fmt::format("primary's SMTP service is broken: {} while its daemon is alive "
+                           "(it is fenced over the link)",
+                           probes);
+    Decision d;
+    if (!o.primary_seen)
+      d = Stay(S, what + "; but no primary has connected since this daemon started, so this "
+                         "mirror may be stale: not taking over (promote --force does)");
+    else if (!c.auto_failover)
+      d = Stay(S, what + "; failover = manual: run `mailtwin promote` to take over");
+    else
+      d = Stay(NodeRole::kPrimary, fmt::format("{}: taking over at epoch {}", what, o.epoch + 1),
+               {Action::kPromote});
+    d.event = "primary-lost";
+    return d;
+  }
+  if (silent && o.probe_failures == 0)
+    return Stay(S, fmt::format("{}, but the primary answers SMTP: replication degraded, not "
+                               "failing over",
+                               silence()));
+  if (o.probe_failures > 0)
+    return Stay(S, fmt::format("{} (threshold {}{}): waiting", probes,
+                               silent ? c.fail_threshold : c.fail_threshold_link_up(),
+                               silent ? "" : ", its daemon is alive"));
+  if (!o.primary_seen) return Stay(S, "waiting for the primary to connect");
+  return Stay(S, fmt::format("following the primary at epoch {}", o.epoch));
+}
+
+}  // namespace
+
+Decision Decide(const Observations& o, const HaConfig& c, Clock::time_point now) {
+  return o.role == NodeRole::kPrimary ? DecidePrimary(o, c) : DecideStandby(o, c, now);
+}
+
+Judgement JudgePeer(const PeerView& self, const PeerView& peer) {
+  using enum Verdict;
+  const bool self_primary = self.role == NodeRole::kPrimary;
+  const bool peer_primary = peer.role == NodeRole::kPrimary;
+  auto top = std::max(self.epoch, peer.epoch);
+  if (self_primary && !peer_primary) {
+    if (peer.epoch <= self.epoch)
+      return {kAccept, self.epoch,
+              fmt::format("standby {} (epoch {}) follows this primary at epoch {}", peer.node,
+                          peer.epoch, self.epoch)};
+    return {kStepDown, top,
+            fmt::format("standby {} knows epoch {}, newer than ours ({}): a newer primary "
+                        "existed; stepping down",
+                        peer.node, peer.epoch, self.epoch)};
+  }
+  if (self_primary && peer_primary) {
+    bool we_lose = peer.epoch > self.epoch || (peer.epoch == self.epoch && peer.node < self.node);
+    if (peer.epoch == self.epoch)
+      return {we_lose ? kStepDown : kRefuse, top,
+              fmt::format("split brain: {} and {} are both primary at epoch {}; {} keeps the "
+                          "role (smaller name), the other steps down and hands its mail over",
+                          self.node, peer.node, self.epoch, we_lose ? peer.node : self.node)};
+    if (we_lose)
+      return {kStepDown, top,
+              fmt::format("{} is primary at epoch {}, newer than ours ({}): stepping down and "
+                          "handing our mail over",
+                          peer.node, peer.epoch, self.epoch)};
+    return {kRefuse, top,
+            fmt::format("{} claims primary at epoch {}, older than ours ({}): it must step down",
+                        peer.node, peer.epoch, self.epoch)};
+  }
+  if (!self_primary && peer_primary) {
+    if (peer.epoch >= self.epoch)
+      return {kFollow, peer.epoch,
+              fmt::format("following primary {} at epoch {}", peer.node, peer.epoch)};
+    return {kRefuse, top,
+            fmt::format("{} claims primary at epoch {}, but this node knows epoch {}: it is "
+                        "stale and must step down",
+                        peer.node, peer.epoch, self.epoch)};
+  }
+  return {kRefuse, top,
+          fmt::format("both {} and {} are standby: nobody serves; promote one of them",
+                      self.node, peer.node)};
+}
+
+}  // namespace mailtwin::ha

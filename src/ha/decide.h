@@ -1,0 +1,123 @@
+// decide.h - what a node should do next, as pure logic (docs/failover.md).
+//
+// Two functions, no sockets, files or clocks inside; the daemon gathers the
+// observations, calls them and runs what they return:
+//
+//   Decide(observations, config, now) -> next role, actions, one-line reason
+//       called every check_interval on each node;
+//   JudgePeer(self, peer's Hello) -> verdict on a peer that just introduced
+//       itself on the replication link (who serves, who follows).
+//
+// The rules, in one place:
+// - A standby takes over when the primary has failed `fail_threshold`
+//   consecutive SMTP probes AND nothing has come over the replication link
+//   for `peer_timeout` (or it is closed) - both, so that neither a busy SMTP
+//   port nor a lossy link alone causes a failover; only if a primary was seen
+//   since this daemon started (a standby that never synced would take over
+//   with an empty queue: that takes `promote --force`); never when paused or
+//   when failover = manual.
+// - A primary serves (runs Postfix) only once it knows the cluster's epoch:
+//   after a standby acknowledged it, or after its own promotion. A primary
+//   whose daemon was stalled (frozen, suspended) long enough for the standby
+//   to take over fences itself - Postfix stopped - until the peer confirms.
+// - Whoever sees a higher epoch than its own steps down; equal epochs on two
+//   primaries (split brain after forced promotions) go to the smaller name.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+
+namespace mailtwin::ha {
+
+using Clock = std::chrono::steady_clock;
+
+struct Observations {
+  NodeRole role = NodeRole::kStandby;
+  std::uint64_t epoch = 1;
+  bool paused = false;           // `mailtwin pause`: no automatic action
+  bool postfix_running = false;  // this node's Postfix master is alive
+
+  // Primary side.
+  bool epoch_confirmed = false;  // a standby accepted our epoch, or we promoted
+  // The daemon's loop did not run for this long (frozen, suspended, starved).
+  Millis stalled{0};
+  Millis unconfirmed_for{0};  // since the epoch stopped being confirmed
+  bool link_live = false;     // replicating to the standby
+  Millis link_down_for{0};
+  int postfix_start_failures = 0;  // consecutive failed `postfix start`
+
+  // Standby side.
+  bool primary_seen = false;  // a primary at our epoch connected since we started
+  bool link_up = false;       // the replication session with the primary is open
+  std::optional<Clock::time_point> last_from_primary;  // last frame received
+  int probe_failures = 0;     // consecutive failed SMTP probes of the primary
+  std::string probe_error;    // why the last probe failed
+};
+
+enum class Action {
+  kStartPostfix,
+  kStopPostfix,  // a standby's Postfix must not run
+  kFence,        // primary: stop Postfix and wait until the peer confirms the epoch
+  kPromote,      // take over: epoch + 1 stored first, then the mirror goes live
+};
+std::string_view ActionName(Action a);
+
+struct Decision {
+  NodeRole role = NodeRole::kStandby;  // the role after the actions
+  std::vector<Action> actions;
+  std::string reason;  // one line for the log and `mailtwin status`
+  // The condition this decision reports, for the administrator (raised once
+  // while it lasts): "primary-lost", "standby-lost", or empty.
+  std::string event;
+  bool operator==(const Decision&) const = default;
+};
+
+struct HaConfig {
+  bool auto_failover = true;
+  // Start Postfix on a serving primary, stop it on a standby. Promotion
+  // starts it and fencing stops it either way.
+  bool manage_postfix = true;
+  Millis check_interval{250};
+  int fail_threshold = 3;
+  Millis peer_timeout{3000};
+  int max_postfix_starts = 3;  // then stop trying and tell the administrator
+  // With the link up, the primary's daemon is alive and restarts its own
+  // Postfix; the standby takes over only after this many failed probes.
+  int fail_threshold_link_up() const { return fail_threshold * 4; }
+  // A primary whose loop stalled this long may have been replaced.
+  Millis lease() const { return peer_timeout / 2; }
+};
+HaConfig HaConfigOf(const Config& cfg);
+
+Decision Decide(const Observations& o, const HaConfig& cfg, Clock::time_point now);
+
+// A peer's Hello on the replication link, judged by this node.
+enum class Verdict {
+  kAccept,    // we are primary, the peer a standby at our epoch or older: serve
+  kFollow,    // we are standby, the peer a primary at our epoch or newer: follow it
+  kStepDown,  // we are a primary at an older epoch (or lost the tie): step down
+  kRefuse,    // the peer is stale or confused: tell it, close the session
+};
+std::string_view VerdictName(Verdict v);
+
+struct Judgement {
+  Verdict verdict = Verdict::kRefuse;
+  std::uint64_t epoch = 0;  // the cluster's epoch as far as both know
+  std::string reason;
+  bool operator==(const Judgement&) const = default;
+};
+
+struct PeerView {
+  NodeRole role;
+  std::uint64_t epoch;
+  std::string node;
+};
+
+Judgement JudgePeer(const PeerView& self, const PeerView& peer);
+
+}  // namespace mailtwin::ha

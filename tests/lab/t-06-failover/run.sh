@@ -1,0 +1,93 @@
+#!/bin/bash
+#
+# t-06-failover: automatic failover and fencing, with real Postfix under load,
+# checked at the destination by unique Message-IDs.
+#   1. main dies (every process of its host, kill -9) while a client sends;
+#      backup finds it down by itself (SMTP probes + replication link), takes
+#      over at epoch 2 and accepts mail: time to accept again is measured;
+#   2. main comes back (its mailtwind restarts, believing it is primary at
+#      epoch 1): it must not start Postfix; it learns epoch 2 from backup,
+#      steps down, sets its old queue aside and follows as standby;
+#   3. every message answered 250 (by main or by backup) is delivered; none
+#      is lost (duplicates are counted and reported);
+#   4. events: each node's hook ran exactly once per event, and the
+#      administrator's mailbox holds exactly one mail per event of backup.
+. "$(dirname "$0")/../lib.sh"
+
+hook=$REPO/tests/lab/t-06-failover/hook.sh
+export MT_HOOK=$hook MT_MAIL_TO=admin@sink.lab.test
+pair_setup t-06
+export HOOK_DIR=$LAB_DIR  # the daemons inherit it: where hook.sh writes
+mt_gate main
+mt_gate backup
+pair_start
+
+log=$LAB_DIR/accepted.log
+lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" \
+	--servers "$(lab_ip main),$(lab_ip backup)" \
+	--rcpt "a@sink.lab.test,b@sink.lab.test" \
+	--rate 40 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 120 >/dev/null
+lab_wait_for 20 test -s "$log" || fail "no mail accepted by main"
+sleep 4
+
+# 1. main dies.
+before=$(wc -l <"$log")
+t0=$EPOCHREALTIME
+lab_crash main
+backup_serves() { lab_exec client python3 -c '
+import smtplib, sys
+s = smtplib.SMTP(sys.argv[1], 25, timeout=1); s.ehlo("t06"); s.quit()' "$(lab_ip backup)" 2>/dev/null; }
+lab_wait_for 20 backup_serves || fail "backup does not accept mail 20 s after main died"
+t1=$EPOCHREALTIME
+rto=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
+[[ $(mt_status backup role) == primary ]] || fail "backup serves SMTP but is not primary"
+[[ $(mt_status backup epoch) == 2 ]] || fail "backup's epoch is $(mt_status backup epoch), want 2"
+echo "1. main killed after $before accepted messages; backup accepts mail again after $rto s"
+grep -h "decide: primary down" "$LAB_DIR/backup/mailtwind.log" | head -1 | sed 's/^.*decide: /   backup decided: /'
+sleep 3
+
+# 2. main comes back: fenced until it knows the epoch, then a standby.
+mt_start main >/dev/null || fail "mailtwind on main did not restart"
+stepped() { [[ $(mt_status main role) == standby && $(mt_status main epoch) == 2 ]]; }
+lab_wait_for 20 stepped || fail "main did not step down to standby at epoch 2: $(mt main status)"
+lab_postfix_running main && fail "main started Postfix although a newer primary exists"
+grep -q "started Postfix" "$LAB_DIR/main/mailtwind.log" && fail "main's mailtwind started Postfix"
+mt_wait_state backup live 30 || fail "backup does not replicate to main after its return"
+echo "2. main is back as standby at epoch 2 (Postfix not started); $(mt main status | awk '/^handover/ {print $2}') queue files set aside"
+
+# 3. The mail.
+touch "$LAB_DIR/stop"
+sleep 2
+settled() { [[ -z $(find "$LAB_DIR/backup/spool"/{incoming,active,deferred,maildrop} -type f 2>/dev/null | head -1) ]]; }
+lab_wait_for 60 settled || fail "backup did not deliver everything"
+sleep 1
+lab_sink_rcpts "$SINK_OK" | awk '$2 != "admin@sink.lab.test" {print $1}' | sort >"$LAB_DIR/delivered"
+awk '{gsub(/[<>]/, "", $2); print $2}' "$log" | sort -u >"$LAB_DIR/accepted"
+total=$(wc -l <"$LAB_DIR/accepted")
+lost=$(comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | wc -l)
+dups=$(uniq -d "$LAB_DIR/delivered" | wc -l)
+echo "3. $total messages answered 250: $lost lost, $dups delivered twice"
+((total > before)) || fail "backup accepted no mail after the failover"
+((lost == 0)) || fail "$lost accepted messages were lost: $(comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | head -3)"
+
+# 4. Events.
+kinds() { awk '{print $2}' "$LAB_DIR/$1.hook" 2>/dev/null | sort | uniq -c | awk '{print $2 "=" $1}' | tr '\n' ' '; }
+echo "4. hook calls: backup: $(kinds backup); main: $(kinds main)"
+for k in primary-lost promotion; do
+	n=$(awk -v k="$k" '$2 == k' "$LAB_DIR/backup.hook" | wc -l)
+	((n == 1)) || fail "backup's hook ran $n times for $k, want 1"
+done
+n=$(awk '$2 == "fencing"' "$LAB_DIR/main.hook" 2>/dev/null | wc -l)
+((n == 1)) || fail "main's hook ran $n times for fencing, want 1"
+# The administrator's mailbox: one mail per event of backup, by Message-ID.
+mails() { lab_sink_rcpts "$SINK_OK" | awk '$2 == "admin@sink.lab.test" {print $1}' | sort; }
+want_mails() { (($(mails | wc -l) >= 2)); }
+lab_wait_for 20 want_mails || fail "the administrator got $(mails | wc -l) mails, want 2"
+sleep 1
+[[ -z $(mails | uniq -d) ]] || fail "a notification mail arrived twice: $(mails | uniq -d)"
+for k in primary-lost promotion; do
+	seq=$(awk -v k="$k" '$2 == k {print $1}' "$LAB_DIR/backup.hook")
+	mails | grep -qx "$seq.backup.lab@mailtwin" || fail "no mail for backup's $k event (#$seq): $(mails)"
+done
+echo "   administrator's mailbox: $(mails | tr '\n' ' ')"
+pass

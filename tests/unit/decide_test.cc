@@ -1,0 +1,181 @@
+// Decide and JudgePeer as tables, with a simulated clock: each row is a
+// situation, the expected role and actions, and words the reason must hold.
+#include "ha/decide.h"
+
+#include <gtest/gtest.h>
+
+using namespace mailtwin;
+using namespace mailtwin::ha;
+using namespace std::chrono_literals;
+
+namespace {
+
+const Clock::time_point T0{};  // the simulated clock's origin
+
+HaConfig Cfg() {
+  HaConfig c;
+  c.check_interval = 250ms;
+  c.fail_threshold = 3;
+  c.peer_timeout = 2000ms;
+  return c;
+}
+
+Observations Standby() {
+  Observations o;
+  o.role = NodeRole::kStandby;
+  o.epoch = 4;
+  o.primary_seen = true;
+  o.link_up = true;
+  o.last_from_primary = T0;
+  return o;
+}
+
+Observations Primary() {
+  Observations o;
+  o.role = NodeRole::kPrimary;
+  o.epoch = 4;
+  o.epoch_confirmed = true;
+  o.postfix_running = true;
+  o.link_live = true;
+  return o;
+}
+
+struct Row {
+  const char* name;
+  Observations o;
+  Clock::duration now;  // since T0
+  NodeRole role;
+  std::vector<Action> actions;
+  const char* reason_has;
+  const char* event = "";
+};
+
+template <typename F>
+Observations With(Observations o, F f) {
+  f(o);
+  return o;
+}
+
+}  // namespace
+
+TEST(Decide, Table) {
+  HaConfig manual = Cfg();
+  manual.auto_failover = false;
+  const auto S = NodeRole::kStandby, P = NodeRole::kPrimary;
+  std::vector<Row> rows = {
+      {"healthy standby follows", Standby(), 100ms, S, {}, "following the primary at epoch 4"},
+      {"one failed probe, link fine: wait",
+       With(Standby(), [](auto& o) { o.probe_failures = 1; o.probe_error = "connect: refused"; }),
+       100ms, S, {}, "1 consecutive SMTP probe failures (connect: refused) (threshold 12, its daemon is alive)"},
+      {"link closed, probes ok: degraded, no failover",
+       With(Standby(), [](auto& o) { o.link_up = false; }), 100ms, S, {},
+       "the replication link is closed, but the primary answers SMTP"},
+      {"link closed, 2 probe failures: not yet",
+       With(Standby(), [](auto& o) { o.link_up = false; o.probe_failures = 2; }), 100ms, S, {},
+       "2 consecutive SMTP probe failures (threshold 3)"},
+      {"link closed, 3 probe failures: take over",
+       With(Standby(), [](auto& o) { o.link_up = false; o.probe_failures = 3; }), 100ms, P,
+       {Action::kPromote}, "primary down: 3 consecutive SMTP probe failures and the replication "
+       "link is closed: taking over at epoch 5", "primary-lost"},
+      {"link open but silent past peer_timeout, 3 failures: take over",
+       With(Standby(), [](auto& o) { o.probe_failures = 3; }), 2500ms, P, {Action::kPromote},
+       "nothing came over the replication link for 2500 ms", "primary-lost"},
+      {"link open and silent 1.9 s, 3 failures: heartbeat still fresh, wait",
+       With(Standby(), [](auto& o) { o.probe_failures = 3; }), 1900ms, S, {}, "its daemon is alive"},
+      {"link alive but SMTP broken for 12 probes: take over, fence over the link",
+       With(Standby(), [](auto& o) { o.probe_failures = 12; }), 100ms, P, {Action::kPromote},
+       "primary's SMTP service is broken", "primary-lost"},
+      {"down, but failover = manual: only tell",
+       With(Standby(), [](auto& o) { o.link_up = false; o.probe_failures = 5; }), 100ms, S, {},
+       "failover = manual: run `mailtwin promote`", "primary-lost"},
+      {"down, but no primary seen since start: stale mirror, no takeover",
+       With(Standby(), [](auto& o) { o.link_up = false; o.probe_failures = 5; o.primary_seen = false; }),
+       100ms, S, {}, "this mirror may be stale", "primary-lost"},
+      {"down, but paused", With(Standby(), [](auto& o) { o.link_up = false; o.probe_failures = 9; o.paused = true; }),
+       100ms, S, {}, "paused: no automatic failover"},
+      {"a standby's Postfix is stopped", With(Standby(), [](auto& o) { o.postfix_running = true; }),
+       100ms, S, {Action::kStopPostfix}, "a standby's Postfix must not serve"},
+      {"healthy primary serves", Primary(), 100ms, P, {}, "serving at epoch 4"},
+      {"primary without its standby for 3 s: tell",
+       With(Primary(), [](auto& o) { o.link_live = false; o.link_down_for = 3000ms; }), 100ms, P, {},
+       "the standby is unreachable for 3000 ms", "standby-lost"},
+      {"primary's Postfix died: restart it",
+       With(Primary(), [](auto& o) { o.postfix_running = false; }), 100ms, P, {Action::kStartPostfix},
+       "starting it (attempt 1)"},
+      {"Postfix fails to start 3 times: stop trying",
+       With(Primary(), [](auto& o) { o.postfix_running = false; o.postfix_start_failures = 3; }), 100ms,
+       P, {}, "failed to start 3 times"},
+      {"unconfirmed epoch, Postfix stopped: stays stopped",
+       With(Primary(), [](auto& o) { o.epoch_confirmed = false; o.postfix_running = false; }), 100ms,
+       P, {}, "epoch 4 is not confirmed by the peer yet: Postfix stays stopped"},
+      {"unconfirmed epoch, Postfix running, 1 s: grace",
+       With(Primary(), [](auto& o) { o.epoch_confirmed = false; o.unconfirmed_for = 1000ms; }), 100ms,
+       P, {}, "keeps running a little longer"},
+      {"unconfirmed epoch, Postfix running, 2 s: fence",
+       With(Primary(), [](auto& o) { o.epoch_confirmed = false; o.unconfirmed_for = 2000ms; }), 100ms,
+       P, {Action::kFence}, "fencing Postfix"},
+      {"primary frozen for 1.5 s (lease 1 s): fence at once",
+       With(Primary(), [](auto& o) { o.stalled = 1500ms; }), 100ms, P, {Action::kFence},
+       "this daemon stalled for 1500 ms (lease 1000 ms)"},
+      {"primary stalled 0.5 s: fine", With(Primary(), [](auto& o) { o.stalled = 500ms; }), 100ms, P,
+       {}, "serving at epoch 4"},
+  };
+  for (const auto& r : rows) {
+    const HaConfig& c = std::string(r.reason_has).find("manual") != std::string::npos ? manual : Cfg();
+    Decision d = Decide(r.o, c, T0 + r.now);
+    EXPECT_EQ(d.role, r.role) << r.name << ": " << d.reason;
+    EXPECT_EQ(d.actions, r.actions) << r.name << ": " << d.reason;
+    EXPECT_NE(d.reason.find(r.reason_has), std::string::npos)
+        << r.name << "\n  reason: " << d.reason << "\n  wanted: " << r.reason_has;
+    EXPECT_EQ(d.event, r.event) << r.name;
+  }
+}
+
+TEST(Decide, ManagePostfixOff) {
+  HaConfig c = Cfg();
+  c.manage_postfix = false;
+  auto p = Primary();
+  p.postfix_running = false;
+  EXPECT_TRUE(Decide(p, c, T0).actions.empty());
+  auto s = Standby();
+  s.postfix_running = true;
+  EXPECT_TRUE(Decide(s, c, T0).actions.empty());
+  // Fencing is not management: it happens regardless.
+  p.postfix_running = true;
+  p.stalled = 5000ms;
+  EXPECT_EQ(Decide(p, c, T0).actions, std::vector<Action>{Action::kFence});
+}
+
+TEST(JudgePeer, Table) {
+  const auto S = NodeRole::kStandby, P = NodeRole::kPrimary;
+  struct J {
+    PeerView self, peer;
+    Verdict v;
+    std::uint64_t epoch;
+    const char* has;
+  };
+  std::vector<J> rows = {
+      {{P, 3, "a"}, {S, 3, "b"}, Verdict::kAccept, 3, "follows this primary at epoch 3"},
+      {{P, 3, "a"}, {S, 2, "b"}, Verdict::kAccept, 3, "standby b (epoch 2)"},
+      {{P, 3, "a"}, {S, 4, "b"}, Verdict::kStepDown, 4, "newer than ours"},
+      {{P, 3, "a"}, {P, 4, "b"}, Verdict::kStepDown, 4, "b is primary at epoch 4, newer than ours (3)"},
+      {{P, 4, "a"}, {P, 3, "b"}, Verdict::kRefuse, 4, "older than ours"},
+      {{P, 4, "b"}, {P, 4, "a"}, Verdict::kStepDown, 4, "split brain"},
+      {{P, 4, "a"}, {P, 4, "b"}, Verdict::kRefuse, 4, "a keeps the role"},
+      {{S, 3, "b"}, {P, 3, "a"}, Verdict::kFollow, 3, "following primary a at epoch 3"},
+      {{S, 3, "b"}, {P, 5, "a"}, Verdict::kFollow, 5, "epoch 5"},
+      {{S, 5, "b"}, {P, 3, "a"}, Verdict::kRefuse, 5, "stale"},
+      {{S, 3, "b"}, {S, 3, "a"}, Verdict::kRefuse, 3, "nobody serves"},
+  };
+  for (const auto& r : rows) {
+    Judgement j = JudgePeer(r.self, r.peer);
+    EXPECT_EQ(j.verdict, r.v) << j.reason;
+    EXPECT_EQ(j.epoch, r.epoch) << j.reason;
+    EXPECT_NE(j.reason.find(r.has), std::string::npos) << j.reason << " / wanted: " << r.has;
+  }
+  // Both sides of a split brain agree on who keeps the role.
+  auto ab = JudgePeer({P, 7, "a"}, {P, 7, "b"});
+  auto ba = JudgePeer({P, 7, "b"}, {P, 7, "a"});
+  EXPECT_EQ(ab.verdict, Verdict::kRefuse);
+  EXPECT_EQ(ba.verdict, Verdict::kStepDown);
+}
