@@ -78,6 +78,7 @@ std::string Daemon::Init() {
   ident_ = repl::Identity{cfg_.cluster, cfg_.node_name, state_.epoch,
                           (std::uint64_t{rd()} << 32) | rd()};
   if (err = events_.Open(cfg_.state_dir); !err.empty()) return err;
+  if (err = ledger_.Open(cfg_.state_dir); !err.empty()) return err;
   notifier_ = std::make_unique<ha::Notifier>(cfg_, events_);
   ha_ = ha::HaConfigOf(cfg_);
   handover_pending_ = postfix::CountSetAside(HandoverDir());
@@ -89,6 +90,7 @@ std::string Daemon::StartPrimary() {
   link_.reset();
   watcher_ = std::make_unique<repl::QueueWatcher>(
       queue_dir_, *model_, [this](const std::string& id, repl::ApplyResult&& r) {
+        ledger_.Record(id);
         if (link_) link_->OnChanges(id, std::move(r));
       },
       hash_);
@@ -102,6 +104,26 @@ std::string Daemon::StartPrimary() {
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   link_ = std::make_unique<repl::PrimaryLink>(io_, cfg_, ident_, *watcher_);
   link_->SetJudge([this](const repl::msg::Hello& h) { return JudgeDialer(h); });
+  sink_ = std::make_unique<HandoverSink>(
+      queue_dir_, hash_, cfg_.postfix_config_dir, ledger_,
+      [this](const std::string& id) { return model_ && model_->Find(id) != nullptr; });
+  if (std::string err = sink_->Init(); !err.empty()) {
+    spdlog::error("handover: {}; messages offered by a rejoining node are refused", err);
+    sink_.reset();
+  }
+  link_->SetHandover([this](const repl::Message& m) -> std::optional<repl::Message> {
+    if (!sink_)
+      return repl::msg::HandoverResult{repl::ChangeId(m), repl::msg::HandoverOutcome::kRefused,
+                                       "this primary cannot take handovers (see its log)"};
+    auto r = sink_->OnMessage(m);
+    if (!r) return std::nullopt;
+    static constexpr const char* kWhat[] = {"", "imported into", "already queued in",
+                                            "already finished according to the ledger of",
+                                            "refused by"};
+    spdlog::info("handover: {} {} this primary{}", r->id, kWhat[static_cast<int>(r->outcome)],
+                 r->text.empty() ? "" : " (" + r->text + ")");
+    return repl::Message(*r);
+  });
   if (std::string err = link_->Start(); !err.empty()) return err;
   inotify_ = std::make_unique<asio::posix::stream_descriptor>(io_, watcher_->fd());
   WatchInotify();
@@ -164,6 +186,9 @@ std::string Daemon::StartStandby() {
   server_ = std::make_unique<repl::StandbyServer>(io_, cfg_, ident_, *mirror_);
   server_->SetHooks([this](const repl::msg::Hello& h) { return JudgeListener(h); },
                     [this] { return SelfHello(); });
+  server_->SetOnNewFile([this](const std::string& id) { ledger_.Record(id); });
+  server_->SetLiveHooks([this] { OnFollowingLive(); },
+                        [this](const repl::msg::HandoverResult& r) { OnHandoverResult(r); });
   return server_->Start();
 }
 
@@ -210,6 +235,11 @@ int Daemon::Run() {
 }
 
 ctl::Json Daemon::Handle(const ctl::Json& req) {
+  Busy b(*this);  // a command may block (promote)
+  return HandleCommand(req);
+}
+
+ctl::Json Daemon::HandleCommand(const ctl::Json& req) {
   std::string cmd = req.value("cmd", "");
   if (cmd == "status") return Status();
   if (cmd == "promote") return Promote(req);
@@ -255,6 +285,13 @@ ctl::Json Daemon::Status() {
                {"last_probe_ms", last_probe_ms_},
                {"primary_seen", primary_seen_},
                {"handover_pending", handover_pending_},
+               {"handover_received",
+                sink_ ? ctl::Json{{"imported", sink_->stats().imported},
+                                  {"queued", sink_->stats().queued},
+                                  {"finished", sink_->stats().finished},
+                                  {"refused", sink_->stats().refused}}
+                      : ctl::Json(nullptr)},
+               {"ledger_ids", ledger_.size()},
                {"events", recent}};
   }
   if (link_ && watcher_) {
@@ -393,6 +430,7 @@ ctl::Json Daemon::Promote(const ctl::Json& req) {
 }
 
 ctl::Json Daemon::TakeOver(const std::string& reason, bool forced) {
+  Busy busy(*this);
   auto t0 = std::chrono::steady_clock::now();
   // The epoch is stored before anything else moves (docs/failover.md).
   NodeState next{NodeRole::kPrimary, state_.epoch + 1, state_.paused};
@@ -402,24 +440,25 @@ ctl::Json Daemon::TakeOver(const std::string& reason, bool forced) {
   ident_.epoch = next.epoch;
   spdlog::warn("taking over at epoch {}: {}", state_.epoch, reason);
   server_->Drop("this node takes over as primary");
-  auto rep = postfix::Promote(*mirror_, queue_dir_, cfg_.postfix_config_dir,
-                              cfg_.flush_after_promote);
-  ctl::Json out{{"ok", rep.error.empty()}, {"epoch", state_.epoch}, {"files", rep.files},
-                {"logs", rep.logs},       {"conflicts", rep.conflicts}, {"steps", rep.steps}};
+  auto rep = postfix::MakeLive(*mirror_, queue_dir_, cfg_.postfix_config_dir);
   epoch_confirmed_ = true;
   unconfirmed_since_.reset();
   primary_lost_raised_ = false;
+  // Watcher, link and gate first, so that the first client Postfix accepts
+  // finds the gate open; then Postfix.
+  std::string start_err = rep.error.empty() ? StartPrimary() : "";
+  if (rep.error.empty()) postfix::Serve(cfg_.postfix_config_dir, cfg_.flush_after_promote, rep);
+  ctl::Json out{{"ok", rep.error.empty()}, {"epoch", state_.epoch}, {"files", rep.files},
+                {"logs", rep.logs},       {"conflicts", rep.conflicts}, {"steps", rep.steps}};
   if (!rep.error.empty()) {
     out["error"] = rep.error;
     spdlog::error("promote: {}", rep.error);
     Raise("promotion", fmt::format("{}; promotion FAILED: {}", reason, rep.error));
     return out;
   }
-  // Serve as primary from now on: watch the live queue and replicate to the
-  // peer (which, if it is still alive, learns our epoch and steps down).
-  if (std::string err = StartPrimary(); !err.empty()) {
+  if (!start_err.empty()) {
     out["ok"] = false;
-    out["error"] = "promoted, but replication could not start: " + err;
+    out["error"] = "promoted, but replication could not start: " + start_err;
   }
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   out["promote_ms"] = ms;
@@ -465,6 +504,9 @@ std::optional<repl::msg::Error> Daemon::JudgeListener(const repl::msg::Hello& pe
         spdlog::info("{}", j.reason);
       }
       primary_seen_ = true;
+      // Probes count failures of this primary, from its arrival on.
+      probe_failures_ = 0;
+      probe_error_.clear();
       return std::nullopt;
     case ha::Verdict::kStepDown:
       StepDown(j.epoch, j.reason);
@@ -477,6 +519,11 @@ std::optional<repl::msg::Error> Daemon::JudgeListener(const repl::msg::Hello& pe
   spdlog::warn("replication: {}", j.reason);
   if (state_.role == NodeRole::kPrimary && peer.epoch == state_.epoch)
     Raise("split-brain", j.reason, peer.node);
+  // The peer is back: meet it from our side now rather than after the
+  // link's back-off, so that it learns our epoch and rejoins at once.
+  if (link_) asio::post(io_, [this] {
+      if (link_) link_->DialNow();
+    });
   return repl::msg::Error{repl::msg::ErrorCode::kStaleEpoch, j.reason};
 }
 
@@ -523,6 +570,7 @@ void Daemon::StopPrimary() {
 }
 
 void Daemon::StepDown(std::uint64_t epoch, const std::string& reason) {
+  Busy busy(*this);
   if (state_.role != NodeRole::kPrimary) return;
   auto t0 = std::chrono::steady_clock::now();
   NodeState next{NodeRole::kStandby, std::max(epoch, state_.epoch), state_.paused};
@@ -534,6 +582,7 @@ void Daemon::StepDown(std::uint64_t epoch, const std::string& reason) {
   unconfirmed_since_.reset();
   spdlog::warn("stepping down to standby at epoch {}: {}", state_.epoch, reason);
   StopPrimary();
+  sink_.reset();
   StopPostfix(true);
   // What this queue holds goes aside, never delivered from here again: the
   // new primary has the replicated part, and the rest waits for handover.
@@ -554,6 +603,7 @@ bool Daemon::PostfixUp() const {
 }
 
 bool Daemon::StartPostfix() {
+  Busy busy(*this);
   auto r = RunCommand({"postfix", "-c", cfg_.postfix_config_dir, "start"});
   if (r.ok() || PostfixUp()) {
     postfix_start_failures_ = 0;
@@ -567,6 +617,7 @@ bool Daemon::StartPostfix() {
 }
 
 void Daemon::StopPostfix(bool fence) {
+  Busy busy(*this);
   if (!PostfixUp()) return;
   // Fencing stops at once (abort): every delivery it lets finish could be
   // one the new primary makes again.
@@ -598,8 +649,13 @@ void Daemon::ScheduleTick() {
 
 void Daemon::Tick() {
   auto now = std::chrono::steady_clock::now();
-  auto stalled = std::chrono::duration_cast<Millis>(now - last_tick_) - cfg_.check_interval;
+  ledger_.Flush();
+  // Time this loop spent in its own blocking work (starting Postfix, a
+  // promotion) is not a stall of the node.
+  auto stalled =
+      std::chrono::duration_cast<Millis>(now - last_tick_) - cfg_.check_interval - busy_;
   last_tick_ = now;
+  busy_ = Millis(0);
   if (state_.role == NodeRole::kPrimary && epoch_confirmed_ && stalled >= ha_.lease()) {
     // Decided here, from the stall just measured (Evaluate sees the rest).
     ha::Observations o = Observe(now);
@@ -610,6 +666,11 @@ void Daemon::Tick() {
   if (state_.role == NodeRole::kStandby && !probe_running_) StartProbe();
   Evaluate(now);
   ScheduleTick();
+}
+
+Daemon::Busy::~Busy() {
+  if (--d.busy_depth_ == 0)
+    d.busy_ += std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - t0);
 }
 
 ha::Observations Daemon::Observe(ha::Clock::time_point now) {
@@ -677,6 +738,59 @@ void Daemon::Apply(const ha::Decision& d, ha::Clock::time_point now) {
       case ha::Action::kPromote: TakeOver(d.reason, false); break;
     }
   }
+}
+
+void Daemon::OnFollowingLive() {
+  if (state_.role != NodeRole::kStandby) return;
+  // Mail this node made since it stepped down (its own notifications, in
+  // maildrop) goes along, if its Postfix is not running.
+  if (!PostfixUp()) postfix::SetAside(queue_dir_, HandoverDir());
+  handover_pending_ = postfix::CountSetAside(HandoverDir());
+  if (!handover_pending_) return;
+  spdlog::info("handover: {} set-aside queue files to settle with the primary", handover_pending_);
+  source_ = std::make_unique<HandoverSource>(HandoverDir());
+  handover_inflight_.reset();
+  round_ = {};
+  HandoverNext();
+}
+
+void Daemon::HandoverNext() {
+  if (!source_ || handover_inflight_ || !server_) return;
+  std::vector<repl::Message> frames;
+  std::string id;
+  auto have = [this](const std::string& id) { return mirror_->files().count(id) > 0; };
+  if (source_->Next(have, frames, id)) {
+    for (const auto& f : frames)
+      if (!server_->SendUp(f)) return;  // the session ended: next round
+    handover_inflight_ = id;
+    return;
+  }
+  round_.already += source_->dropped();
+  handover_pending_ = postfix::CountSetAside(HandoverDir());
+  std::string summary = fmt::format(
+      "handover to the primary: {} messages only this node had were imported there, {} it "
+      "already had or had finished were dropped here, {} refused ({} left)",
+      round_.imported, round_.already, round_.refused, handover_pending_);
+  spdlog::warn("{}", summary);
+  if (round_.imported || round_.refused) Raise("handover", summary);
+  source_.reset();
+}
+
+void Daemon::OnHandoverResult(const repl::msg::HandoverResult& r) {
+  if (!source_ || !handover_inflight_ || *handover_inflight_ != r.id) {
+    spdlog::warn("handover: unexpected result for {}", r.id);
+    return;
+  }
+  handover_inflight_.reset();
+  if (r.outcome == repl::msg::HandoverOutcome::kRefused) {
+    spdlog::error("handover: the primary refused {}: {} (kept here)", r.id, r.text);
+    source_->skipped.push_back(r.id);
+    ++round_.refused;
+  } else {
+    source_->Drop(r.id);
+    ++(r.outcome == repl::msg::HandoverOutcome::kImported ? round_.imported : round_.already);
+  }
+  HandoverNext();
 }
 
 void Daemon::StartProbe() {

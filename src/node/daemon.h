@@ -23,6 +23,8 @@
 #include "gate/gate.h"
 #include "ha/decide.h"
 #include "ha/events.h"
+#include "ha/ledger.h"
+#include "node/handover.h"
 #include "node/node_state.h"
 #include "repl/mirror.h"
 #include "repl/primary_link.h"
@@ -47,6 +49,7 @@ class Daemon : private gate::Replicas {
   void WatchInotify();
   void PollInotify();
   ctl::Json Handle(const ctl::Json& req);
+  ctl::Json HandleCommand(const ctl::Json& req);
   ctl::Json Status();
   ctl::Json Promote(const ctl::Json& req);
   ctl::Json Inspect(const std::string& id);
@@ -74,6 +77,9 @@ class Daemon : private gate::Replicas {
   std::optional<repl::msg::Error> JudgeDialer(const repl::msg::Hello& peer);
   std::optional<repl::msg::Error> JudgeListener(const repl::msg::Hello& peer);
   repl::msg::Hello SelfHello() const;
+  void OnFollowingLive();
+  void HandoverNext();
+  void OnHandoverResult(const repl::msg::HandoverResult& r);
   void Raise(const std::string& kind, const std::string& reason, const std::string& peer = {});
   // gate::Replicas, on the primary.
   void WaitDurable(const std::string& id, std::function<void(bool)> done) override;
@@ -102,6 +108,15 @@ class Daemon : private gate::Replicas {
 
   std::unique_ptr<ctl::ControlServer> control_;
 
+  // Measures blocking work of this loop (not a stall: see Tick).
+  struct Busy {
+    explicit Busy(Daemon& daemon) : d(daemon) { ++d.busy_depth_; }
+    ~Busy();
+    Daemon& d;
+    std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  };
+  Millis busy_{0};
+  int busy_depth_ = 0;  // only the outermost Busy counts
   ha::HaConfig ha_;
   asio::steady_timer tick_timer_;
   ha::Clock::time_point last_tick_;
@@ -119,6 +134,13 @@ class Daemon : private gate::Replicas {
   bool primary_lost_raised_ = false;
   bool standby_lost_raised_ = false;
   std::size_t handover_pending_ = 0;
+  ha::Ledger ledger_;
+  std::unique_ptr<HandoverSink> sink_;
+  std::unique_ptr<HandoverSource> source_;
+  std::optional<std::string> handover_inflight_;
+  struct HandoverRound {
+    std::uint64_t imported = 0, already = 0, refused = 0;
+  } round_;
   ha::EventLog events_;
   std::unique_ptr<ha::Notifier> notifier_;
 };

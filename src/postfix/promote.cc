@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <thread>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -84,8 +85,8 @@ bool PostfixRunning(const std::string& config_dir) {
   return RunCommand({"postfix", "-c", config_dir, "status"}).ok();
 }
 
-PromoteReport Promote(repl::Mirror& mirror, const std::string& queue_dir,
-                      const std::string& config_dir, bool flush) {
+PromoteReport MakeLive(repl::Mirror& mirror, const std::string& queue_dir,
+                       const std::string& config_dir) {
   PromoteReport rep;
   auto step = [&](std::string s) {
     spdlog::info("promote: {}", s);
@@ -161,17 +162,33 @@ PromoteReport Promote(repl::Mirror& mirror, const std::string& queue_dir,
 
   auto r = RunCommand({"postsuper", "-c", config_dir, "-s"});
   step(fmt::format("postsuper -s: exit {}{}", r.status, r.output.empty() ? "" : ": " + r.output));
-  r = RunCommand({"postfix", "-c", config_dir, "start"});
+  return rep;
+}
+
+void Serve(const std::string& config_dir, bool flush, PromoteReport& rep) {
+  auto step = [&](std::string s) {
+    spdlog::info("promote: {}", s);
+    rep.steps.push_back(std::move(s));
+  };
+  auto r = RunCommand({"postfix", "-c", config_dir, "start"});
   if (!r.ok()) {
     rep.error = fmt::format("postfix -c {} start failed (exit {}): {}", config_dir, r.status,
                             r.output);
-    return rep;
+    return;
   }
   step("started Postfix");
   if (flush) {
-    r = RunCommand({"postqueue", "-c", config_dir, "-f"});
-    step(fmt::format("postqueue -f: exit {}", r.status));
+    // In the background: it can take a second, and the caller has a gate to
+    // open and a link to start meanwhile.
+    std::thread([config_dir] { RunCommand({"postqueue", "-c", config_dir, "-f"}); }).detach();
+    step("postqueue -f started (deferred mail is retried now)");
   }
+}
+
+PromoteReport Promote(repl::Mirror& mirror, const std::string& queue_dir,
+                      const std::string& config_dir, bool flush) {
+  PromoteReport rep = MakeLive(mirror, queue_dir, config_dir);
+  if (rep.error.empty()) Serve(config_dir, flush, rep);
   return rep;
 }
 

@@ -10,7 +10,7 @@
 //      a name that already exists in the live queue is left in the mirror and
 //      reported, never overwritten;
 //   3. fsync the live queue directories;
-//   4. postsuper -s; postfix start; postqueue -f (if configured).
+//   4. postsuper -s; postfix start; postqueue -f (if configured; in the background).
 // Idempotent: running it again after a crash moves what is left.
 #pragma once
 
@@ -31,6 +31,11 @@ struct PromoteReport {
 
 PromoteReport Promote(repl::Mirror& mirror, const std::string& queue_dir,
                       const std::string& config_dir, bool flush);
+// The same in two steps, so a caller can open its gate in between: steps 1-3
+// and postsuper -s, then postfix start and the flush.
+PromoteReport MakeLive(repl::Mirror& mirror, const std::string& queue_dir,
+                       const std::string& config_dir);
+void Serve(const std::string& config_dir, bool flush, PromoteReport& rep);
 
 // A node that steps down sets its live queue aside, so that nothing it
 // holds is delivered twice (the new primary has the replicated part) or lost

@@ -79,6 +79,14 @@ struct PayloadEncoder {
     w.Str(m.id);
   }
   void operator()(const msg::Ack& m) { w.U64(m.seq); }
+  void operator()(const msg::HandoverFile& m) { (*this)(static_cast<const msg::File&>(m)); }
+  void operator()(const msg::HandoverLog& m) { (*this)(static_cast<const msg::LogData&>(m)); }
+  void operator()(const msg::HandoverDone& m) { w.Str(m.id); }
+  void operator()(const msg::HandoverResult& m) {
+    w.Str(m.id);
+    w.U8(static_cast<std::uint8_t>(m.outcome));
+    w.Str(m.text.substr(0, kMaxName));
+  }
 };
 
 // Field readers that validate as they go; each returns false with why_ set.
@@ -199,6 +207,20 @@ bool Decode(PayloadDecoder& d, msg::LogData& m) {
 }
 bool Decode(PayloadDecoder& d, msg::LogDelete& m) { return d.LogKindField(m.kind) && d.Id(m.id); }
 bool Decode(PayloadDecoder& d, msg::Ack& m) { return d.r_.U64(m.seq); }
+bool Decode(PayloadDecoder& d, msg::HandoverFile& m) {
+  return Decode(d, static_cast<msg::File&>(m));
+}
+bool Decode(PayloadDecoder& d, msg::HandoverLog& m) {
+  return Decode(d, static_cast<msg::LogData&>(m));
+}
+bool Decode(PayloadDecoder& d, msg::HandoverDone& m) { return d.Id(m.id); }
+bool Decode(PayloadDecoder& d, msg::HandoverResult& m) {
+  std::uint8_t o;
+  if (!d.Id(m.id) || !d.r_.U8(o)) return d.Fail("truncated");
+  if (o < 1 || o > 4) return d.Fail("unknown handover outcome");
+  m.outcome = static_cast<msg::HandoverOutcome>(o);
+  return d.Name(m.text);
+}
 
 template <typename T>
 std::string DecodeAs(std::string_view payload, Message& out) {
@@ -222,7 +244,8 @@ MsgType TypeOf(const Message& m) {
       MsgType::kHello, MsgType::kError,   MsgType::kHeartbeat, MsgType::kManifest,
       MsgType::kSyncDone, MsgType::kFile, MsgType::kPatch,     MsgType::kMeta,
       MsgType::kMove,  MsgType::kDelete,  MsgType::kLogData,   MsgType::kLogDelete,
-      MsgType::kAck};
+      MsgType::kAck,   MsgType::kHandoverFile, MsgType::kHandoverLog, MsgType::kHandoverDone,
+      MsgType::kHandoverResult};
   return kTypes[m.index()];
 }
 
@@ -277,6 +300,10 @@ std::string DecodePayload(MsgType type, std::string_view payload, Message& out) 
     case MsgType::kLogData: return DecodeAs<msg::LogData>(payload, out);
     case MsgType::kLogDelete: return DecodeAs<msg::LogDelete>(payload, out);
     case MsgType::kAck: return DecodeAs<msg::Ack>(payload, out);
+    case MsgType::kHandoverFile: return DecodeAs<msg::HandoverFile>(payload, out);
+    case MsgType::kHandoverLog: return DecodeAs<msg::HandoverLog>(payload, out);
+    case MsgType::kHandoverDone: return DecodeAs<msg::HandoverDone>(payload, out);
+    case MsgType::kHandoverResult: return DecodeAs<msg::HandoverResult>(payload, out);
   }
   return fmt::format("unknown frame type {}", static_cast<int>(type));
 }

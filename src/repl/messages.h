@@ -42,6 +42,10 @@ enum class MsgType : std::uint8_t {
   kLogData = 25,
   kLogDelete = 26,
   kAck = 30,
+  kHandoverFile = 40,
+  kHandoverLog = 41,
+  kHandoverDone = 42,
+  kHandoverResult = 43,
 };
 
 namespace msg {
@@ -159,11 +163,40 @@ struct Ack {
   bool operator==(const Ack&) const = default;
 };
 
+// Handover (docs/failover.md "Rejoin"): a node that stepped down gives the
+// new primary the messages only it has. Standby -> primary: the logs, then
+// the queue file (chunked like File), then Done; the primary answers with a
+// Result once the message is committed in its queue (or why it was not
+// taken: already queued there, or already finished according to its ledger).
+struct HandoverFile : File {
+  bool operator==(const HandoverFile&) const = default;
+};
+struct HandoverLog : LogData {
+  bool operator==(const HandoverLog&) const = default;
+};
+struct HandoverDone {
+  std::string id;
+  bool operator==(const HandoverDone&) const = default;
+};
+enum class HandoverOutcome : std::uint8_t {
+  kImported = 1,  // committed in the primary's queue: drop your copy
+  kQueued = 2,    // the primary already has this message queued: drop yours
+  kFinished = 3,  // the primary's ledger says it was delivered/removed: drop yours
+  kRefused = 4,   // could not take it (text says why): keep yours
+};
+struct HandoverResult {
+  std::string id;
+  HandoverOutcome outcome = HandoverOutcome::kRefused;
+  std::string text;
+  bool operator==(const HandoverResult&) const = default;
+};
+
 }  // namespace msg
 
 using Message = std::variant<msg::Hello, msg::Error, msg::Heartbeat, msg::Manifest, msg::SyncDone,
                              msg::File, msg::Patch, msg::Meta, msg::Move, msg::Delete,
-                             msg::LogData, msg::LogDelete, msg::Ack>;
+                             msg::LogData, msg::LogDelete, msg::Ack, msg::HandoverFile,
+                             msg::HandoverLog, msg::HandoverDone, msg::HandoverResult>;
 
 MsgType TypeOf(const Message& m);
 // True for the messages that change the mirror and carry a sequence number.

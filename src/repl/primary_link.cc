@@ -50,6 +50,13 @@ void PrimaryLink::Stop() {
   if (conn_) conn_->Close("shutting down");
 }
 
+void PrimaryLink::DialNow() {
+  if (stopped_ || state_ != State::kDisconnected) return;
+  retry_.cancel();
+  failures_ = 0;
+  Connect();
+}
+
 void PrimaryLink::ScheduleReconnect() {
   if (stopped_) return;
   // Back off while the standby stays unreachable or keeps refusing us:
@@ -134,6 +141,12 @@ void PrimaryLink::OnFrame(Frame&& f) {
         } else if constexpr (std::is_same_v<T, msg::Ack>) {
           OnAck(m.seq);
         } else if constexpr (std::is_same_v<T, msg::Heartbeat>) {
+        } else if constexpr (std::is_same_v<T, msg::HandoverFile> ||
+                             std::is_same_v<T, msg::HandoverLog> ||
+                             std::is_same_v<T, msg::HandoverDone>) {
+          if (!handover_ || (state_ != State::kCatchup && state_ != State::kLive))
+            return conn_->Fail(msg::ErrorCode::kProtocol, "unexpected handover frame");
+          if (auto reply = handover_(f.msg)) conn_->Send(0, *reply);
         } else if constexpr (std::is_same_v<T, msg::Error>) {
           last_error_ = fmt::format("standby refused: {}", m.text);
           spdlog::error("replication: {}", last_error_);

@@ -54,9 +54,16 @@ class PrimaryLink : public Connection::Handler {
   // Judges the standby's Hello (role and epoch); without one, any standby
   // of our cluster is accepted. May be set before Start only.
   void SetJudge(HelloJudge judge) { judge_ = std::move(judge); }
+  // Takes the standby's handover frames (docs/failover.md); returns the
+  // reply to send, if any. Without one, handover frames end the session.
+  using HandoverFn = std::function<std::optional<Message>(const Message&)>;
+  void SetHandover(HandoverFn fn) { handover_ = std::move(fn); }
   // The peer's Hello of the current session.
   const std::optional<msg::Hello>& peer_hello() const { return peer_hello_; }
   void Stop();
+  // Dials at once if the link is waiting to reconnect (the peer is known to
+  // be back), forgetting the back-off.
+  void DialNow();
   // Closes the current session (if any); the link dials again.
   void Reconnect(const std::string& why) {
     if (conn_) conn_->Close(why);
@@ -118,6 +125,7 @@ class PrimaryLink : public Connection::Handler {
   // Shared with every pending handler: false once this object is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   HelloJudge judge_;
+  HandoverFn handover_;
   std::optional<msg::Hello> peer_hello_;
   std::string peer_node_;
   std::string last_error_;

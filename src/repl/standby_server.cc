@@ -108,6 +108,9 @@ void StandbyServer::OnFrame(Frame&& f) {
       return conn_->Fail(msg::ErrorCode::kApply, err);
     }
     last_seq_ = f.seq;
+    if (on_new_file_)
+      if (const auto* file = std::get_if<msg::File>(&f.msg); file && file->offset == 0)
+        on_new_file_(file->id);
     uncommitted_ = true;
     ++uncommitted_frames_;
     return;
@@ -146,6 +149,9 @@ void StandbyServer::OnFrame(Frame&& f) {
           state_ = State::kLive;
           spdlog::info("replication: in sync with primary {} ({} messages)", peer_node_,
                        m.messages);
+          if (on_live_) on_live_();
+        } else if constexpr (std::is_same_v<T, msg::HandoverResult>) {
+          if (on_result_) on_result_(m);
         } else if constexpr (std::is_same_v<T, msg::Heartbeat>) {
         } else if constexpr (std::is_same_v<T, msg::Error>) {
           last_error_ = fmt::format("primary says: {}", m.text);

@@ -48,6 +48,21 @@ class StandbyServer : public Connection::Handler {
     judge_ = std::move(judge);
     hello_ = std::move(hello);
   }
+  // Called when the primary's SyncDone arrives (the mirror is in sync), and
+  // for each HandoverResult; SendUp sends a frame to the primary.
+  void SetLiveHooks(std::function<void()> on_live,
+                    std::function<void(const msg::HandoverResult&)> on_result) {
+    on_live_ = std::move(on_live);
+    on_result_ = std::move(on_result);
+  }
+  bool SendUp(const Message& m) {
+    if (!conn_ || state_ != State::kLive) return false;
+    conn_->Send(0, m);
+    return true;
+  }
+  std::size_t queued_bytes() const { return conn_ ? conn_->queued_bytes() : 0; }
+  // Called with the ID of each queue file the mirror starts receiving.
+  void SetOnNewFile(std::function<void(const std::string&)> fn) { on_new_file_ = std::move(fn); }
   // A primary's session is open (catching up or live).
   bool connected() const { return state_ == State::kCatchup || state_ == State::kLive; }
   // When the last frame of the current session arrived.
@@ -82,6 +97,9 @@ class StandbyServer : public Connection::Handler {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   HelloJudge judge_;
   std::function<msg::Hello()> hello_;
+  std::function<void()> on_live_;
+  std::function<void(const msg::HandoverResult&)> on_result_;
+  std::function<void(const std::string&)> on_new_file_;
   std::string peer_node_;
   std::string last_error_;
   std::uint64_t last_seq_ = 0;

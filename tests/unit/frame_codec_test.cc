@@ -23,7 +23,24 @@ std::vector<Message> Samples() {
       msg::LogData{LogKind::kBounce, "4jbphZ0BYjz1bYpH", 0, "recipient=x\noffset=649\n"},
       msg::LogDelete{LogKind::kTrace, "4jbphZ0BYjz1bYpH"},
       msg::Ack{99},
+      msg::HandoverFile{{"4jbphZ0BYjz1bYpH", Queue::kDeferred, 0700, 1795820330, 4, 0, "abcd"}},
+      msg::HandoverLog{{LogKind::kDefer, "4jbphZ0BYjz1bYpH", 0, "recipient=y\n"}},
+      msg::HandoverDone{"4jbphZ0BYjz1bYpH"},
+      msg::HandoverResult{"4jbphZ0BYjz1bYpH", msg::HandoverOutcome::kFinished, "in the ledger"},
   };
+}
+
+TEST(FrameCodec, HandoverChecksLikeChanges) {
+  // A handover file chunk outside its file, a bad ID, an unknown outcome.
+  for (Message m : {Message(msg::HandoverFile{{"4jbphZ0BYjz1bYpH", Queue::kIncoming, 0700, 0, 2, 1, "xyz"}}),
+                    Message(msg::HandoverDone{"../../etc"}),
+                    Message(msg::HandoverResult{"4jbphZ0BYjz1bYpH", msg::HandoverOutcome(9), ""})}) {
+    FrameDecoder d;
+    d.Feed(EncodeFrame(0, m));
+    Frame f;
+    EXPECT_EQ(d.Next(f), FrameDecoder::Status::kError);
+    EXPECT_FALSE(d.error().empty());
+  }
 }
 
 TEST(FrameCodec, RoundTripsEveryMessage) {

@@ -44,6 +44,9 @@ rto=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
 [[ $(mt_status backup epoch) == 2 ]] || fail "backup's epoch is $(mt_status backup epoch), want 2"
 echo "1. main killed after $before accepted messages; backup accepts mail again after $rto s"
 grep -h "decide: primary down" "$LAB_DIR/backup/mailtwind.log" | head -1 | sed 's/^.*decide: /   backup decided: /'
+grep -ho "promote: this node is the primary now.*" "$LAB_DIR/backup/mailtwind.log" | sed 's/^/   /'
+# Its own promotion (a second of blocking work) must not look like a freeze.
+! grep -q "stalled for" "$LAB_DIR/backup/mailtwind.log" || fail "backup fenced itself: $(grep -h 'stalled for' "$LAB_DIR/backup/mailtwind.log" | head -1)"
 sleep 3
 
 # 2. main comes back: fenced until it knows the epoch, then a standby.
@@ -53,7 +56,10 @@ lab_wait_for 20 stepped || fail "main did not step down to standby at epoch 2: $
 lab_postfix_running main && fail "main started Postfix although a newer primary exists"
 grep -q "started Postfix" "$LAB_DIR/main/mailtwind.log" && fail "main's mailtwind started Postfix"
 mt_wait_state backup live 30 || fail "backup does not replicate to main after its return"
-echo "2. main is back as standby at epoch 2 (Postfix not started); $(mt main status | awk '/^handover/ {print $2}') queue files set aside"
+ha() { "$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["ha"][sys.argv[1]])' "$2"; }
+settled_handover() { [[ $(ha main handover_pending) == 0 ]]; }
+lab_wait_for 20 settled_handover || fail "main's set-aside queue was not settled with backup: $(ha main handover_pending) left"
+echo "2. main is back as standby at epoch 2 (Postfix not started); its old queue settled with backup ($(grep -o 'handover to the primary: [^(]*' "$LAB_DIR/main/mailtwind.log" | tail -1 || echo "it held nothing"))"
 
 # 3. The mail.
 touch "$LAB_DIR/stop"

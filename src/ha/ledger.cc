@@ -1,0 +1,73 @@
+#include "ha/ledger.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/queue_id.h"
+
+namespace mailtwin::ha {
+namespace {
+
+void Load(const std::string& path, std::unordered_set<std::string>& into) {
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (IsValidQueueId(line)) into.insert(line);  // a torn last line is skipped
+}
+
+}  // namespace
+
+Ledger::~Ledger() {
+  if (out_) std::fclose(out_);
+}
+
+std::string Ledger::Open(const std::string& state_dir) {
+  dir_ = state_dir;
+  // ledger.current names the generation being appended to (0 if absent).
+  std::ifstream cur(dir_ + "/ledger.current");
+  if (!(cur >> gen_) || (gen_ != 0 && gen_ != 1)) gen_ = 0;
+  Load(fmt::format("{}/ledger.{}", dir_, gen_), cur_);
+  Load(fmt::format("{}/ledger.{}", dir_, gen_ ^ 1), old_);
+  std::string path = fmt::format("{}/ledger.{}", dir_, gen_);
+  out_ = std::fopen(path.c_str(), "ae");
+  if (!out_) return fmt::format("cannot open the ledger {}: {}", path, std::strerror(errno));
+  return {};
+}
+
+void Ledger::Record(std::string_view id) {
+  if (Has(id)) return;
+  cur_.emplace(id);
+  if (out_) std::fprintf(out_, "%.*s\n", static_cast<int>(id.size()), id.data());
+  if (cur_.size() >= max_) Rotate();
+}
+
+bool Ledger::Has(std::string_view id) const {
+  std::string k(id);
+  return cur_.count(k) || old_.count(k);
+}
+
+void Ledger::Flush() {
+  if (out_) std::fflush(out_);
+}
+
+void Ledger::Rotate() {
+  if (out_) std::fclose(out_);
+  gen_ ^= 1;
+  old_ = std::move(cur_);
+  cur_.clear();
+  std::string path = fmt::format("{}/ledger.{}", dir_, gen_);
+  out_ = std::fopen(path.c_str(), "we");  // truncates the oldest generation
+  if (!out_) spdlog::error("ledger: cannot open {}: {}", path, std::strerror(errno));
+  std::string tmp = dir_ + "/ledger.current.tmp";
+  if (std::FILE* f = std::fopen(tmp.c_str(), "we")) {
+    std::fprintf(f, "%d\n", gen_);
+    std::fclose(f);
+    std::rename(tmp.c_str(), (dir_ + "/ledger.current").c_str());
+  }
+}
+
+}  // namespace mailtwin::ha
