@@ -586,8 +586,14 @@ lab_crash() {
 		p=$(_lab_proc "$p") || continue
 		procs+=("$p")
 	done
-	kill -KILL "${pids[@]}" 2>/dev/null || true
-	_lab_wait_dead 5 "${procs[@]}" || _lab_die "processes of $host survived kill -9"
+	# stderr off while they die and are reaped: bash would print "Killed" for
+	# each of its own background jobs among them.
+	{
+		kill -KILL "${pids[@]}"
+		_lab_wait_dead 5 "${procs[@]}" || echo "survivors" >"$LAB_DIR/.crash-survivors"
+		for p in "${procs[@]}"; do _lab_reap "${p%%:*}"; done
+	} 2>/dev/null || true
+	[[ ! -e $LAB_DIR/.crash-survivors ]] || { rm -f "$LAB_DIR/.crash-survivors"; _lab_die "processes of $host survived kill -9"; }
 }
 
 # lab_freeze HOST / lab_thaw HOST: SIGSTOP / SIGCONT every process of HOST

@@ -441,6 +441,18 @@ ctl::Json Daemon::TakeOver(const std::string& reason, bool forced) {
   spdlog::warn("taking over at epoch {}: {}", state_.epoch, reason);
   server_->Drop("this node takes over as primary");
   auto rep = postfix::MakeLive(*mirror_, queue_dir_, cfg_.postfix_config_dir);
+  if (rep.error.empty() && handover_pending_) {
+    // Taking over before the last handover was settled: what only this node
+    // had goes back into its queue (a message the peer had already delivered
+    // would be delivered again: rare, and never a loss).
+    auto back = postfix::RestoreSetAside(HandoverDir(), queue_dir_, cfg_.postfix_config_dir);
+    handover_pending_ = postfix::CountSetAside(HandoverDir());
+    rep.steps.push_back(fmt::format("put back {} set-aside messages the new queue lacked, dropped "
+                                    "{} it holds{}",
+                                    back.restored, back.dropped,
+                                    back.error.empty() ? "" : "; " + back.error));
+    spdlog::warn("promote: {}", rep.steps.back());
+  }
   epoch_confirmed_ = true;
   unconfirmed_since_.reset();
   primary_lost_raised_ = false;
@@ -581,6 +593,8 @@ void Daemon::StepDown(std::uint64_t epoch, const std::string& reason) {
   epoch_confirmed_ = false;
   unconfirmed_since_.reset();
   spdlog::warn("stepping down to standby at epoch {}: {}", state_.epoch, reason);
+  probe_failures_ = 0;  // a new primary to watch
+  probe_error_.clear();
   StopPrimary();
   sink_.reset();
   StopPostfix(true);

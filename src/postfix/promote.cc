@@ -70,6 +70,56 @@ SetAsideReport SetAside(const std::string& queue_dir, const std::string& dest) {
   return rep;
 }
 
+RestoreReport RestoreSetAside(const std::string& dest, const std::string& queue_dir,
+                              const std::string& config_dir) {
+  namespace fs = std::filesystem;
+  RestoreReport rep;
+  std::error_code ec;
+  auto live = [&](const std::string& id) {
+    for (const char* d : {"incoming", "active", "deferred", "hold", "maildrop", "corrupt"})
+      for (auto it = fs::recursive_directory_iterator(fs::path(queue_dir) / d, ec);
+           !ec && it != fs::end(it); it.increment(ec))
+        if (it->path().filename() == id) return true;
+    return false;
+  };
+  auto pc = Postconf(config_dir, {"mail_owner", "setgid_group"});
+  struct passwd* pw = pc.error.empty() ? getpwnam(pc.values["mail_owner"].c_str()) : nullptr;
+  if (!pw) {
+    rep.error = pc.error.empty() ? "mail_owner is not a user here" : pc.error;
+    return rep;
+  }
+  struct group* gr = getgrnam(pc.values["setgid_group"].c_str());
+  for (const char* q : {"incoming", "active", "deferred", "hold", "maildrop"}) {
+    std::string_view qn(q);
+    const char* to_dir = qn == "hold" ? "hold" : qn == "maildrop" ? "maildrop" : "incoming";
+    for (auto it = fs::directory_iterator(fs::path(dest) / q, ec); !ec && it != fs::end(it);
+         it.increment(ec)) {
+      std::string id = it->path().filename();
+      if (!IsValidQueueId(id)) continue;
+      if (live(id)) {
+        fs::remove(it->path(), ec);
+        for (const char* l : {"defer", "bounce", "trace"}) fs::remove(fs::path(dest) / l / id, ec);
+        ++rep.dropped;
+        continue;
+      }
+      for (const char* l : {"defer", "bounce", "trace"}) {
+        fs::path from = fs::path(dest) / l / id, to = fs::path(queue_dir) / l / id;
+        if (rename(from.c_str(), to.c_str()) == 0) chown(to.c_str(), pw->pw_uid, pw->pw_gid);
+      }
+      fs::path to = fs::path(queue_dir) / to_dir / id;
+      if (rename(it->path().c_str(), to.c_str()) != 0) {
+        if (rep.error.empty())
+          rep.error = fmt::format("cannot put {} back: {}", to.string(), std::strerror(errno));
+        continue;
+      }
+      chown(to.c_str(), pw->pw_uid, qn == "maildrop" && gr ? gr->gr_gid : pw->pw_gid);
+      ++rep.restored;
+    }
+  }
+  if (rep.restored) RunCommand({"postsuper", "-c", config_dir, "-s"});
+  return rep;
+}
+
 std::size_t CountSetAside(const std::string& dest) {
   namespace fs = std::filesystem;
   std::size_t n = 0;

@@ -49,6 +49,17 @@ struct SetAsideReport {
   std::string error;
 };
 SetAsideReport SetAside(const std::string& queue_dir, const std::string& dest);
+// A node that takes over while messages it set aside are still waiting for
+// handover puts back those its new live queue does not hold (the mirror's
+// copy wins when both exist): otherwise they would wait forever. Deferred
+// and active mail goes to incoming/; postsuper -s runs if anything moved.
+// Returns how many queue files were put back; the rest were dropped.
+struct RestoreReport {
+  std::size_t restored = 0, dropped = 0;
+  std::string error;
+};
+RestoreReport RestoreSetAside(const std::string& dest, const std::string& queue_dir,
+                              const std::string& config_dir);
 // Queue files waiting in a set-aside directory.
 std::size_t CountSetAside(const std::string& dest);
 
