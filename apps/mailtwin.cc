@@ -1,6 +1,8 @@
 // mailtwin - the administrator's command line. Wiring only: the logic it
 // drives lives in the library (config checks) or in mailtwind (control socket).
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -161,6 +163,11 @@ int main(int argc, char** argv) {
                     "promote even though the checks have not found the primary down (make sure "
                     "it is stopped: otherwise both deliver); on a primary waiting for its peer, "
                     "serve without the peer's confirmation");
+  auto* switchover = app.add_subcommand(
+      "switchover", "hand the primary role to the other node: intake stops, the standby gets "
+                    "every change, roles swap (run it on either node)");
+  auto* failback = app.add_subcommand(
+      "failback", "switch the primary role back to the [failover] preferred node");
   auto* pause = app.add_subcommand("pause", "suspend automatic actions (maintenance)");
   auto* resume = app.add_subcommand("resume", "resume automatic actions");
   auto* events = app.add_subcommand("events", "list this node's recent events");
@@ -192,6 +199,32 @@ int main(int argc, char** argv) {
     if (json) fmt::print("{}\n", s.dump(2));
     else PrintStatus(s);
     return 0;
+  }
+  if (*switchover || *failback) {
+    std::string cmd = *switchover ? "switchover" : "failback";
+    Json before = mailtwin::ctl::Call(sock, Json{{"cmd", "status"}});
+    std::string role = before.value("role", "");
+    Json r = mailtwin::ctl::Call(sock, Json{{"cmd", cmd}});
+    if (!r.value("ok", false)) {
+      fmt::print(stderr, "mailtwin: {} refused: {}\n", cmd, r.value("error", "?"));
+      return 1;
+    }
+    // Wait for this node's role to flip (10 s at most).
+    for (int i = 0; i < 200; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      Json s = mailtwin::ctl::Call(sock, Json{{"cmd", "status"}});
+      if (s.value("role", role) != role) {
+        fmt::print("{}: this node is {} now (epoch {})", cmd, s.value("role", "?"),
+                   s.value("epoch", 0));
+        double t = s.contains("ha") ? s["ha"].value("last_handover_s", -1.0) : -1.0;
+        if (t >= 0) fmt::print("; intake stopped, drained and handed over in {:.3f} s", t);
+        fmt::print("\n");
+        return 0;
+      }
+    }
+    fmt::print(stderr, "mailtwin: {}: the role did not move within 10 s; see `mailtwin status` and "
+                       "the log\n", cmd);
+    return 1;
   }
   if (*pause || *resume) {
     Json r = mailtwin::ctl::Call(sock, Json{{"cmd", *pause ? "pause" : "resume"}});

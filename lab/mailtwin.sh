@@ -7,7 +7,8 @@
 #                                   MT_DURABILITY (sync), MT_FAILOVER (auto|manual),
 #                                   MT_MANAGE (true: mailtwind starts/stops Postfix),
 #                                   MT_CHECK_INTERVAL, MT_FAIL_THRESHOLD,
-#                                   MT_PROBE_TIMEOUT, MT_HOOK, MT_MAIL_TO
+#                                   MT_PROBE_TIMEOUT, MT_PREFERRED, MT_FAILBACK,
+#                                   MT_FAILBACK_DELAY, MT_HOOK, MT_MAIL_TO
 #   mt_gate HOST                    route HOST's Postfix through the gate
 #   mt_set_durability HOST MODE     async | sync | strict, for the next start
 #   mt_start HOST [ARGS...]         start mailtwind in HOST (background, logged to
@@ -85,13 +86,16 @@ mt_config() {
 		check_interval = "${MT_CHECK_INTERVAL:-250ms}"
 		fail_threshold = ${MT_FAIL_THRESHOLD:-3}
 		probe_timeout = "${MT_PROBE_TIMEOUT:-500ms}"
+		preferred = "${MT_PREFERRED:-}"
+		failback = "${MT_FAILBACK:-manual}"
+		failback_delay = "${MT_FAILBACK_DELAY:-60s}"
 
 		[notify]
 		hook = "${MT_HOOK:-}"
 		mail_to = "${MT_MAIL_TO:-}"
 	EOT
 	# Empty notify keys mean "off": drop them (an empty hook is not a path).
-	sed -i '/^hook = ""$/d; /^mail_to = ""$/d' "$LAB_DIR/$host/mailtwin.toml"
+	sed -i '/^hook = ""$/d; /^mail_to = ""$/d; /^preferred = ""$/d' "$LAB_DIR/$host/mailtwin.toml"
 }
 
 # mt_gate HOST: route HOST's Postfix mail through its mailtwind's gate

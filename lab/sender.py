@@ -7,7 +7,7 @@ tries the next), one message per transaction, until --stop-file exists or
 --count messages were accepted. Each recipient is drawn in turn from --rcpt.
 For every message a server accepted with 250 it appends to --log:
 
-    accepted <Message-ID> <recipient> <server>
+    accepted <Message-ID> <recipient> <server> [<time>]
 
 so that a test can check, at the destination, that every accepted message
 was delivered exactly once. Failures are counted, not fatal.
@@ -30,6 +30,8 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--max-seconds", type=float, default=600, help="hard stop")
+    ap.add_argument("--times", action="store_true",
+                    help="add the time of each 250 (seconds since the epoch) as a 5th field")
     args = ap.parse_args()
 
     servers = []
@@ -60,7 +62,8 @@ def main():
                 try:
                     with smtplib.SMTP(host, port, timeout=5) as s:
                         s.sendmail("sender@client.lab.test", [rcpt], msg)
-                    log.write(f"accepted {msgid} {rcpt} {host}\n")
+                    log.write(f"accepted {msgid} {rcpt} {host}"
+                              + (f" {time.time():.3f}" if args.times else "") + "\n")
                     accepted += 1
                     break
                 except (OSError, smtplib.SMTPException):

@@ -277,7 +277,22 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   c.fail_threshold = fo.Int("fail_threshold", c.fail_threshold, 1, 100);
   c.probe_timeout = fo.Duration("probe_timeout", c.probe_timeout);
   c.probe = fo.Str("probe", false);
+  c.preferred = fo.Str("preferred", false);
+  std::string failback = fo.Str("failback", false, "manual");
+  c.failback_delay = fo.Duration("failback_delay", c.failback_delay);
   fo.CheckUnknown();
+  if (failback == "auto") c.auto_failback = true;
+  else if (failback != "manual")
+    out.errors.push_back(fmt::format(
+        "[failover] failback is \"{}\": it must be \"manual\" (`mailtwin failback` moves the role "
+        "back) or \"auto\" (the role returns to the preferred node once it is back and in sync "
+        "for failback_delay)",
+        failback));
+  if (c.auto_failback && c.preferred.empty())
+    out.errors.push_back("[failover] failback = \"auto\" needs preferred = \"<node name>\": the "
+                         "node the role returns to");
+  if (!c.preferred.empty() && !ValidName(c.preferred))
+    out.errors.push_back("[failover] preferred must be a node name");
   if (mode == "auto") c.auto_failover = true;
   else if (mode == "manual") c.auto_failover = false;
   else

@@ -72,6 +72,9 @@ struct Config {
   int fail_threshold = 3;
   Millis probe_timeout{500};
   std::string probe;  // host:port of the peer's SMTP service; default peer host, port 25
+  std::string preferred;      // node name automatic failback returns to ("" = none)
+  bool auto_failback = false;  // failback = "auto" | "manual"
+  Millis failback_delay{60000};
 
   // [notify]
   std::string notify_mail_to;

@@ -10,6 +10,7 @@ std::string_view ActionName(Action a) {
     case Action::kStopPostfix: return "stop-postfix";
     case Action::kFence: return "fence";
     case Action::kPromote: return "promote";
+    case Action::kFailback: return "failback";
   }
   return "?";
 }
@@ -31,6 +32,9 @@ HaConfig HaConfigOf(const Config& cfg) {
   h.check_interval = cfg.check_interval;
   h.fail_threshold = cfg.fail_threshold;
   h.peer_timeout = cfg.peer_timeout;
+  h.preferred = cfg.preferred;
+  h.auto_failback = cfg.auto_failback;
+  h.failback_delay = cfg.failback_delay;
   return h;
 }
 
@@ -42,6 +46,7 @@ Decision Stay(NodeRole role, std::string reason, std::vector<Action> actions = {
 
 Decision DecidePrimary(const Observations& o, const HaConfig& c) {
   const auto P = NodeRole::kPrimary;
+  if (o.switching) return Stay(P, "switchover under way: intake stopped, draining to the standby");
   if (o.epoch_confirmed && o.stalled >= c.lease())
     return Stay(P,
                 fmt::format("this daemon stalled for {} ms (lease {} ms): the standby may have "
@@ -68,6 +73,19 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
                                        o.epoch, o.link_down_for.count()));
       d.event = "standby-lost";
       return d;
+    }
+    if (c.auto_failback && !c.preferred.empty() && o.self_node != c.preferred &&
+        o.peer_node == c.preferred && o.link_live && !o.paused) {
+      if (o.link_live_for >= c.failback_delay && o.caught_up)
+        return Stay(NodeRole::kStandby,
+                    fmt::format("failback: the preferred node {} has been in sync for {} s: "
+                                "handing the role back (switchover)",
+                                c.preferred, o.link_live_for.count() / 1000),
+                    {Action::kFailback});
+      return Stay(P, fmt::format("serving at epoch {}; failback to {} once it has been in sync "
+                                 "for {} s ({} s so far)",
+                                 o.epoch, c.preferred, c.failback_delay.count() / 1000,
+                                 o.link_live_for.count() / 1000));
     }
     return Stay(P, fmt::format("serving at epoch {}", o.epoch));
   }

@@ -49,6 +49,10 @@ struct Observations {
   Millis unconfirmed_for{0};  // since the epoch stopped being confirmed
   bool link_live = false;     // replicating to the standby
   Millis link_down_for{0};
+  Millis link_live_for{0};    // since the link went live
+  bool caught_up = false;     // every change acknowledged by the standby
+  std::string self_node, peer_node;
+  bool switching = false;     // a switchover is under way
   int postfix_start_failures = 0;  // consecutive failed `postfix start`
 
   // Standby side.
@@ -64,6 +68,7 @@ enum class Action {
   kStopPostfix,  // a standby's Postfix must not run
   kFence,        // primary: stop Postfix and wait until the peer confirms the epoch
   kPromote,      // take over: epoch + 1 stored first, then the mirror goes live
+  kFailback,     // primary: hand the role to the preferred node (a switchover)
 };
 std::string_view ActionName(Action a);
 
@@ -86,6 +91,9 @@ struct HaConfig {
   int fail_threshold = 3;
   Millis peer_timeout{3000};
   int max_postfix_starts = 3;  // then stop trying and tell the administrator
+  std::string preferred;       // the node automatic failback returns to
+  bool auto_failback = false;
+  Millis failback_delay{60000};
   // With the link up, the primary's daemon is alive and restarts its own
   // Postfix; the standby takes over only after this many failed probes.
   int fail_threshold_link_up() const { return fail_threshold * 4; }

@@ -19,6 +19,20 @@
 namespace mailtwin {
 namespace {
 
+// True while pid runs. kill(pid, 0) is not enough: Postfix's master is a
+// daemon whose parent may be a PID 1 that reaps late, so for a while after
+// it exits it is a zombie, which kill(2) still reaches.
+bool Alive(long pid) {
+  if (pid <= 1) return false;
+  std::ifstream st(fmt::format("/proc/{}/stat", pid));
+  std::string text;
+  if (!std::getline(st, text)) return false;
+  auto paren = text.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= text.size()) return false;
+  char state = text[paren + 2];
+  return state != 'Z' && state != 'X';
+}
+
 double CpuMs() {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -60,6 +74,10 @@ std::string Daemon::Init() {
         cfg_.postfix_config_dir, pc.values["enable_long_queue_ids"], cfg_.postfix_config_dir,
         cfg_.postfix_config_dir);
   queue_dir_ = cfg_.queue_directory.empty() ? pc.values["queue_directory"] : cfg_.queue_directory;
+  // Postfix's integrity checks run here, once: mailtwind later starts
+  // Postfix without them, to keep promotions and switchovers short.
+  if (auto chk = RunCommand({"postfix", "-c", cfg_.postfix_config_dir, "check"}); !chk.ok())
+    spdlog::warn("postfix -c {} check: {}", cfg_.postfix_config_dir, chk.output);
   mirror_dir_ = cfg_.mirror_dir.empty() ? queue_dir_ + "-mailtwin-mirror" : cfg_.mirror_dir;
 
   std::string err;
@@ -104,6 +122,14 @@ std::string Daemon::StartPrimary() {
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   link_ = std::make_unique<repl::PrimaryLink>(io_, cfg_, ident_, *watcher_);
   link_->SetJudge([this](const repl::msg::Hello& h) { return JudgeDialer(h); });
+  link_->SetOnSwitchoverRequest([this](const repl::msg::SwitchoverRequest& m) {
+    bool failback = m.reason.find("failback") != std::string::npos;
+    asio::post(io_, [this, m, failback] {
+      auto r = StartSwitchover(fmt::format("{} (asked by {})", m.reason, link_ ? link_->peer_node() : "?"),
+                               failback ? "failback" : "switchover");
+      if (!r.value("ok", false)) spdlog::error("switchover asked by the standby: {}", r.value("error", ""));
+    });
+  });
   sink_ = std::make_unique<HandoverSink>(
       queue_dir_, hash_, cfg_.postfix_config_dir, ledger_,
       [this](const std::string& id) { return model_ && model_->Find(id) != nullptr; });
@@ -187,6 +213,18 @@ std::string Daemon::StartStandby() {
   server_->SetHooks([this](const repl::msg::Hello& h) { return JudgeListener(h); },
                     [this] { return SelfHello(); });
   server_->SetOnNewFile([this](const std::string& id) { ledger_.Record(id); });
+  server_->SetOnSwitchover([this](const repl::msg::Switchover& m) {
+    if (state_.role != NodeRole::kStandby || m.epoch <= state_.epoch) {
+      spdlog::warn("switchover to epoch {} ignored: this node is {} at epoch {}", m.epoch,
+                   RoleName(state_.role), state_.epoch);
+      return;
+    }
+    asio::post(io_, [this, m] {
+      if (state_.role == NodeRole::kStandby)
+        TakeOver(fmt::format("switchover from {}: {}", server_->peer_node(), m.reason), false,
+                 m.epoch);
+    });
+  });
   server_->SetLiveHooks([this] { OnFollowingLive(); },
                         [this](const repl::msg::HandoverResult& r) { OnHandoverResult(r); });
   return server_->Start();
@@ -244,6 +282,20 @@ ctl::Json Daemon::HandleCommand(const ctl::Json& req) {
   if (cmd == "status") return Status();
   if (cmd == "promote") return Promote(req);
   if (cmd == "inspect") return Inspect(req.value("id", ""));
+  if (cmd == "switchover" || cmd == "failback") {
+    std::string reason = cmd == "failback" ? "mailtwin failback" : "mailtwin switchover";
+    if (cmd == "failback") {
+      if (cfg_.preferred.empty())
+        return {{"ok", false}, {"error", "no [failover] preferred node is configured"}};
+      bool here_preferred = cfg_.preferred == cfg_.node_name;
+      if ((state_.role == NodeRole::kPrimary) == here_preferred)
+        return {{"ok", false},
+                {"error", fmt::format("the preferred node {} is already the primary",
+                                      cfg_.preferred)}};
+    }
+    if (state_.role == NodeRole::kPrimary) return StartSwitchover(reason, cmd);
+    return RequestSwitchover(reason, cmd);
+  }
   if (cmd == "pause") return SetPaused(true);
   if (cmd == "resume") return SetPaused(false);
   if (cmd == "events") {
@@ -292,6 +344,10 @@ ctl::Json Daemon::Status() {
                                   {"refused", sink_->stats().refused}}
                       : ctl::Json(nullptr)},
                {"ledger_ids", ledger_.size()},
+               {"preferred", cfg_.preferred},
+               {"failback", cfg_.auto_failback ? "auto" : "manual"},
+               {"switching", switching_.has_value()},
+               {"last_handover_s", last_switch_pause_s_.value_or(-1)},
                {"events", recent}};
   }
   if (link_ && watcher_) {
@@ -429,11 +485,13 @@ ctl::Json Daemon::Promote(const ctl::Json& req) {
   return TakeOver(force ? "promote --force by the operator" : "promote by the operator", force);
 }
 
-ctl::Json Daemon::TakeOver(const std::string& reason, bool forced) {
+ctl::Json Daemon::TakeOver(const std::string& reason, bool forced,
+                           std::optional<std::uint64_t> epoch) {
   Busy busy(*this);
   auto t0 = std::chrono::steady_clock::now();
   // The epoch is stored before anything else moves (docs/failover.md).
-  NodeState next{NodeRole::kPrimary, state_.epoch + 1, state_.paused};
+  NodeState next{NodeRole::kPrimary, std::max(epoch.value_or(0), state_.epoch + 1),
+                 state_.paused};
   if (std::string err = SaveNodeState(cfg_.state_dir, next); !err.empty())
     return {{"ok", false}, {"error", err}};
   state_ = next;
@@ -612,13 +670,14 @@ void Daemon::StepDown(std::uint64_t epoch, const std::string& reason) {
 bool Daemon::PostfixUp() const {
   std::ifstream in(queue_dir_ + "/pid/master.pid");
   long pid = 0;
-  if (!(in >> pid) || pid <= 1) return false;
-  return kill(static_cast<pid_t>(pid), 0) == 0;
+  if (!(in >> pid)) return false;
+  return Alive(pid);
 }
 
 bool Daemon::StartPostfix() {
   Busy busy(*this);
-  auto r = RunCommand({"postfix", "-c", cfg_.postfix_config_dir, "start"});
+  CommandResult r;
+  r.status = postfix::StartPostfixQuick(cfg_.postfix_config_dir, r.output) ? 0 : 1;
   if (r.ok() || PostfixUp()) {
     postfix_start_failures_ = 0;
     spdlog::info("started Postfix ({})", cfg_.postfix_config_dir);
@@ -632,13 +691,26 @@ bool Daemon::StartPostfix() {
 
 void Daemon::StopPostfix(bool fence) {
   Busy busy(*this);
-  if (!PostfixUp()) return;
-  // Fencing stops at once (abort): every delivery it lets finish could be
-  // one the new primary makes again.
-  auto r = RunCommand({"postfix", "-c", cfg_.postfix_config_dir, fence ? "abort" : "stop"});
-  for (int i = 0; i < 100 && PostfixUp(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  spdlog::warn("{} Postfix ({}): exit {}{}", fence ? "fenced (postfix abort)" : "stopped",
-               cfg_.postfix_config_dir, r.status, PostfixUp() ? ", but its master still runs" : "");
+  // What `postfix stop` and `postfix abort` both do - SIGTERM to the master,
+  // which passes it to its process group - but polled every 5 ms rather
+  // than postfix-script's once a second: this is the intake pause of a
+  // switchover and the delay of a fence.
+  std::ifstream in(queue_dir_ + "/pid/master.pid");
+  long pid = 0;
+  if (!(in >> pid) || !Alive(pid)) return;
+  auto t0 = std::chrono::steady_clock::now();
+  kill(static_cast<pid_t>(pid), SIGTERM);
+  for (int i = 0; i < 1000 && Alive(pid); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  bool gone = !Alive(pid);
+  if (!gone) {
+    kill(static_cast<pid_t>(pid), SIGKILL);
+    RunCommand({"postfix", "-c", cfg_.postfix_config_dir, "abort"});
+  }
+  spdlog::warn("{} Postfix ({}) in {:.0f} ms{}", fence ? "fenced" : "stopped",
+               cfg_.postfix_config_dir,
+               std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+               gone ? "" : " (its master ignored SIGTERM for 5 s: killed)");
 }
 
 void Daemon::Raise(const std::string& kind, const std::string& reason, const std::string& peer) {
@@ -700,7 +772,12 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   if (link_) {
     o.link_live = link_->state() == repl::PrimaryLink::State::kLive;
     if (auto d = link_->down_since()) o.link_down_for = std::chrono::duration_cast<Millis>(now - *d);
+    if (auto l = link_->live_since()) o.link_live_for = std::chrono::duration_cast<Millis>(now - *l);
+    o.caught_up = o.link_live && link_->sent_seq() == link_->acked_seq() && !link_->pending_resend();
+    o.peer_node = link_->peer_node();
   }
+  o.self_node = cfg_.node_name;
+  o.switching = switching_.has_value();
   o.primary_seen = primary_seen_;
   o.link_up = server_ && server_->connected();
   o.last_from_primary = server_ ? server_->last_rx() : std::nullopt;
@@ -750,8 +827,84 @@ void Daemon::Apply(const ha::Decision& d, ha::Clock::time_point now) {
         if (link_) link_->Reconnect("re-confirming the epoch after fencing");
         break;
       case ha::Action::kPromote: TakeOver(d.reason, false); break;
+      case ha::Action::kFailback: StartSwitchover(d.reason, "failback"); break;
     }
   }
+}
+
+ctl::Json Daemon::RequestSwitchover(const std::string& reason, const std::string& kind) {
+  if (!server_ || !server_->SendUp(repl::msg::SwitchoverRequest{reason}))
+    return {{"ok", false},
+            {"error", "this standby is not in sync with a primary: nothing to switch over from"}};
+  spdlog::info("{}: asked primary {} to hand its role over", kind, server_->peer_node());
+  return {{"ok", true}, {"requested", true}, {"primary", server_->peer_node()}};
+}
+
+ctl::Json Daemon::StartSwitchover(const std::string& reason, const std::string& kind) {
+  if (state_.role != NodeRole::kPrimary || !epoch_confirmed_)
+    return {{"ok", false}, {"error", "this node is not a serving primary"}};
+  if (switching_) return {{"ok", false}, {"error", "a switchover is already under way"}};
+  if (!link_ || link_->state() != repl::PrimaryLink::State::kLive)
+    return {{"ok", false},
+            {"error", "the standby is not in sync (link not live): a switchover now could lose "
+                      "mail; wait for it, or stop this node and let it fail over"}};
+  auto t0 = std::chrono::steady_clock::now();
+  switching_ = Switching{reason, kind, t0, t0 + std::chrono::seconds(5)};
+  spdlog::warn("{}: stopping intake to hand the role to {} ({})", kind, link_->peer_node(), reason);
+  // Intake and delivery stop; every queue change so far is then replicated.
+  StopPostfix(false);
+  SwitchoverPoll();
+  return {{"ok", true}, {"started", true}, {"standby", link_->peer_node()}};
+}
+
+void Daemon::SwitchoverPoll() {
+  if (!switching_) return;
+  auto now = std::chrono::steady_clock::now();
+  if (!switching_->sent) {
+    if (!link_ || link_->state() != repl::PrimaryLink::State::kLive)
+      return SwitchoverFailed("the link to the standby was lost while draining");
+    while (!watcher_->Poll()) {
+    }
+    if (link_->sent_seq() == link_->acked_seq() && !link_->pending_resend() &&
+        !link_->queued_bytes()) {
+      // The standby holds every change: it takes over at the next epoch.
+      link_->SendControl(repl::msg::Switchover{state_.epoch + 1, switching_->reason});
+      switching_->sent = true;
+      spdlog::info("{}: the standby holds every change ({} frames); it takes over at epoch {}",
+                   switching_->kind, link_->acked_seq(), state_.epoch + 1);
+    } else if (now > switching_->deadline) {
+      return SwitchoverFailed(fmt::format("the standby did not acknowledge every change within 5 s "
+                                          "({} of {} frames)",
+                                          link_->acked_seq(), link_->sent_seq()));
+    }
+  } else if (!link_ || link_->state() != repl::PrimaryLink::State::kLive) {
+    // The standby took over (it ends our session): step down, as a follower.
+    Switching sw = *switching_;
+    switching_.reset();
+    double pause = std::chrono::duration<double>(std::chrono::steady_clock::now() - sw.t0).count();
+    last_switch_pause_s_ = pause;
+    std::string peer = link_ ? link_->peer_node() : cfg_.peer;
+    StepDown(state_.epoch + 1, fmt::format("{} to {}", sw.kind, peer));
+    Raise(sw.kind, fmt::format("{}: the role moved to {} at epoch {}; intake here stopped, drained "
+                               "and handed over in {:.3f} s",
+                               sw.reason, peer, state_.epoch, pause),
+          peer);
+    return;
+  } else if (now > switching_->deadline) {
+    return SwitchoverFailed("the standby did not take over within 5 s");
+  }
+  switch_timer_.expires_after(std::chrono::milliseconds(2));
+  switch_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec) SwitchoverPoll();
+  });
+}
+
+void Daemon::SwitchoverFailed(const std::string& why) {
+  Switching sw = *switching_;
+  switching_.reset();
+  spdlog::error("{} failed: {}; serving again", sw.kind, why);
+  if (state_.role == NodeRole::kPrimary) StartPostfix();
+  Raise(sw.kind, fmt::format("{} FAILED: {}; this node serves again", sw.reason, why));
 }
 
 void Daemon::OnFollowingLive() {

@@ -69,7 +69,8 @@ class Daemon : private gate::Replicas {
   // Takes over as primary: epoch + 1 stored first, mirror made live, Postfix
   // started, replication to the old primary's address started. Returns the
   // control reply.
-  ctl::Json TakeOver(const std::string& reason, bool forced);
+  ctl::Json TakeOver(const std::string& reason, bool forced,
+                     std::optional<std::uint64_t> epoch = std::nullopt);
   // A newer primary exists: stop serving (fence), set the queue aside for
   // handover, follow at epoch.
   void StepDown(std::uint64_t epoch, const std::string& reason);
@@ -77,6 +78,11 @@ class Daemon : private gate::Replicas {
   std::optional<repl::msg::Error> JudgeDialer(const repl::msg::Hello& peer);
   std::optional<repl::msg::Error> JudgeListener(const repl::msg::Hello& peer);
   repl::msg::Hello SelfHello() const;
+  // Switchover (docs/failover.md): kind is "switchover" or "failback".
+  ctl::Json StartSwitchover(const std::string& reason, const std::string& kind);
+  void SwitchoverPoll();
+  void SwitchoverFailed(const std::string& why);
+  ctl::Json RequestSwitchover(const std::string& reason, const std::string& kind);
   void OnFollowingLive();
   void HandoverNext();
   void OnHandoverResult(const repl::msg::HandoverResult& r);
@@ -141,6 +147,14 @@ class Daemon : private gate::Replicas {
   struct HandoverRound {
     std::uint64_t imported = 0, already = 0, refused = 0;
   } round_;
+  struct Switching {
+    std::string reason, kind;
+    ha::Clock::time_point t0, deadline;
+    bool sent = false;
+  };
+  std::optional<Switching> switching_;
+  asio::steady_timer switch_timer_{io_};
+  std::optional<double> last_switch_pause_s_;
   ha::EventLog events_;
   std::unique_ptr<ha::Notifier> notifier_;
 };

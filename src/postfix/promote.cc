@@ -215,12 +215,31 @@ PromoteReport MakeLive(repl::Mirror& mirror, const std::string& queue_dir,
   return rep;
 }
 
+bool StartPostfixQuick(const std::string& config_dir, std::string& output) {
+  // Postfix's own quick start (what `postfix quick-stop` arranges): with
+  // <queue_directory>/quick-start present, postfix-script skips its
+  // integrity checks (about 0.4 s of shell) and starts the master at once.
+  // mailtwind ran `postfix check` when it started, and postsuper -s just ran.
+  auto pc = Postconf(config_dir, {"queue_directory"});
+  if (pc.error.empty()) {
+    std::string marker = pc.values["queue_directory"] + "/quick-start";
+    int fd = open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) close(fd);
+  }
+  auto r = RunCommand({"postfix", "-c", config_dir, "start"});
+  output = r.output;
+  return r.ok();
+}
+
 void Serve(const std::string& config_dir, bool flush, PromoteReport& rep) {
   auto step = [&](std::string s) {
     spdlog::info("promote: {}", s);
     rep.steps.push_back(std::move(s));
   };
-  auto r = RunCommand({"postfix", "-c", config_dir, "start"});
+  std::string out;
+  CommandResult r;
+  r.status = StartPostfixQuick(config_dir, out) ? 0 : 1;
+  r.output = out;
   if (!r.ok()) {
     rep.error = fmt::format("postfix -c {} start failed (exit {}): {}", config_dir, r.status,
                             r.output);

@@ -63,6 +63,10 @@ RestoreReport RestoreSetAside(const std::string& dest, const std::string& queue_
 // Queue files waiting in a set-aside directory.
 std::size_t CountSetAside(const std::string& dest);
 
+// `postfix start` without postfix-script's integrity checks (Postfix's
+// quick-start marker): what promotion and a primary's restart use.
+bool StartPostfixQuick(const std::string& config_dir, std::string& output);
+
 // True when the Postfix instance of config_dir is running.
 bool PostfixRunning(const std::string& config_dir);
 

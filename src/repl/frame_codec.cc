@@ -82,6 +82,11 @@ struct PayloadEncoder {
   void operator()(const msg::HandoverFile& m) { (*this)(static_cast<const msg::File&>(m)); }
   void operator()(const msg::HandoverLog& m) { (*this)(static_cast<const msg::LogData&>(m)); }
   void operator()(const msg::HandoverDone& m) { w.Str(m.id); }
+  void operator()(const msg::Switchover& m) {
+    w.U64(m.epoch);
+    w.Str(m.reason.substr(0, kMaxName));
+  }
+  void operator()(const msg::SwitchoverRequest& m) { w.Str(m.reason.substr(0, kMaxName)); }
   void operator()(const msg::HandoverResult& m) {
     w.Str(m.id);
     w.U8(static_cast<std::uint8_t>(m.outcome));
@@ -214,6 +219,11 @@ bool Decode(PayloadDecoder& d, msg::HandoverLog& m) {
   return Decode(d, static_cast<msg::LogData&>(m));
 }
 bool Decode(PayloadDecoder& d, msg::HandoverDone& m) { return d.Id(m.id); }
+bool Decode(PayloadDecoder& d, msg::Switchover& m) {
+  if (!d.r_.U64(m.epoch)) return d.Fail("truncated");
+  return d.Name(m.reason);
+}
+bool Decode(PayloadDecoder& d, msg::SwitchoverRequest& m) { return d.Name(m.reason); }
 bool Decode(PayloadDecoder& d, msg::HandoverResult& m) {
   std::uint8_t o;
   if (!d.Id(m.id) || !d.r_.U8(o)) return d.Fail("truncated");
@@ -245,7 +255,7 @@ MsgType TypeOf(const Message& m) {
       MsgType::kSyncDone, MsgType::kFile, MsgType::kPatch,     MsgType::kMeta,
       MsgType::kMove,  MsgType::kDelete,  MsgType::kLogData,   MsgType::kLogDelete,
       MsgType::kAck,   MsgType::kHandoverFile, MsgType::kHandoverLog, MsgType::kHandoverDone,
-      MsgType::kHandoverResult};
+      MsgType::kHandoverResult, MsgType::kSwitchover, MsgType::kSwitchoverRequest};
   return kTypes[m.index()];
 }
 
@@ -304,6 +314,8 @@ std::string DecodePayload(MsgType type, std::string_view payload, Message& out) 
     case MsgType::kHandoverLog: return DecodeAs<msg::HandoverLog>(payload, out);
     case MsgType::kHandoverDone: return DecodeAs<msg::HandoverDone>(payload, out);
     case MsgType::kHandoverResult: return DecodeAs<msg::HandoverResult>(payload, out);
+    case MsgType::kSwitchover: return DecodeAs<msg::Switchover>(payload, out);
+    case MsgType::kSwitchoverRequest: return DecodeAs<msg::SwitchoverRequest>(payload, out);
   }
   return fmt::format("unknown frame type {}", static_cast<int>(type));
 }

@@ -46,6 +46,8 @@ enum class MsgType : std::uint8_t {
   kHandoverLog = 41,
   kHandoverDone = 42,
   kHandoverResult = 43,
+  kSwitchover = 50,
+  kSwitchoverRequest = 51,
 };
 
 namespace msg {
@@ -191,12 +193,26 @@ struct HandoverResult {
   bool operator==(const HandoverResult&) const = default;
 };
 
+// Switchover (docs/failover.md): the primary has stopped its Postfix and the
+// standby has acknowledged every change; primary -> standby: take over at
+// this epoch. The standby may ask for one (failback to the preferred node).
+struct Switchover {
+  std::uint64_t epoch = 0;  // the epoch the standby takes over at
+  std::string reason;
+  bool operator==(const Switchover&) const = default;
+};
+struct SwitchoverRequest {
+  std::string reason;
+  bool operator==(const SwitchoverRequest&) const = default;
+};
+
 }  // namespace msg
 
 using Message = std::variant<msg::Hello, msg::Error, msg::Heartbeat, msg::Manifest, msg::SyncDone,
                              msg::File, msg::Patch, msg::Meta, msg::Move, msg::Delete,
                              msg::LogData, msg::LogDelete, msg::Ack, msg::HandoverFile,
-                             msg::HandoverLog, msg::HandoverDone, msg::HandoverResult>;
+                             msg::HandoverLog, msg::HandoverDone, msg::HandoverResult,
+                             msg::Switchover, msg::SwitchoverRequest>;
 
 MsgType TypeOf(const Message& m);
 // True for the messages that change the mirror and carry a sequence number.

@@ -147,6 +147,8 @@ void PrimaryLink::OnFrame(Frame&& f) {
           if (!handover_ || (state_ != State::kCatchup && state_ != State::kLive))
             return conn_->Fail(msg::ErrorCode::kProtocol, "unexpected handover frame");
           if (auto reply = handover_(f.msg)) conn_->Send(0, *reply);
+        } else if constexpr (std::is_same_v<T, msg::SwitchoverRequest>) {
+          if (on_switchover_request_) on_switchover_request_(m);
         } else if constexpr (std::is_same_v<T, msg::Error>) {
           last_error_ = fmt::format("standby refused: {}", m.text);
           spdlog::error("replication: {}", last_error_);
@@ -189,6 +191,7 @@ void PrimaryLink::Pump() {
     conn_->Send(0, msg::SyncDone{watcher_.model().size()});
     state_ = State::kLive;
     down_since_.reset();
+    live_since_ = std::chrono::steady_clock::now();
     failures_ = 0;
     // Everything still queued has now been sent: waiters whose frames were
     // lost with an earlier connection wait for the catch-up's last frame.
@@ -304,6 +307,7 @@ void PrimaryLink::OnClosed(const std::string& why) {
   peer_hello_.reset();
   state_ = State::kDisconnected;
   if (!down_since_) down_since_ = std::chrono::steady_clock::now();
+  live_since_.reset();
   // Frames not acknowledged may be lost: waiters wait for the next catch-up.
   for (auto& [id, ws] : waiters_)
     for (auto& w : ws) w.target.reset();

@@ -58,6 +58,16 @@ class PrimaryLink : public Connection::Handler {
   // reply to send, if any. Without one, handover frames end the session.
   using HandoverFn = std::function<std::optional<Message>(const Message&)>;
   void SetHandover(HandoverFn fn) { handover_ = std::move(fn); }
+  // The standby asked for a switchover.
+  void SetOnSwitchoverRequest(std::function<void(const msg::SwitchoverRequest&)> fn) {
+    on_switchover_request_ = std::move(fn);
+  }
+  // Sends a control message (Switchover) on the live session.
+  bool SendControl(const Message& m) {
+    if (!conn_ || state_ != State::kLive) return false;
+    conn_->Send(0, m);
+    return true;
+  }
   // The peer's Hello of the current session.
   const std::optional<msg::Hello>& peer_hello() const { return peer_hello_; }
   void Stop();
@@ -98,6 +108,8 @@ class PrimaryLink : public Connection::Handler {
   void WaitDurable(const std::string& id, DurableFn done);
   // When the link stopped being live (nullopt while live or catching up).
   std::optional<std::chrono::steady_clock::time_point> down_since() const { return down_since_; }
+  // Since when the link has been live (nullopt when not live).
+  std::optional<std::chrono::steady_clock::time_point> live_since() const { return live_since_; }
 
  private:
   void Connect();
@@ -126,6 +138,7 @@ class PrimaryLink : public Connection::Handler {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   HelloJudge judge_;
   HandoverFn handover_;
+  std::function<void(const msg::SwitchoverRequest&)> on_switchover_request_;
   std::optional<msg::Hello> peer_hello_;
   std::string peer_node_;
   std::string last_error_;
@@ -148,6 +161,7 @@ class PrimaryLink : public Connection::Handler {
     DurableFn done;
   };
   std::unordered_map<std::string, std::vector<Waiter>> waiters_;
+  std::optional<std::chrono::steady_clock::time_point> live_since_;
   std::optional<std::chrono::steady_clock::time_point> down_since_ =
       std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point catchup_start_;

@@ -152,6 +152,10 @@ void StandbyServer::OnFrame(Frame&& f) {
           if (on_live_) on_live_();
         } else if constexpr (std::is_same_v<T, msg::HandoverResult>) {
           if (on_result_) on_result_(m);
+        } else if constexpr (std::is_same_v<T, msg::Switchover>) {
+          if (state_ != State::kLive)
+            return conn_->Fail(msg::ErrorCode::kProtocol, "switchover before the mirror is in sync");
+          if (on_switchover_) on_switchover_(m);
         } else if constexpr (std::is_same_v<T, msg::Heartbeat>) {
         } else if constexpr (std::is_same_v<T, msg::Error>) {
           last_error_ = fmt::format("primary says: {}", m.text);

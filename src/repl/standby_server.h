@@ -55,6 +55,10 @@ class StandbyServer : public Connection::Handler {
     on_live_ = std::move(on_live);
     on_result_ = std::move(on_result);
   }
+  // The primary hands its role over (switchover).
+  void SetOnSwitchover(std::function<void(const msg::Switchover&)> fn) {
+    on_switchover_ = std::move(fn);
+  }
   bool SendUp(const Message& m) {
     if (!conn_ || state_ != State::kLive) return false;
     conn_->Send(0, m);
@@ -98,6 +102,7 @@ class StandbyServer : public Connection::Handler {
   HelloJudge judge_;
   std::function<msg::Hello()> hello_;
   std::function<void()> on_live_;
+  std::function<void(const msg::Switchover&)> on_switchover_;
   std::function<void(const msg::HandoverResult&)> on_result_;
   std::function<void(const std::string&)> on_new_file_;
   std::string peer_node_;

@@ -27,6 +27,8 @@ std::vector<Message> Samples() {
       msg::HandoverLog{{LogKind::kDefer, "4jbphZ0BYjz1bYpH", 0, "recipient=y\n"}},
       msg::HandoverDone{"4jbphZ0BYjz1bYpH"},
       msg::HandoverResult{"4jbphZ0BYjz1bYpH", msg::HandoverOutcome::kFinished, "in the ledger"},
+      msg::Switchover{8, "failback to the preferred node"},
+      msg::SwitchoverRequest{"mailtwin failback"},
   };
 }
 
