@@ -19,13 +19,22 @@
 #    20, quick 8).
 # 2. Accounting: every message the client got a 250 for (from either node)
 #    is looked up at the sink by Message-ID: lost, or delivered twice.
-# 3. Jitter: not measured on this machine - its kernel has no sch_netem
-#    (false_failovers=NA; see docs/benchmarks.md).
-# Switchover and failback are not built yet: their pauses are NA.
+# 3. Switchover and failback under the same load: `mailtwin switchover` on
+#    the primary, then `mailtwin failback` on the preferred node (main). The
+#    pause is what the client sees: the longest gap between two 250s (the
+#    sender logs the time of each), around each command. SWITCHES rounds
+#    (full 5, quick 2); the p99 (= max here) is reported.
+# 4. Jitter: both nodes' outgoing packets get 50 ms +/- 20 ms of delay and 1 %
+#    loss (lab_netem: this kernel has no sch_netem, so iptables NFQUEUE and
+#    lab/netdelay do what `tc qdisc ... netem delay 50ms 20ms loss 1%` does)
+#    for JITTER_S seconds (full 600, quick 60) with mail flowing: every
+#    takeover in that time is a false failover.
+# The settings are the product's defaults (check_interval 250 ms,
+# fail_threshold 3, probe_timeout 1 s, peer_timeout 3 s).
 #
 # Last line: RESULT kills=N rto_p50_s=.. rto_p99_s=.. detect_p99_s=..
-#   promote_p99_s=.. switchover_pause_s=NA failback_pause_s=NA
-#   false_failovers=NA lost=N duplicated=N
+#   promote_p99_s=.. switchover_pause_s=.. failback_pause_s=..
+#   false_failovers=N lost=N duplicated=N
 set -euo pipefail
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH/.." && pwd)
@@ -36,7 +45,9 @@ MAILTWIN_BIN=${MAILTWIN_BIN:-$REPO/build/apps}
 . "$REPO/lab/mailtwin.sh"
 # shellcheck source=lib.sh
 . "$BENCH/lib.sh"
-export MT_FAILOVER=auto MT_MANAGE=true
+export MT_FAILOVER=auto MT_MANAGE=true MT_PREFERRED=main
+# The product's defaults, not the lab's shorter ones.
+export MT_CHECK_INTERVAL=250ms MT_FAIL_THRESHOLD=3 MT_PROBE_TIMEOUT=1s MT_PEER_TIMEOUT=3s
 
 QUICK=0
 for arg in "$@"; do
@@ -45,7 +56,8 @@ for arg in "$@"; do
 	*) echo "usage: bench/run failover [--quick]" >&2; exit 2 ;;
 	esac
 done
-if ((QUICK)); then MODE=quick KILLS=8; else MODE=full KILLS=20; fi
+if ((QUICK)); then MODE=quick KILLS=8 SWITCHES=2 JITTER_S=60; else MODE=full KILLS=20 SWITCHES=5 JITTER_S=600; fi
+JITTER_S=${BENCH_JITTER_S:-$JITTER_S}
 KILLS=${BENCH_KILLS:-$KILLS}
 [[ -x $MAILTWIN_BIN/mailtwind && -x $MAILTWIN_BIN/mailtwin ]] ||
 	{ echo "failover: no mailtwind/mailtwin in $MAILTWIN_BIN (build first)" >&2; exit 1; }
@@ -76,7 +88,7 @@ bench_log "mode $MODE: $KILLS kills; defaults: $(grep -E '^(check_interval|fail_
 log=$LAB_DIR/accepted.log
 lab_bg client "$LAB_DIR/sender.out" "$BENCH_PY" "$REPO/lab/sender.py" \
 	--servers "$(lab_ip main),$(lab_ip backup)" --rcpt "a@sink.lab.test,b@sink.lab.test" \
-	--rate 40 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 3600 >/dev/null
+	--rate 40 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 3600 --times >/dev/null
 
 ha_get() {  # ha_get HOST KEY: a field of status.ha
 	"$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json 2>/dev/null |
@@ -126,6 +138,49 @@ for ((k = 1; k <= KILLS; k++)); do
 done
 lab_wait_for 60 pair_ready "$P" "$S" || bench_log "after the last kill, $S did not rejoin"
 
+# 3. Switchover and failback: the client's longest gap between two 250s.
+gap_between() {  # gap_between T0 T1: longest gap between 250s in [T0, T1]
+	awk -v a="$1" -v b="$2" '$5 >= a && $5 <= b { if (p) { g = $5 - p; if (g > m) m = g } p = $5 }
+		END { printf "%.3f\n", m }' "$log"
+}
+declare -a SW FB
+if [[ $(mt_status main role) != primary ]]; then
+	mt main failback >/dev/null || { bench_log "could not move the role to main"; exit 1; }
+fi
+for ((r = 1; r <= SWITCHES; r++)); do
+	for kind in switchover failback; do
+		# switchover: from the preferred node (main) to backup; failback: back.
+		if [[ $kind == switchover ]]; then want_p=main want_s=backup; else want_p=backup want_s=main; fi
+		lab_wait_for 60 pair_ready "$want_p" "$want_s" || {
+			bench_log "$kind $r: $want_p/$want_s not ready"; exit 1; }
+		sleep 2
+		t0=$EPOCHREALTIME
+		# switchover is asked on the primary, failback on the preferred standby
+		asked=$([[ $kind == switchover ]] && echo "$want_p" || echo "$want_s")
+		out=$(mt "$asked" "$kind" 2>&1) || { bench_log "$kind $r failed: $out"; exit 1; }
+		lab_wait_for 10 pair_ready "$want_s" "$want_p" || { bench_log "$kind $r: roles did not swap"; exit 1; }
+		sleep 2
+		gap=$(gap_between "$t0" "$EPOCHREALTIME")
+		if [[ $kind == switchover ]]; then SW+=("$gap"); else FB+=("$gap"); fi
+		bench_log "$kind $r (asked on $asked): intake pause $gap s ($out)"
+	done
+done
+P=main S=backup
+
+# 4. Jitter and loss: no takeover may happen.
+before=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c "taking over at epoch" || true)
+e0=$(mt_status main epoch)
+lab_netem main 50 20 1
+lab_netem backup 50 20 1
+bench_log "jitter: 50 ms +/- 20 ms and 1 % loss on both nodes for $JITTER_S s, mail flowing"
+sleep "$JITTER_S"
+lab_netem_off main
+lab_netem_off backup
+after=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c "taking over at epoch" || true)
+FALSE=$((after - before))
+bench_log "jitter: $FALSE takeovers (epoch $e0 -> $(mt_status main epoch)); probes failed meanwhile: $(grep -c 'probe: .* failed (1 in a row)' "$LAB_DIR/backup/mailtwind.log" || true) first failures on backup; link drops: $(grep -c 'link to .* lost' "$LAB_DIR/main/mailtwind.log" || true) on main (whole run)"
+if [[ $(mt_status main role) != primary ]]; then P=backup S=main; fi
+
 # Accounting.
 touch "$LAB_DIR/stop"
 sleep 3
@@ -140,7 +195,7 @@ awk '{gsub(/[<>]/, "", $2); print $2}' "$log" | sort -u >"$LAB_DIR/accepted"
 ACCEPTED=$(wc -l <"$LAB_DIR/accepted")
 LOST=$(comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | wc -l)
 DUPS=$(comm -12 "$LAB_DIR/accepted" <(uniq -d "$LAB_DIR/delivered") | wc -l)
-bench_log "$ACCEPTED messages answered 250 over $KILLS kills: $LOST lost, $DUPS delivered twice ($(tail -1 "$LAB_DIR/sender.out" 2>/dev/null))"
+bench_log "$ACCEPTED messages answered 250 over $KILLS kills, $((SWITCHES * 2)) switchovers and $JITTER_S s of jitter: $LOST lost, $DUPS delivered twice ($(tail -1 "$LAB_DIR/sender.out" 2>/dev/null))"
 
 pct() { "$BENCH_PY" -c '
 import statistics, sys
@@ -152,6 +207,9 @@ RTO50=$(pct 0.5 "${RTO[@]}")
 RTO99=$(pct 0.99 "${RTO[@]}")
 DET99=$(pct 0.99 "${DET[@]}")
 PRO99=$(pct 0.99 "${PRO[@]}")
+SWP=$(pct 0.99 "${SW[@]}")
+FBP=$(pct 0.99 "${FB[@]}")
 bench_log "rto p50 $RTO50 s, p99 $RTO99 s (target <= 2 s: $(bench_verdict "$RTO99" '<=' 2)); detect p99 $DET99 s; promote p99 $PRO99 s"
+bench_log "switchover pause $SWP s, failback pause $FBP s (target <= 1 s: $(bench_verdict "$SWP" '<=' 1), $(bench_verdict "$FBP" '<=' 1)); false failovers $FALSE (target 0: $(bench_verdict "$FALSE" '<=' 0))"
 bench_log "lost $LOST (target 0: $(bench_verdict "$LOST" '<=' 0)); duplicated $DUPS"
-echo "RESULT kills=$KILLS rto_p50_s=$RTO50 rto_p99_s=$RTO99 detect_p99_s=$DET99 promote_p99_s=$PRO99 switchover_pause_s=NA failback_pause_s=NA false_failovers=NA lost=$LOST duplicated=$DUPS"
+echo "RESULT kills=$KILLS rto_p50_s=$RTO50 rto_p99_s=$RTO99 detect_p99_s=$DET99 promote_p99_s=$PRO99 switchover_pause_s=$SWP failback_pause_s=$FBP false_failovers=$FALSE lost=$LOST duplicated=$DUPS"

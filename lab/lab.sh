@@ -37,6 +37,10 @@
 #   lab_postfix_queued HOST            number of messages in its queue
 #   lab_crash HOST                     kill -9 every process of HOST at once
 #   lab_freeze HOST, lab_thaw HOST     SIGSTOP / SIGCONT every process of HOST
+#   lab_netem HOST DELAY_MS JITTER_MS LOSS_PCT   delay (uniform +/- jitter) and
+#                                      drop packets HOST sends (this kernel has no
+#                                      sch_netem: iptables NFQUEUE + lab/netdelay)
+#   lab_netem_off HOST
 #   lab_pf HOST TOOL [ARGS...]         run a Postfix tool (postqueue, postsuper,
 #                                      postcat, sendmail, postfix...) for
 #                                      HOST's instance, inside HOST
@@ -607,6 +611,31 @@ lab_thaw() {
 	local ns
 	ns=$(lab_ns "${1:?usage: lab_thaw HOST}") || return 1
 	ip netns pids "$ns" | xargs -r kill -CONT 2>/dev/null || true
+}
+
+# lab_netem HOST DELAY_MS JITTER_MS LOSS_PCT: what `tc qdisc add dev eth0 root
+# netem delay D J loss L` does to HOST's outgoing packets, for kernels
+# without sch_netem: iptables (legacy: the nft backend lacks NFQUEUE here)
+# drops LOSS_PCT % at random and queues the rest to lab/netdelay, which holds
+# each for DELAY +/- JITTER ms. NETDELAY_BIN: the netdelay binary (default
+# build/lab/netdelay of this checkout).
+lab_netem() {
+	local host=${1:?usage: lab_netem HOST DELAY_MS JITTER_MS LOSS_PCT} delay=$2 jitter=$3 loss=$4
+	local bin=${NETDELAY_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/lab/netdelay}
+	[[ -x $bin ]] || _lab_die "lab_netem: no netdelay at $bin (build it: libnetfilter-queue-dev)"
+	lab_bg "$host" "$LAB_DIR/netdelay-$host.log" "$bin" 0 "$delay" "$jitter" >/dev/null
+	eval "LAB_NETEM_PID_${host//-/_}=$LAB_BG_PID"
+	sleep 0.2
+	local p
+	p=$(awk -v l="$loss" 'BEGIN { printf "%.4f", l / 100 }')
+	lab_exec "$host" iptables-legacy -A OUTPUT -o eth0 -m statistic --mode random 		--probability "$p" -j DROP
+	lab_exec "$host" iptables-legacy -A OUTPUT -o eth0 -j NFQUEUE --queue-num 0 --queue-bypass
+}
+
+lab_netem_off() {
+	local host=${1:?usage: lab_netem_off HOST} v="LAB_NETEM_PID_${1//-/_}"
+	lab_exec "$host" iptables-legacy -F OUTPUT
+	[[ -z ${!v:-} ]] || lab_kill "${!v}"
 }
 
 # lab_postfix_queued HOST: number of messages in HOST's queue (maildrop,

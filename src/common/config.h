@@ -70,7 +70,7 @@ struct Config {
   bool auto_failover = true;  // mode = "auto" | "manual"
   Millis check_interval{250};
   int fail_threshold = 3;
-  Millis probe_timeout{500};
+  Millis probe_timeout{1000};
   std::string probe;  // host:port of the peer's SMTP service; default peer host, port 25
   std::string preferred;      // node name automatic failback returns to ("" = none)
   bool auto_failback = false;  // failback = "auto" | "manual"

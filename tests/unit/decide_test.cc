@@ -179,3 +179,47 @@ TEST(JudgePeer, Table) {
   EXPECT_EQ(ab.verdict, Verdict::kRefuse);
   EXPECT_EQ(ba.verdict, Verdict::kStepDown);
 }
+
+TEST(Decide, FailbackToThePreferredNode) {
+  HaConfig c = Cfg();
+  c.auto_failback = true;
+  c.preferred = "main";
+  c.failback_delay = 60000ms;
+  Observations o = Primary();
+  o.self_node = "backup";
+  o.peer_node = "main";
+  o.caught_up = true;
+  o.link_live_for = 10000ms;
+  Decision d = Decide(o, c, T0);
+  EXPECT_TRUE(d.actions.empty());
+  EXPECT_NE(d.reason.find("failback to main once it has been in sync for 60 s (10 s so far)"),
+            std::string::npos)
+      << d.reason;
+  o.link_live_for = 61000ms;
+  d = Decide(o, c, T0);
+  EXPECT_EQ(d.actions, std::vector<Action>{Action::kFailback}) << d.reason;
+  EXPECT_EQ(d.role, NodeRole::kStandby);
+  EXPECT_NE(d.reason.find("the preferred node main has been in sync for 61 s"), std::string::npos);
+  // Not while changes are unacknowledged, not when paused, not on the
+  // preferred node itself, not with failback = manual.
+  o.caught_up = false;
+  EXPECT_TRUE(Decide(o, c, T0).actions.empty());
+  o.caught_up = true;
+  o.paused = true;
+  EXPECT_TRUE(Decide(o, c, T0).actions.empty());
+  o.paused = false;
+  o.self_node = "main";
+  o.peer_node = "backup";
+  EXPECT_TRUE(Decide(o, c, T0).actions.empty());
+  o.self_node = "backup";
+  o.peer_node = "main";
+  c.auto_failback = false;
+  EXPECT_TRUE(Decide(o, c, T0).actions.empty());
+  // During a switchover nothing else happens (Postfix is stopped on purpose).
+  c.auto_failback = true;
+  o.switching = true;
+  o.postfix_running = false;
+  d = Decide(o, c, T0);
+  EXPECT_TRUE(d.actions.empty());
+  EXPECT_NE(d.reason.find("switchover under way"), std::string::npos);
+}
