@@ -8,7 +8,8 @@
 #                                   MT_MANAGE (true: mailtwind starts/stops Postfix),
 #                                   MT_CHECK_INTERVAL, MT_FAIL_THRESHOLD,
 #                                   MT_PROBE_TIMEOUT, MT_PREFERRED, MT_FAILBACK,
-#                                   MT_FAILBACK_DELAY, MT_HOOK, MT_MAIL_TO
+#                                   MT_FAILBACK_DELAY, MT_HOOK, MT_MAIL_TO,
+#                                   MT_METRICS_PORT (Prometheus on the host's IP)
 #   mt_gate HOST                    route HOST's Postfix through the gate
 #   mt_set_durability HOST MODE     async | sync | strict, for the next start
 #   mt_start HOST [ARGS...]         start mailtwind in HOST (background, logged to
@@ -94,6 +95,10 @@ mt_config() {
 		hook = "${MT_HOOK:-}"
 		mail_to = "${MT_MAIL_TO:-}"
 	EOT
+	if [[ -n ${MT_METRICS_PORT:-} ]]; then
+		printf '\n[metrics]\nlisten = "%s:%s"\n' "$(lab_ip "$host")" "$MT_METRICS_PORT" \
+			>>"$LAB_DIR/$host/mailtwin.toml"
+	fi
 	# Empty notify keys mean "off": drop them (an empty hook is not a path).
 	sed -i '/^hook = ""$/d; /^mail_to = ""$/d; /^preferred = ""$/d' "$LAB_DIR/$host/mailtwin.toml"
 }

@@ -332,9 +332,7 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   met.CheckUnknown();
   if (!c.metrics_listen.empty() && !SplitHostPort(c.metrics_listen, host, port))
     out.errors.push_back(fmt::format("[metrics] listen \"{}\" is not host:port", c.metrics_listen));
-  else if (!c.metrics_listen.empty())
-    out.warnings.push_back("[metrics] listen is set, but this version serves no metrics yet: "
-                           "use `mailtwin status --json` meanwhile");
+
 
   if (!out.ok()) return std::nullopt;
   return c;

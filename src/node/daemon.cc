@@ -13,6 +13,7 @@
 
 #include "common/process.h"
 #include "ha/smtp_probe.h"
+#include "metrics/exposition.h"
 #include "postfix/gate_config.h"
 #include "postfix/promote.h"
 
@@ -242,6 +243,12 @@ int Daemon::Run() {
   control_ = std::make_unique<ctl::ControlServer>(
       io_, cfg_.control_socket, [this](const ctl::Json& r) { return Handle(r); });
   std::string err = control_->Start();
+  if (err.empty() && !cfg_.metrics_listen.empty()) {
+    metrics_ = std::make_unique<metrics::HttpServer>(io_, cfg_.metrics_listen, [this] {
+      return metrics::Exposition(Status());
+    });
+    err = metrics_->Start();
+  }
   if (err.empty()) err = StartStandby();
   if (err.empty() && state_.role == NodeRole::kPrimary) {
     // Serve only once the peer confirms our epoch (ha::Decide).
@@ -751,6 +758,19 @@ void Daemon::Tick() {
   }
   if (state_.role == NodeRole::kStandby && !probe_running_) StartProbe();
   Evaluate(now);
+  // Mail answered 250 without a replica for a while: told once per period.
+  if (gate_ && gate_->unprotected() > 0 && gate_->oldest_unprotected_s().value_or(0) >= 5.0) {
+    if (!degraded_raised_) {
+      degraded_raised_ = true;
+      Raise("replication-degraded",
+            fmt::format("{} messages answered 250 have had no replica for {:.0f} s or more "
+                        "(durability {}): if this node dies now they are lost",
+                        gate_->unprotected(), gate_->oldest_unprotected_s().value_or(0),
+                        DurabilityName(cfg_.durability)));
+    }
+  } else if (!gate_ || gate_->unprotected() == 0) {
+    degraded_raised_ = false;
+  }
   ScheduleTick();
 }
 

@@ -25,6 +25,7 @@
 #include "ha/events.h"
 #include "ha/ledger.h"
 #include "node/handover.h"
+#include "metrics/http_server.h"
 #include "node/node_state.h"
 #include "repl/mirror.h"
 #include "repl/primary_link.h"
@@ -113,6 +114,7 @@ class Daemon : private gate::Replicas {
   std::unique_ptr<repl::StandbyServer> server_;
 
   std::unique_ptr<ctl::ControlServer> control_;
+  std::unique_ptr<metrics::HttpServer> metrics_;
 
   // Measures blocking work of this loop (not a stall: see Tick).
   struct Busy {
@@ -139,6 +141,7 @@ class Daemon : private gate::Replicas {
   std::chrono::system_clock::time_point last_decision_at_{};
   bool primary_lost_raised_ = false;
   bool standby_lost_raised_ = false;
+  bool degraded_raised_ = false;
   std::size_t handover_pending_ = 0;
   ha::Ledger ledger_;
   std::unique_ptr<HandoverSink> sink_;

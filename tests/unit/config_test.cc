@@ -92,13 +92,15 @@ TEST(Config, SyntaxErrorNamesTheLine) {
   EXPECT_NE(errs.errors[0].find("line 2"), std::string::npos) << errs.errors[0];
 }
 
-TEST(Config, AKeyThatDoesNothingYetIsSaidSo) {
+TEST(Config, MetricsListen) {
   std::string text = kGood;
   text += "\n[metrics]\nlisten = \"127.0.0.1:9725\"\n";
   ConfigErrors errs;
-  ASSERT_TRUE(Load(text, errs));
-  ASSERT_EQ(errs.warnings.size(), 1u);
-  EXPECT_NE(errs.warnings[0].find("serves no metrics yet"), std::string::npos);
+  auto c = Load(text, errs);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->metrics_listen, "127.0.0.1:9725");
+  ConfigErrors e2;
+  EXPECT_FALSE(Load(std::string(kGood) + "\n[metrics]\nlisten = \"9725\"\n", e2));
 }
 
 TEST(Config, Durations) {

@@ -15,7 +15,7 @@
 . "$(dirname "$0")/../lib.sh"
 
 hook=$REPO/tests/lab/t-06-failover/hook.sh
-export MT_HOOK=$hook MT_MAIL_TO=admin@sink.lab.test
+export MT_HOOK=$hook MT_MAIL_TO=admin@sink.lab.test MT_METRICS_PORT=9725
 pair_setup t-06
 export HOOK_DIR=$LAB_DIR  # the daemons inherit it: where hook.sh writes
 mt_gate main
@@ -43,6 +43,13 @@ rto=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
 [[ $(mt_status backup role) == primary ]] || fail "backup serves SMTP but is not primary"
 [[ $(mt_status backup epoch) == 2 ]] || fail "backup's epoch is $(mt_status backup epoch), want 2"
 echo "1. main killed after $before accepted messages; backup accepts mail again after $rto s"
+# Prometheus sees it too (from the client host, over HTTP).
+metrics=$(lab_exec client python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(f"http://{sys.argv[1]}:9725/metrics", timeout=5).read().decode())' "$(lab_ip backup)") ||
+	fail "no metrics from backup"
+grep -q '^mailtwin_role_info{node="backup",cluster="lab",value="primary"} 1$' <<<"$metrics" ||
+	fail "metrics do not say backup is primary: $(grep role <<<"$metrics")"
+grep -q '^mailtwin_epoch{node="backup",cluster="lab"} 2$' <<<"$metrics" || fail "metrics: epoch is not 2"
+echo "   metrics: $(grep -c '^mailtwin_' <<<"$metrics") series, e.g. $(grep '^mailtwin_ha_probe_failures' <<<"$metrics")"
 grep -h "decide: primary down" "$LAB_DIR/backup/mailtwind.log" | head -1 | sed 's/^.*decide: /   backup decided: /'
 grep -ho "promote: this node is the primary now.*" "$LAB_DIR/backup/mailtwind.log" | sed 's/^/   /'
 # Its own promotion (a second of blocking work) must not look like a freeze.
