@@ -168,7 +168,7 @@ done
 P=main S=backup
 
 # 4. Jitter and loss: no takeover may happen.
-before=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c "taking over at epoch" || true)
+before=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c " warning taking over at epoch" || true)
 e0=$(mt_status main epoch)
 lab_netem main 50 20 1
 lab_netem backup 50 20 1
@@ -176,7 +176,7 @@ bench_log "jitter: 50 ms +/- 20 ms and 1 % loss on both nodes for $JITTER_S s, m
 sleep "$JITTER_S"
 lab_netem_off main
 lab_netem_off backup
-after=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c "taking over at epoch" || true)
+after=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c " warning taking over at epoch" || true)
 FALSE=$((after - before))
 bench_log "jitter: $FALSE takeovers (epoch $e0 -> $(mt_status main epoch)); probes failed meanwhile: $(grep -c 'probe: .* failed (1 in a row)' "$LAB_DIR/backup/mailtwind.log" || true) first failures on backup; link drops: $(grep -c 'link to .* lost' "$LAB_DIR/main/mailtwind.log" || true) on main (whole run)"
 if [[ $(mt_status main role) != primary ]]; then P=backup S=main; fi

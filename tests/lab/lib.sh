@@ -75,6 +75,14 @@ pair_start() {
 	mt_wait_state main live 20 || fail "replication link did not come up"
 }
 
+# queue_settled HOST: true when HOST's queue holds no committed message in
+# incoming, active, deferred or maildrop. Only files with the owner-execute
+# bit count: a kill -9 can leave a cleanup temporary file (USEC.PID, 0600)
+# that is no message and that Postfix itself removes later.
+queue_settled() {
+	[[ -z $(find "$LAB_DIR/$1/spool"/{incoming,active,deferred,maildrop} -type f -perm -u=x 2>/dev/null | head -1) ]]
+}
+
 # send_mail FROM TO...: one message from client to main; prints its queue ID.
 send_mail() {
 	local from=$1 out id to

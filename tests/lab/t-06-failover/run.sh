@@ -71,7 +71,7 @@ echo "2. main is back as standby at epoch 2 (Postfix not started); its old queue
 # 3. The mail.
 touch "$LAB_DIR/stop"
 sleep 2
-settled() { [[ -z $(find "$LAB_DIR/backup/spool"/{incoming,active,deferred,maildrop} -type f 2>/dev/null | head -1) ]]; }
+settled() { queue_settled backup; }
 lab_wait_for 60 settled || fail "backup did not deliver everything"
 sleep 1
 lab_sink_rcpts "$SINK_OK" | awk '$2 != "admin@sink.lab.test" {print $1}' | sort >"$LAB_DIR/delivered"

@@ -81,7 +81,7 @@ touch "$LAB_DIR/stop"
 sleep 2
 lab_sink_start dest 2526 "$SINK_DEAD" >/dev/null
 lab_pf main postqueue -f >/dev/null 2>&1 || true
-settled() { [[ -z $(find "$LAB_DIR/main/spool"/{incoming,active,deferred,maildrop} -type f 2>/dev/null | head -1) ]]; }
+settled() { queue_settled main; }
 lab_wait_for 90 settled || fail "main did not deliver everything: $(find "$LAB_DIR/main/spool"/{incoming,active,deferred,maildrop} -type f | wc -l) left"
 sleep 1
 { lab_sink_rcpts "$SINK_OK"; lab_sink_rcpts "$SINK_DEAD"; } | awk '{print $1}' | sort >"$LAB_DIR/delivered"

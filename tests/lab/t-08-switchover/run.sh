@@ -85,7 +85,7 @@ echo "3. automatic failback: main is primary again at epoch 5 ($(grep -ho 'failb
 # 4. Nothing lost.
 touch "$LAB_DIR/stop"
 sleep 2
-settled() { [[ -z $(find "$LAB_DIR/main/spool"/{incoming,active,deferred,maildrop} -type f 2>/dev/null | head -1) ]]; }
+settled() { queue_settled main; }
 lab_wait_for 60 settled || fail "main did not deliver everything"
 sleep 1
 lab_sink_rcpts "$SINK_OK" | awk '{print $1}' | sort >"$LAB_DIR/delivered"

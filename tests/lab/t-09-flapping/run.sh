@@ -22,7 +22,7 @@ lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" \
 	--servers "$(lab_ip main),$(lab_ip backup)" --rcpt "a@sink.lab.test,b@sink.lab.test" \
 	--rate 20 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 300 >/dev/null
 lab_wait_for 20 test -s "$log" || fail "no mail accepted"
-takeovers() { cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c "taking over at epoch" || true; }
+takeovers() { cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c " warning taking over at epoch" || true; }
 role_is() { [[ $(mt_status "$1" role) == "$2" && $(mt_status "$1" epoch) == "$3" ]]; }
 
 # A. Postfix flaps, mailtwind lives.
@@ -59,7 +59,7 @@ echo "   main stable: one failback (epoch 3), and nothing more"
 
 touch "$LAB_DIR/stop"
 sleep 2
-settled() { [[ -z $(find "$LAB_DIR/main/spool"/{incoming,active,deferred,maildrop} -type f 2>/dev/null | head -1) ]]; }
+settled() { queue_settled main; }
 lab_wait_for 60 settled || fail "main did not deliver everything"
 sleep 1
 lab_sink_rcpts "$SINK_OK" | awk '{print $1}' | sort >"$LAB_DIR/delivered"
