@@ -90,14 +90,10 @@ lab_bg client "$LAB_DIR/sender.out" "$BENCH_PY" "$REPO/lab/sender.py" \
 	--servers "$(lab_ip main),$(lab_ip backup)" --rcpt "a@sink.lab.test,b@sink.lab.test" \
 	--rate 40 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 3600 --times >/dev/null
 
-ha_get() {  # ha_get HOST KEY: a field of status.ha
-	"$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json 2>/dev/null |
-		"$BENCH_PY" -c 'import json,sys; print(json.load(sys.stdin)["ha"][sys.argv[1]])' "$2" 2>/dev/null
-}
 pair_ready() {  # pair_ready PRIMARY STANDBY: serving, replicating live, handover settled
 	[[ $(mt_status "$1" role) == primary && $(mt_status "$1" state) == live &&
-		$(mt_status "$2" role) == standby && $(ha_get "$2" handover_pending) == 0 &&
-		$(ha_get "$1" postfix_running) == True ]]
+		$(mt_status "$2" role) == standby && $(mt_ha "$2" handover_pending) == 0 &&
+		$(mt_ha "$1" postfix_running) == True ]]
 }
 log_time() {  # log_time FILE PATTERN AFTER: epoch time of the first line matching after AFTER
 	"$BENCH_PY" - "$@" <<-'PY'
@@ -192,11 +188,8 @@ lab_wait_for 120 drained || {
 	[[ -z ${BENCH_PAUSE:-} ]] || { bench_log "lab kept $BENCH_PAUSE s: $LAB_DIR"; sleep "$BENCH_PAUSE"; }
 }
 sleep 1
-lab_sink_rcpts "$SINK" | awk '{print $1}' | sort >"$LAB_DIR/delivered"
-awk '{gsub(/[<>]/, "", $2); print $2}' "$log" | sort -u >"$LAB_DIR/accepted"
-ACCEPTED=$(wc -l <"$LAB_DIR/accepted")
-LOST=$(comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | wc -l)
-DUPS=$(comm -12 "$LAB_DIR/accepted" <(uniq -d "$LAB_DIR/delivered") | wc -l)
+lab_account "$log" "$SINK"
+ACCEPTED=$TOTAL
 bench_log "$ACCEPTED messages answered 250 over $KILLS kills, $((SWITCHES * 2)) switchovers and $JITTER_S s of jitter: $LOST lost, $DUPS delivered twice ($(tail -1 "$LAB_DIR/sender.out" 2>/dev/null))"
 
 pct() { "$BENCH_PY" -c '

@@ -50,6 +50,7 @@
 #   lab_sink_rcpts DIR                 one line "MESSAGE-ID RECIPIENT" per
 #                                      delivered recipient
 #   lab_sink_wait DIR COUNT [TIMEOUT]  wait until DIR holds COUNT messages
+#   lab_account LOG SINK_DIR...        sender.py's 250s vs the sinks: TOTAL LOST DUPS
 #   lab_source HOST SERVER[:PORT] [smtp-source options...]
 #   lab_wait_port HOST IP PORT [TIMEOUT]
 #   lab_wait_for TIMEOUT CMD...        retry CMD until it succeeds
@@ -719,6 +720,23 @@ lab_sink_wait() {
 	local dir=${1:?usage: lab_sink_wait DIR COUNT [TIMEOUT]} count=${2:?}
 	lab_wait_for "${3:-60}" _lab_sink_at_least "$dir" "$count" ||
 		{ _lab_say "$dir: $(lab_sink_messages "$dir") of $count messages"; return 1; }
+}
+
+# lab_account LOG SINK_DIR...: compares the messages the client got a 250 for
+# (LOG, written by lab/sender.py) with what reached the sinks, by Message-ID.
+# Sets TOTAL (accepted), LOST (accepted, never delivered) and DUPS (accepted,
+# delivered more than once); leaves $LAB_DIR/{accepted,delivered,lost}.
+# Notifications (recipients admin@...) are not counted.
+lab_account() {
+	local log=$1 d
+	shift
+	for d in "$@"; do lab_sink_rcpts "$d"; done |
+		awk '$2 !~ /^admin@/ {print $1}' | sort >"$LAB_DIR/delivered"
+	awk '{gsub(/[<>]/, "", $2); print $2}' "$log" | sort -u >"$LAB_DIR/accepted"
+	comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") >"$LAB_DIR/lost"
+	TOTAL=$(wc -l <"$LAB_DIR/accepted")
+	LOST=$(wc -l <"$LAB_DIR/lost")
+	DUPS=$(comm -12 "$LAB_DIR/accepted" <(uniq -d "$LAB_DIR/delivered") | wc -l)
 }
 
 # lab_source HOST SERVER[:PORT] [SMTP-SOURCE OPTIONS...]: run smtp-source in

@@ -20,6 +20,9 @@
 #                                   (replication.KEY, or KEY at the top)
 #   mt_wait_state HOST STATE [T]    wait until HOST's link is in STATE
 #   mt_wait_synced MAIN BACKUP [T]  wait until BACKUP's mirror equals MAIN's queue
+#   mt_ha HOST KEY                  one field of status.ha
+#   mt_role_is HOST ROLE EPOCH      true if HOST is ROLE at EPOCH
+#   mt_handover_done HOST           nothing set aside waits for handover on HOST
 #   mt_queue_digest DIR             one line per queue file and log under a Postfix
 #                                   queue or a mirror: "QUEUE ID MODE MTIME SHA256"
 #                                   (hash subdirectories flattened; files without
@@ -160,6 +163,18 @@ import json, sys
 j = json.load(sys.stdin)
 print(j.get("replication", {}).get(sys.argv[1], j.get(sys.argv[1], "")))' "$2"
 }
+
+# mt_ha HOST KEY: one field of the "ha" section of `mailtwin status --json`.
+mt_ha() {
+	"$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json 2>/dev/null |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["ha"][sys.argv[1]])' "$2"
+}
+
+# mt_role_is HOST ROLE EPOCH: true if HOST has that role at that epoch.
+mt_role_is() { [[ $(mt_status "$1" role) == "$2" && $(mt_status "$1" epoch) == "$3" ]]; }
+
+# mt_handover_done HOST: HOST holds no set-aside message waiting for handover.
+mt_handover_done() { [[ $(mt_ha "$1" handover_pending) == 0 ]]; }
 
 _mt_state_is() { [[ $(mt_status "$1" state) == "$2" ]]; }
 mt_wait_state() { lab_wait_for "${3:-20}" _mt_state_is "$1" "$2"; }

@@ -83,6 +83,18 @@ queue_settled() {
 	[[ -z $(find "$LAB_DIR/$1/spool"/{incoming,active,deferred,maildrop} -type f -perm -u=x 2>/dev/null | head -1) ]]
 }
 
+# settle_and_account HOST LOG SINK_DIR...: stops the sender (touches
+# $LAB_DIR/stop), waits until HOST has delivered everything, then account.
+settle_and_account() {
+	local host=$1
+	shift
+	touch "$LAB_DIR/stop"
+	sleep 2
+	lab_wait_for 60 queue_settled "$host" || fail "$host did not deliver everything"
+	sleep 1
+	lab_account "$@"
+}
+
 # send_mail FROM TO...: one message from client to main; prints its queue ID.
 send_mail() {
 	local from=$1 out id to

@@ -63,25 +63,14 @@ lab_wait_for 20 stepped || fail "main did not step down to standby at epoch 2: $
 lab_postfix_running main && fail "main started Postfix although a newer primary exists"
 grep -q "started Postfix" "$LAB_DIR/main/mailtwind.log" && fail "main's mailtwind started Postfix"
 mt_wait_state backup live 30 || fail "backup does not replicate to main after its return"
-ha() { "$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["ha"][sys.argv[1]])' "$2"; }
-settled_handover() { [[ $(ha main handover_pending) == 0 ]]; }
-lab_wait_for 20 settled_handover || fail "main's set-aside queue was not settled with backup: $(ha main handover_pending) left"
+lab_wait_for 20 mt_handover_done main || fail "main's set-aside queue was not settled with backup: $(mt_ha main handover_pending) left"
 echo "2. main is back as standby at epoch 2 (Postfix not started); its old queue settled with backup ($(grep -o 'handover to the primary: [^(]*' "$LAB_DIR/main/mailtwind.log" | tail -1 || echo "it held nothing"))"
 
 # 3. The mail.
-touch "$LAB_DIR/stop"
-sleep 2
-settled() { queue_settled backup; }
-lab_wait_for 60 settled || fail "backup did not deliver everything"
-sleep 1
-lab_sink_rcpts "$SINK_OK" | awk '$2 != "admin@sink.lab.test" {print $1}' | sort >"$LAB_DIR/delivered"
-awk '{gsub(/[<>]/, "", $2); print $2}' "$log" | sort -u >"$LAB_DIR/accepted"
-total=$(wc -l <"$LAB_DIR/accepted")
-lost=$(comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | wc -l)
-dups=$(uniq -d "$LAB_DIR/delivered" | wc -l)
-echo "3. $total messages answered 250: $lost lost, $dups delivered twice"
-((total > before)) || fail "backup accepted no mail after the failover"
-((lost == 0)) || fail "$lost accepted messages were lost: $(comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | head -3)"
+settle_and_account backup "$log" "$SINK_OK"
+echo "3. $TOTAL messages answered 250: $LOST lost, $DUPS delivered twice"
+((TOTAL > before)) || fail "backup accepted no mail after the failover"
+((LOST == 0)) || fail "$LOST accepted messages were lost: $(head -3 "$LAB_DIR/lost" | tr '\n' ' ')"
 
 # 4. Events.
 kinds() { awk '{print $2}' "$LAB_DIR/$1.hook" 2>/dev/null | sort | uniq -c | awk '{print $2 "=" $1}' | tr '\n' ' '; }

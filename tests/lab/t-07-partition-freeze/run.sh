@@ -45,18 +45,14 @@ partition() {  # partition on|off
 }
 partition on
 t_part=$SECONDS
-took_over() { [[ $(mt_status "$1" role) == primary && $(mt_status "$1" epoch) == "$2" ]]; }
-lab_wait_for 15 took_over backup 2 || fail "backup did not take over during the partition"
+lab_wait_for 15 mt_role_is backup primary 2 || fail "backup did not take over during the partition"
 [[ $(mt_status main role) == primary ]] || fail "main stopped serving although only backup was cut off"
 sleep $((30 - (SECONDS - t_part)))  # a 30 s partition in all
 during=$(grep -c " $(lab_ip main)\$" "$log")
 t_heal=$((SECONDS - t_part))
 partition off
-stepped() { [[ $(mt_status "$1" role) == standby && $(mt_status "$1" epoch) == "$2" ]]; }
-lab_wait_for 20 stepped main 2 || fail "main did not step down after the partition: $(mt main status)"
-ha() { "$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["ha"][sys.argv[1]])' "$2"; }
-handed() { [[ $(ha main handover_pending) == 0 ]]; }
-lab_wait_for 30 handed || fail "main did not settle its set-aside queue: $(ha main handover_pending) left"
+lab_wait_for 20 mt_role_is main standby 2 || fail "main did not step down after the partition: $(mt main status)"
+lab_wait_for 30 mt_handover_done main || fail "main did not settle its set-aside queue: $(mt_ha main handover_pending) left"
 summary=$(grep -o 'handover to the primary: [^(]*' "$LAB_DIR/main/mailtwind.log" | tail -1)
 imported=$(sed -n 's/^handover to the primary: \([0-9]*\) messages only.*/\1/p' <<<"$summary")
 echo "A. partition of $t_heal s: both served (backup at epoch 2, main alone: $during messages accepted so far); after the heal main stepped down; $summary"
@@ -66,29 +62,19 @@ echo "A. partition of $t_heal s: both served (backup at epoch 2, main alone: $du
 mt_wait_state backup live 20 || fail "backup does not replicate to main"
 sleep 2
 lab_freeze backup
-lab_wait_for 15 took_over main 3 || { lab_thaw backup; fail "main did not take over from the frozen backup"; }
+lab_wait_for 15 mt_role_is main primary 3 || { lab_thaw backup; fail "main did not take over from the frozen backup"; }
 sleep 2
 lab_thaw backup
-lab_wait_for 20 stepped backup 3 || fail "the thawed backup did not step down: $(mt backup status)"
+lab_wait_for 20 mt_role_is backup standby 3 || fail "the thawed backup did not step down: $(mt backup status)"
 grep -q "stalled for" "$LAB_DIR/backup/mailtwind.log" || fail "the thawed backup did not notice its stall"
 lab_postfix_running backup && fail "the thawed backup's Postfix still runs"
-handed_b() { [[ $(ha backup handover_pending) == 0 ]]; }
-lab_wait_for 30 handed_b || fail "backup did not settle its set-aside queue"
+lab_wait_for 30 mt_handover_done backup || fail "backup did not settle its set-aside queue"
 echo "B. freeze: main took over at epoch 3; the thawed backup fenced itself ($(grep -ho 'this daemon stalled for [0-9]* ms' "$LAB_DIR/backup/mailtwind.log" | head -1)) and stepped down"
 
 # Everything accepted is delivered.
-touch "$LAB_DIR/stop"
-sleep 2
 lab_sink_start dest 2526 "$SINK_DEAD" >/dev/null
 lab_pf main postqueue -f >/dev/null 2>&1 || true
-settled() { queue_settled main; }
-lab_wait_for 90 settled || fail "main did not deliver everything: $(find "$LAB_DIR/main/spool"/{incoming,active,deferred,maildrop} -type f | wc -l) left"
-sleep 1
-{ lab_sink_rcpts "$SINK_OK"; lab_sink_rcpts "$SINK_DEAD"; } | awk '{print $1}' | sort >"$LAB_DIR/delivered"
-awk '{gsub(/[<>]/, "", $2); print $2}' "$log" | sort -u >"$LAB_DIR/accepted"
-total=$(wc -l <"$LAB_DIR/accepted")
-lost=$(comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | wc -l)
-dups=$(comm -12 "$LAB_DIR/accepted" <(uniq -d "$LAB_DIR/delivered") | wc -l)
-echo "$total messages answered 250: $lost lost, $dups delivered twice"
-((lost == 0)) || fail "$lost accepted messages were lost: $(comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | head -3 | tr '\n' ' ')"
+settle_and_account main "$log" "$SINK_OK" "$SINK_DEAD"
+echo "$TOTAL messages answered 250: $LOST lost, $DUPS delivered twice"
+((LOST == 0)) || fail "$LOST accepted messages were lost: $(head -3 "$LAB_DIR/lost" | tr '\n' ' ')"
 pass

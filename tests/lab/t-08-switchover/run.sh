@@ -30,7 +30,6 @@ sleep 3
 
 # The longest gap between two 250s after time $1 (seconds).
 gap_after() { awk -v t="$1" '$5 >= t { if (p) { g = $5 - p; if (g > m) m = g } p = $5 } END { printf "%.3f\n", m }' "$log"; }
-role_is() { [[ $(mt_status "$1" role) == "$2" && $(mt_status "$1" epoch) == "$3" ]]; }
 
 # 1. Switchover. Backup, which fails back automatically, is paused first: a
 # maintenance switchover away from the preferred node would otherwise be
@@ -39,8 +38,8 @@ mt backup pause >/dev/null || fail "pause"
 t=$EPOCHREALTIME
 out=$(mt main switchover) || fail "switchover failed: $out"
 echo "1. $out"
-lab_wait_for 10 role_is backup primary 2 || fail "backup is not primary at epoch 2"
-role_is main standby 2 || fail "main is not standby at epoch 2"
+lab_wait_for 10 mt_role_is backup primary 2 || fail "backup is not primary at epoch 2"
+mt_role_is main standby 2 || fail "main is not standby at epoch 2"
 lab_postfix_running main && fail "main's Postfix runs after the switchover"
 sleep 3
 g1=$(gap_after "${t%.*}")
@@ -48,51 +47,37 @@ echo "   intake pause (longest gap between 250s): $g1 s"
 
 # 2. Manual failback, asked on the standby.
 mt_wait_state backup live 20 || fail "backup does not replicate to main"
-handed() { [[ $(python3 -c 'import json,sys; print(json.load(sys.stdin)["ha"]["handover_pending"])' < <("$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json)) == 0 ]]; }
-lab_wait_for 20 handed main || fail "main's set-aside queue was not settled"
+lab_wait_for 20 mt_handover_done main || fail "main's set-aside queue was not settled"
 t=$EPOCHREALTIME
 out=$(mt main failback) || fail "failback failed: $out"
 echo "2. $out"
-lab_wait_for 10 role_is main primary 3 || fail "main is not primary at epoch 3"
-lab_wait_for 10 role_is backup standby 3 || fail "backup is not standby at epoch 3"
+lab_wait_for 10 mt_role_is main primary 3 || fail "main is not primary at epoch 3"
+lab_wait_for 10 mt_role_is backup standby 3 || fail "backup is not standby at epoch 3"
 sleep 3
 g2=$(gap_after "${t%.*}")
 echo "   intake pause (longest gap between 250s): $g2 s"
 
 # Exactly once, so far.
 sleep 2
-lab_sink_rcpts "$SINK_OK" | awk '{print $1}' | sort >"$LAB_DIR/delivered"
-awk '{gsub(/[<>]/, "", $2); print $2}' "$log" | sort -u >"$LAB_DIR/accepted"
-n=$(wc -l <"$LAB_DIR/accepted")
-lost=$(comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | wc -l)
-dups=$(comm -12 "$LAB_DIR/accepted" <(uniq -d "$LAB_DIR/delivered") | wc -l)
-echo "   after two switchovers: $n accepted, $lost not (yet) delivered, $dups delivered twice"
-((dups == 0)) || fail "a switchover delivered $dups messages twice"
-((lost <= 3)) || fail "$lost accepted messages are not delivered after the switchovers"
+lab_account "$log" "$SINK_OK"
+echo "   after two switchovers: $TOTAL accepted, $LOST not (yet) delivered, $DUPS delivered twice"
+((DUPS == 0)) || fail "a switchover delivered $DUPS messages twice"
+((LOST <= 3)) || fail "$LOST accepted messages are not delivered after the switchovers"
 
 # 3. Automatic failback after a crash.
 mt backup resume >/dev/null || fail "resume"
 mt_wait_state main live 20 || fail "main does not replicate to backup"
 sleep 1
 lab_crash main
-lab_wait_for 15 role_is backup primary 4 || fail "backup did not take over at epoch 4"
+lab_wait_for 15 mt_role_is backup primary 4 || fail "backup did not take over at epoch 4"
 mt_start main >/dev/null || fail "mailtwind on main did not restart"
-lab_wait_for 20 role_is main standby 4 || fail "main did not rejoin as standby"
+lab_wait_for 20 mt_role_is main standby 4 || fail "main did not rejoin as standby"
 t=$EPOCHREALTIME
-lab_wait_for 20 role_is main primary 5 || fail "no automatic failback to main: $(mt backup status | grep decision)"
+lab_wait_for 20 mt_role_is main primary 5 || fail "no automatic failback to main: $(mt backup status | grep decision)"
 echo "3. automatic failback: main is primary again at epoch 5 ($(grep -ho 'failback: the preferred node [^:]*' "$LAB_DIR/backup/mailtwind.log" | tail -1))"
 
 # 4. Nothing lost.
-touch "$LAB_DIR/stop"
-sleep 2
-settled() { queue_settled main; }
-lab_wait_for 60 settled || fail "main did not deliver everything"
-sleep 1
-lab_sink_rcpts "$SINK_OK" | awk '{print $1}' | sort >"$LAB_DIR/delivered"
-awk '{gsub(/[<>]/, "", $2); print $2}' "$log" | sort -u >"$LAB_DIR/accepted"
-total=$(wc -l <"$LAB_DIR/accepted")
-lost=$(comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | wc -l)
-dups=$(comm -12 "$LAB_DIR/accepted" <(uniq -d "$LAB_DIR/delivered") | wc -l)
-echo "4. $total messages answered 250: $lost lost, $dups delivered twice"
-((lost == 0)) || fail "$lost accepted messages were lost"
+settle_and_account main "$log" "$SINK_OK"
+echo "4. $TOTAL messages answered 250: $LOST lost, $DUPS delivered twice"
+((LOST == 0)) || fail "$LOST accepted messages were lost"
 pass

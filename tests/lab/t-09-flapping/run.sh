@@ -23,7 +23,6 @@ lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" \
 	--rate 20 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 300 >/dev/null
 lab_wait_for 20 test -s "$log" || fail "no mail accepted"
 takeovers() { cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c " warning taking over at epoch" || true; }
-role_is() { [[ $(mt_status "$1" role) == "$2" && $(mt_status "$1" epoch) == "$3" ]]; }
 
 # A. Postfix flaps, mailtwind lives.
 for i in 1 2 3; do
@@ -33,40 +32,31 @@ for i in 1 2 3; do
 done
 sleep 2
 (($(takeovers) == 0)) || fail "backup took over while main's daemon restarted its Postfix"
-role_is main primary 1 || fail "main is not primary at epoch 1 any more"
+mt_role_is main primary 1 || fail "main is not primary at epoch 1 any more"
 echo "A. main's Postfix killed 3 times: restarted by main's mailtwind each time ($(grep -c 'started Postfix' "$LAB_DIR/main/mailtwind.log") starts), no takeover"
 
 # B. The host flaps.
 lab_crash main
-lab_wait_for 15 role_is backup primary 2 || fail "backup did not take over"
+lab_wait_for 15 mt_role_is backup primary 2 || fail "backup did not take over"
 for i in 1 2 3; do
 	mt_start main >/dev/null || fail "mailtwind on main did not restart ($i)"
-	lab_wait_for 20 role_is main standby 2 || fail "main did not rejoin ($i)"
+	lab_wait_for 20 mt_role_is main standby 2 || fail "main did not rejoin ($i)"
 	mt_wait_state backup live 20 || fail "backup does not replicate to main ($i)"
 	sleep 2
-	role_is backup primary 2 || fail "the role moved to main although it was back for only 2 s ($i)"
+	mt_role_is backup primary 2 || fail "the role moved to main although it was back for only 2 s ($i)"
 	lab_crash main
 	sleep 1
 done
 (($(takeovers) == 1)) || fail "$(takeovers) takeovers while main flapped, want 1"
 echo "B. main came back and died 3 times: backup stayed primary at epoch 2"
 mt_start main >/dev/null || fail "mailtwind on main did not restart"
-lab_wait_for 30 role_is main primary 3 || fail "no failback once main was stable: $(mt backup status | grep decision)"
+lab_wait_for 30 mt_role_is main primary 3 || fail "no failback once main was stable: $(mt backup status | grep decision)"
 sleep 7
 (($(takeovers) == 2)) || fail "$(takeovers) takeovers, want 2 (one failover, one failback)"
-role_is main primary 3 || fail "the role moved again after the failback"
+mt_role_is main primary 3 || fail "the role moved again after the failback"
 echo "   main stable: one failback (epoch 3), and nothing more"
 
-touch "$LAB_DIR/stop"
-sleep 2
-settled() { queue_settled main; }
-lab_wait_for 60 settled || fail "main did not deliver everything"
-sleep 1
-lab_sink_rcpts "$SINK_OK" | awk '{print $1}' | sort >"$LAB_DIR/delivered"
-awk '{gsub(/[<>]/, "", $2); print $2}' "$log" | sort -u >"$LAB_DIR/accepted"
-total=$(wc -l <"$LAB_DIR/accepted")
-lost=$(comm -23 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | wc -l)
-dups=$(comm -12 "$LAB_DIR/accepted" <(uniq -d "$LAB_DIR/delivered") | wc -l)
-echo "$total messages answered 250: $lost lost, $dups delivered twice"
-((lost == 0)) || fail "$lost accepted messages were lost"
+settle_and_account main "$log" "$SINK_OK"
+echo "$TOTAL messages answered 250: $LOST lost, $DUPS delivered twice"
+((LOST == 0)) || fail "$LOST accepted messages were lost"
 pass
