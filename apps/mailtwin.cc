@@ -59,6 +59,8 @@ void PrintStatus(const Json& s) {
                  h.value("probe_failures", 0),
                  h.value("probe_error", "").empty() ? "" : " - " + h.value("probe_error", ""),
                  h.value("last_probe_ms", 0.0));
+    if (!h.value("queue_writable", true))
+      fmt::print("QUEUE     the queue's filesystem cannot be written\n");
     fmt::print("decision  {}\n", h.value("decision", ""));
     if (h.value("handover_pending", 0) > 0)
       fmt::print("handover  {} queue files set aside at a step-down (docs/failover.md)\n",

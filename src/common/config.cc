@@ -278,6 +278,7 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   c.probe_timeout = fo.Duration("probe_timeout", c.probe_timeout);
   c.probe = fo.Str("probe", false);
   c.preferred = fo.Str("preferred", false);
+  c.min_free_mb = fo.Int("min_free_mb", 200, 0, 100000000);
   std::string failback = fo.Str("failback", false, "manual");
   c.failback_delay = fo.Duration("failback_delay", c.failback_delay);
   fo.CheckUnknown();

@@ -72,6 +72,7 @@ struct Config {
   int fail_threshold = 3;
   Millis probe_timeout{1000};
   std::string probe;  // host:port of the peer's SMTP service; default peer host, port 25
+  double min_free_mb = 200;   // the primary warns below this much free space for its queue
   std::string preferred;      // node name automatic failback returns to ("" = none)
   bool auto_failback = false;  // failback = "auto" | "manual"
   Millis failback_delay{60000};

@@ -32,6 +32,7 @@ HaConfig HaConfigOf(const Config& cfg) {
   h.check_interval = cfg.check_interval;
   h.fail_threshold = cfg.fail_threshold;
   h.peer_timeout = cfg.peer_timeout;
+  h.min_free_mb = cfg.min_free_mb;
   h.preferred = cfg.preferred;
   h.auto_failback = cfg.auto_failback;
   h.failback_delay = cfg.failback_delay;
@@ -65,6 +66,21 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
         o.postfix_running ? (fence ? "fencing Postfix" : "Postfix keeps running a little longer")
                           : "Postfix stays stopped");
     return fence ? Stay(P, why, {Action::kFence}) : Stay(P, why);
+  }
+  if (o.postfix_running && (!o.queue_writable || o.queue_free_mb < c.min_free_mb)) {
+    // Postfix itself answers 4xx when it cannot write (nothing is lost);
+    // the administrator must act.
+    Decision d = Stay(P, o.queue_writable
+                             ? fmt::format("serving at epoch {}, but the queue's filesystem has "
+                                           "{:.0f} MB free (min_free_mb {:.0f}): free space or "
+                                           "switch over",
+                                           o.epoch, o.queue_free_mb, c.min_free_mb)
+                             : fmt::format("serving at epoch {}, but the queue's filesystem "
+                                           "cannot be written: Postfix answers 4xx; fix the disk "
+                                           "or switch over",
+                                           o.epoch));
+    d.event = "queue-trouble";
+    return d;
   }
   if (o.postfix_running) {
     if (!o.link_live && o.link_down_for >= c.peer_timeout) {

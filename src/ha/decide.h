@@ -54,6 +54,8 @@ struct Observations {
   std::string self_node, peer_node;
   bool switching = false;     // a switchover is under way
   int postfix_start_failures = 0;  // consecutive failed `postfix start`
+  bool queue_writable = true;      // a test file on the queue's filesystem could be written
+  double queue_free_mb = 1e12;     // free space there
 
   // Standby side.
   bool primary_seen = false;  // a primary at our epoch connected since we started
@@ -91,6 +93,7 @@ struct HaConfig {
   int fail_threshold = 3;
   Millis peer_timeout{3000};
   int max_postfix_starts = 3;  // then stop trying and tell the administrator
+  double min_free_mb = 200;    // below this the queue's filesystem is in trouble
   std::string preferred;       // the node automatic failback returns to
   bool auto_failback = false;
   Millis failback_delay{60000};

@@ -1,6 +1,9 @@
 #include "node/daemon.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
 #include <fstream>
@@ -333,6 +336,8 @@ ctl::Json Daemon::Status() {
                {"paused", state_.paused},
                {"epoch_confirmed", state_.role == NodeRole::kPrimary ? epoch_confirmed_ : false},
                {"postfix_running", PostfixUp()},
+               {"queue_writable", queue_writable_},
+               {"queue_free_mb", queue_free_mb_},
                {"decision", last_decision_.reason},
                {"decision_actions", actions},
                {"decided_unix", std::chrono::duration_cast<std::chrono::seconds>(
@@ -740,9 +745,28 @@ void Daemon::ScheduleTick() {
   });
 }
 
+void Daemon::CheckQueueFilesystem(ha::Clock::time_point now) {
+  struct statvfs vfs;
+  if (statvfs(queue_dir_.c_str(), &vfs) == 0)
+    queue_free_mb_ = static_cast<double>(vfs.f_bavail) * vfs.f_frsize / (1024.0 * 1024.0);
+  // A write test every 5 s, on the queue's filesystem (the mirror lives there).
+  if (now - last_write_test_ < std::chrono::seconds(5)) return;
+  last_write_test_ = now;
+  std::string path = mirror_dir_ + "/.mailtwin-write-test";
+  int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 && write(fd, "x", 1) == 1 && fsync(fd) == 0;
+  int err = errno;
+  if (fd >= 0) close(fd);
+  unlink(path.c_str());
+  if (!ok && queue_writable_)
+    spdlog::error("the queue's filesystem cannot be written ({}: {})", path, std::strerror(err));
+  queue_writable_ = ok;
+}
+
 void Daemon::Tick() {
   auto now = std::chrono::steady_clock::now();
   ledger_.Flush();
+  CheckQueueFilesystem(now);
   // Time this loop spent in its own blocking work (starting Postfix, a
   // promotion) is not a stall of the node.
   auto stalled =
@@ -789,6 +813,8 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   if (unconfirmed_since_)
     o.unconfirmed_for = std::chrono::duration_cast<Millis>(now - *unconfirmed_since_);
   o.postfix_start_failures = postfix_start_failures_;
+  o.queue_writable = queue_writable_;
+  o.queue_free_mb = queue_free_mb_;
   if (link_) {
     o.link_live = link_->state() == repl::PrimaryLink::State::kLive;
     if (auto d = link_->down_since()) o.link_down_for = std::chrono::duration_cast<Millis>(now - *d);
@@ -826,6 +852,12 @@ void Daemon::Apply(const ha::Decision& d, ha::Clock::time_point now) {
   } else if (d.event != "primary-lost" && state_.role == NodeRole::kStandby && server_ &&
              server_->connected()) {
     primary_lost_raised_ = false;
+  }
+  if (d.event == "queue-trouble" && !queue_trouble_raised_) {
+    queue_trouble_raised_ = true;
+    Raise("queue-trouble", d.reason);
+  } else if (d.event != "queue-trouble") {
+    queue_trouble_raised_ = false;
   }
   if (d.event == "standby-lost" && !standby_lost_raised_) {
     standby_lost_raised_ = true;

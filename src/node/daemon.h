@@ -61,6 +61,7 @@ class Daemon : private gate::Replicas {
   void Tick();
   ha::Observations Observe(ha::Clock::time_point now);
   void Evaluate(ha::Clock::time_point now);
+  void CheckQueueFilesystem(ha::Clock::time_point now);
   void Apply(const ha::Decision& d, ha::Clock::time_point now);
   std::string HandoverDir() const;
   void StartProbe();
@@ -142,6 +143,10 @@ class Daemon : private gate::Replicas {
   bool primary_lost_raised_ = false;
   bool standby_lost_raised_ = false;
   bool degraded_raised_ = false;
+  bool queue_trouble_raised_ = false;
+  bool queue_writable_ = true;
+  double queue_free_mb_ = 1e12;
+  ha::Clock::time_point last_write_test_{};
   std::size_t handover_pending_ = 0;
   ha::Ledger ledger_;
   std::unique_ptr<HandoverSink> sink_;

@@ -117,6 +117,12 @@ TEST(Decide, Table) {
       {"primary frozen for 1.5 s (lease 1 s): fence at once",
        With(Primary(), [](auto& o) { o.stalled = 1500ms; }), 100ms, P, {Action::kFence},
        "this daemon stalled for 1500 ms (lease 1000 ms)"},
+      {"queue filesystem full: say so, keep serving",
+       With(Primary(), [](auto& o) { o.queue_free_mb = 12; }), 100ms, P, {},
+       "the queue's filesystem has 12 MB free (min_free_mb 200)", "queue-trouble"},
+      {"queue filesystem read-only: say so",
+       With(Primary(), [](auto& o) { o.queue_writable = false; }), 100ms, P, {},
+       "cannot be written: Postfix answers 4xx", "queue-trouble"},
       {"primary stalled 0.5 s: fine", With(Primary(), [](auto& o) { o.stalled = 500ms; }), 100ms, P,
        {}, "serving at epoch 4"},
   };

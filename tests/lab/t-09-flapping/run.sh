@@ -14,6 +14,9 @@
 
 export MT_PREFERRED=main MT_FAILBACK=auto MT_FAILBACK_DELAY=6s
 pair_setup t-09
+# Main watches its queue's filesystem with a threshold it cannot meet: it
+# must say so (decision, one queue-trouble event) and keep serving.
+sed -i '/^\[failover\]/a min_free_mb = 100000000' "$LAB_DIR/main/mailtwin.toml"
 mt_gate main
 mt_gate backup
 pair_start
@@ -23,6 +26,12 @@ lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" \
 	--rate 20 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 300 >/dev/null
 lab_wait_for 20 test -s "$log" || fail "no mail accepted"
 takeovers() { cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c " warning taking over at epoch" || true; }
+
+decision_has() { mt_ha main decision | grep -q "$1"; }
+lab_wait_for 10 decision_has "MB free (min_free_mb 100000000)" || fail "main does not report its queue's free space: $(mt_ha main decision)"
+n=$(mt main events | grep -c " queue-trouble ") || true
+((n == 1)) || fail "$n queue-trouble events, want 1"
+echo "0. main reports: $(mt_ha main decision)"
 
 # A. Postfix flaps, mailtwind lives.
 for i in 1 2 3; do
