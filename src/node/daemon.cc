@@ -170,6 +170,10 @@ std::string Daemon::StartGate() {
 }
 
 void Daemon::WaitDurable(const std::string& id, std::function<void(bool)> done) {
+  if (!watcher_ || !link_) {  // stepped down meanwhile: no replica to wait for
+    asio::post(io_, [done = std::move(done)] { done(false); });
+    return;
+  }
   // The after-filter answered "queued as id" after cleanup's fchmod, so the
   // commit's inotify event is already queued: read it now rather than after
   // the batch delay, so that the commit is in the model and on its way.
@@ -186,23 +190,32 @@ std::string Daemon::Withdraw(const std::string& id) {
   return "strict durability is not implemented in this version";
 }
 
+// The watcher's handlers carry the generation of the primary that started
+// them: one that completes after a step-down (cancel() does not stop a
+// handler whose operation had already completed) finds another generation
+// and does nothing.
 void Daemon::WatchInotify() {
-  inotify_->async_wait(asio::posix::stream_descriptor::wait_read, [this](asio::error_code ec) {
-    if (ec) return;
-    if (cfg_.batch_delay.count() == 0) return PollInotify();
-    // Let the events of the next few hundred microseconds gather: Postfix
-    // makes several per message, and one wake-up for all is much cheaper.
-    batch_timer_.expires_after(cfg_.batch_delay);
-    batch_timer_.async_wait([this](asio::error_code ec) {
-      if (!ec) PollInotify();
-    });
-  });
+  inotify_->async_wait(asio::posix::stream_descriptor::wait_read,
+                       [this, gen = primary_gen_](asio::error_code ec) {
+                         if (ec || gen != primary_gen_) return;
+                         if (cfg_.batch_delay.count() == 0) return PollInotify();
+                         // Let the events of the next few hundred microseconds
+                         // gather: Postfix makes several per message, and one
+                         // wake-up for all is much cheaper.
+                         batch_timer_.expires_after(cfg_.batch_delay);
+                         batch_timer_.async_wait([this, gen](asio::error_code ec) {
+                           if (!ec && gen == primary_gen_) PollInotify();
+                         });
+                       });
 }
 
 void Daemon::PollInotify() {
+  if (!watcher_) return;
   if (!watcher_->Poll()) {
     // Not drained yet: yield to the network, then continue.
-    asio::post(io_, [this] { PollInotify(); });
+    asio::post(io_, [this, gen = primary_gen_] {
+      if (gen == primary_gen_) PollInotify();
+    });
     return;
   }
   WatchInotify();
@@ -637,6 +650,7 @@ std::optional<repl::msg::Error> Daemon::JudgeDialer(const repl::msg::Hello& peer
 }
 
 void Daemon::StopPrimary() {
+  ++primary_gen_;  // pending watcher handlers of this primary become no-ops
   if (gate_) gate_->Stop();
   if (link_) link_->Stop();
   gate_.reset();

@@ -125,6 +125,7 @@ class Daemon : private gate::Replicas {
     std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
   };
   Millis busy_{0};
+  std::uint64_t primary_gen_ = 0;  // bumped by StopPrimary
   int busy_depth_ = 0;  // only the outermost Busy counts
   ha::HaConfig ha_;
   asio::steady_timer tick_timer_;
