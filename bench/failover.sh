@@ -62,10 +62,7 @@ KILLS=${BENCH_KILLS:-$KILLS}
 [[ -x $MAILTWIN_BIN/mailtwind && -x $MAILTWIN_BIN/mailtwin ]] ||
 	{ echo "failover: no mailtwind/mailtwin in $MAILTWIN_BIN (build first)" >&2; exit 1; }
 
-lab_init bench-failover
-mkdir -p "$LAB_DIR/bin"
-cp "$MAILTWIN_BIN/mailtwind" "$MAILTWIN_BIN/mailtwin" "$LAB_DIR/bin/"
-MAILTWIN_BIN=$LAB_DIR/bin
+bench_lab_init bench-failover
 lab_host main 1
 lab_host backup 2
 lab_host dest 9

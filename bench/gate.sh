@@ -60,10 +60,7 @@ SOURCE_OPTS=(-s 20 -l 4096 -f source@client.lab.test -t rcpt@dest.lab.test)
 [[ -x $MAILTWIN_BIN/mailtwind && -x $MAILTWIN_BIN/mailtwin ]] ||
 	{ echo "gate: no mailtwind/mailtwin in $MAILTWIN_BIN (build first)" >&2; exit 1; }
 
-lab_init bench-gate
-mkdir -p "$LAB_DIR/bin"
-cp "$MAILTWIN_BIN/mailtwind" "$MAILTWIN_BIN/mailtwin" "$LAB_DIR/bin/"
-MAILTWIN_BIN=$LAB_DIR/bin
+bench_lab_init bench-gate
 lab_host main 1
 lab_host backup 2
 lab_host dest 9

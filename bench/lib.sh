@@ -7,6 +7,10 @@
 #   bench_now                        seconds since the epoch (float, µs)
 #   bench_sub A B                    A - B for floats (prints with 6 decimals)
 #   bench_calc EXPR                  evaluate a Python arithmetic expression
+#   bench_lab_init NAME              lab_init NAME, then run private copies of
+#                                    mailtwind and mailtwin ($LAB_DIR/bin, which
+#                                    MAILTWIN_BIN then names): a rebuild during a run
+#                                    cannot mix two versions in one report
 #   bench_mt_json HOST               one line of `mailtwin status --json` ("" if down)
 #   bench_json_get JSON KEY          a scalar field of that JSON (first match of
 #                                    "KEY": ...; strings without their quotes)
@@ -41,6 +45,13 @@ BENCH_T0=${BENCH_T0:-$EPOCHREALTIME}
 BENCH_PY=${BENCH_PY:-$(if [[ -x /usr/bin/python3 ]]; then echo /usr/bin/python3; else command -v python3; fi)}
 
 bench_now() { echo "$EPOCHREALTIME"; }
+
+bench_lab_init() {
+	lab_init "$1"
+	mkdir -p "$LAB_DIR/bin"
+	cp "$MAILTWIN_BIN/mailtwind" "$MAILTWIN_BIN/mailtwin" "$LAB_DIR/bin/"
+	MAILTWIN_BIN=$LAB_DIR/bin
+}
 
 bench_log() {
 	local now=${EPOCHREALTIME/./} t0=${BENCH_T0/./}

@@ -108,13 +108,8 @@ OTHER_LABS_START=$(bash "$REPO/lab/lab.sh" list 2>/dev/null | grep -c 'owner=.*(
 #
 # The lab.
 #
-lab_init bench-repl
-# Run a private copy of the binaries: a rebuild during the run must not mix
-# two versions of mailtwind in one report.
 MT_BUILD="built $(date -u -r "$MAILTWIN_BIN/mailtwind" '+%Y-%m-%d %H:%M:%S UTC'), sha256 $(sha256sum <"$MAILTWIN_BIN/mailtwind" | cut -c1-12)"
-mkdir -p "$LAB_DIR/bin"
-cp "$MAILTWIN_BIN/mailtwind" "$MAILTWIN_BIN/mailtwin" "$LAB_DIR/bin/"
-MAILTWIN_BIN=$LAB_DIR/bin
+bench_lab_init bench-repl
 if ! "$MAILTWIN_BIN/mailtwind" --help >/dev/null || ! "$MAILTWIN_BIN/mailtwin" --help >/dev/null; then
 	echo "replication: the copied binaries do not run (a build in progress?)" >&2
 	exit 1

@@ -238,8 +238,7 @@ std::string Daemon::StartStandby() {
     }
     asio::post(io_, [this, m] {
       if (state_.role == NodeRole::kStandby)
-        TakeOver(fmt::format("switchover from {}: {}", server_->peer_node(), m.reason), false,
-                 m.epoch);
+        TakeOver(fmt::format("switchover from {}: {}", server_->peer_node(), m.reason), m.epoch);
     });
   });
   server_->SetLiveHooks([this] { OnFollowingLive(); },
@@ -507,11 +506,10 @@ ctl::Json Daemon::Promote(const ctl::Json& req) {
             {"error", fmt::format("the primary is not known to be down ({}); use promote --force "
                                   "only once it is certainly stopped (otherwise both deliver)",
                                   last_decision_.reason)}};
-  return TakeOver(force ? "promote --force by the operator" : "promote by the operator", force);
+  return TakeOver(force ? "promote --force by the operator" : "promote by the operator");
 }
 
-ctl::Json Daemon::TakeOver(const std::string& reason, bool forced,
-                           std::optional<std::uint64_t> epoch) {
+ctl::Json Daemon::TakeOver(const std::string& reason, std::optional<std::uint64_t> epoch) {
   Busy busy(*this);
   auto t0 = std::chrono::steady_clock::now();
   // The epoch is stored before anything else moves (docs/failover.md).
@@ -560,7 +558,6 @@ ctl::Json Daemon::TakeOver(const std::string& reason, bool forced,
   spdlog::warn("promote: this node is the primary now (epoch {}, {} files, {:.0f} ms)",
                state_.epoch, rep.files, ms);
   Raise("promotion", fmt::format("{}; {} queue files made live in {:.0f} ms", reason, rep.files, ms));
-  (void)forced;
   return out;
 }
 
@@ -783,19 +780,12 @@ void Daemon::Tick() {
   CheckQueueFilesystem(now);
   // Time this loop spent in its own blocking work (starting Postfix, a
   // promotion) is not a stall of the node.
-  auto stalled =
-      std::chrono::duration_cast<Millis>(now - last_tick_) - cfg_.check_interval - busy_;
+  stalled_ = std::chrono::duration_cast<Millis>(now - last_tick_) - cfg_.check_interval - busy_;
   last_tick_ = now;
   busy_ = Millis(0);
-  if (state_.role == NodeRole::kPrimary && epoch_confirmed_ && stalled >= ha_.lease()) {
-    // Decided here, from the stall just measured (Evaluate sees the rest).
-    ha::Observations o = Observe(now);
-    o.stalled = stalled;
-    auto d = ha::Decide(o, ha_, now);
-    Apply(d, now);
-  }
   if (state_.role == NodeRole::kStandby && !probe_running_) StartProbe();
   Evaluate(now);
+  stalled_ = Millis(0);  // a stall is seen by this tick's decision only
   // Mail answered 250 without a replica for a while: told once per period.
   if (gate_ && gate_->unprotected() > 0 && gate_->oldest_unprotected_s().value_or(0) >= 5.0) {
     if (!degraded_raised_) {
@@ -824,6 +814,7 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   o.paused = state_.paused;
   o.postfix_running = PostfixUp();
   o.epoch_confirmed = epoch_confirmed_;
+  o.stalled = stalled_;
   if (unconfirmed_since_)
     o.unconfirmed_for = std::chrono::duration_cast<Millis>(now - *unconfirmed_since_);
   o.postfix_start_failures = postfix_start_failures_;
@@ -892,7 +883,7 @@ void Daemon::Apply(const ha::Decision& d, ha::Clock::time_point now) {
         // Meet the peer again: its Hello confirms our epoch or deposes us.
         if (link_) link_->Reconnect("re-confirming the epoch after fencing");
         break;
-      case ha::Action::kPromote: TakeOver(d.reason, false); break;
+      case ha::Action::kPromote: TakeOver(d.reason); break;
       case ha::Action::kFailback: StartSwitchover(d.reason, "failback"); break;
     }
   }

@@ -71,7 +71,7 @@ class Daemon : private gate::Replicas {
   // Takes over as primary: epoch + 1 stored first, mirror made live, Postfix
   // started, replication to the old primary's address started. Returns the
   // control reply.
-  ctl::Json TakeOver(const std::string& reason, bool forced,
+  ctl::Json TakeOver(const std::string& reason,
                      std::optional<std::uint64_t> epoch = std::nullopt);
   // A newer primary exists: stop serving (fence), set the queue aside for
   // handover, follow at epoch.
@@ -125,6 +125,7 @@ class Daemon : private gate::Replicas {
     std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
   };
   Millis busy_{0};
+  Millis stalled_{0};  // measured by Tick, seen by its decision
   std::uint64_t primary_gen_ = 0;  // bumped by StopPrimary
   int busy_depth_ = 0;  // only the outermost Busy counts
   ha::HaConfig ha_;

@@ -23,6 +23,10 @@ using repl::msg::HandoverOutcome;
 
 namespace {
 
+// The queues a node sets aside at a step-down (postfix::SetAside).
+constexpr Queue kSetAsideQueues[] = {Queue::kIncoming, Queue::kActive, Queue::kDeferred,
+                                     Queue::kHold, Queue::kMaildrop};
+
 std::string_view LiveQueueDir(Queue q) {
   switch (q) {
     case Queue::kHold: return "hold";
@@ -192,8 +196,7 @@ std::optional<repl::msg::HandoverResult> HandoverSink::Finish(const std::string&
 bool HandoverSource::Next(const std::function<bool(const std::string&)>& have,
                           std::vector<repl::Message>& frames, std::string& id) {
   std::error_code ec;
-  for (Queue q : {Queue::kIncoming, Queue::kActive, Queue::kDeferred, Queue::kHold,
-                  Queue::kMaildrop}) {
+  for (Queue q : kSetAsideQueues) {
     fs::path dir = fs::path(dir_) / std::string(QueueName(q));
     for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::end(it); it.increment(ec)) {
       std::string name = it->path().filename();
@@ -251,8 +254,7 @@ bool HandoverSource::Next(const std::function<bool(const std::string&)>& have,
 
 void HandoverSource::Drop(const std::string& id) {
   std::error_code ec;
-  for (Queue q : {Queue::kIncoming, Queue::kActive, Queue::kDeferred, Queue::kHold,
-                  Queue::kMaildrop})
+  for (Queue q : kSetAsideQueues)
     fs::remove(fs::path(dir_) / std::string(QueueName(q)) / id, ec);
   for (LogKind k : kAllLogKinds) fs::remove(fs::path(dir_) / std::string(LogKindName(k)) / id, ec);
 }

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <filesystem>
 #include <thread>
+#include <unordered_set>
+#include <vector>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -18,6 +20,10 @@
 
 namespace mailtwin::postfix {
 namespace {
+
+// The live queue's message directories and log directories.
+constexpr const char* kMessageDirs[] = {"incoming", "active", "deferred", "hold", "maildrop"};
+constexpr const char* kLogDirs[] = {"defer", "bounce", "trace"};
 
 std::string LiveDir(Queue q) {
   switch (q) {
@@ -33,10 +39,10 @@ SetAsideReport SetAside(const std::string& queue_dir, const std::string& dest) {
   namespace fs = std::filesystem;
   SetAsideReport rep;
   std::error_code ec;
-  for (const char* d : {"incoming", "active", "deferred", "hold", "maildrop", "defer", "bounce",
-                        "trace"}) {
-    std::string_view dir(d);
-    bool is_log = dir == "defer" || dir == "bounce" || dir == "trace";
+  std::vector<std::pair<const char*, bool>> dirs;  // (directory, holds logs)
+  for (const char* d : kMessageDirs) dirs.emplace_back(d, false);
+  for (const char* d : kLogDirs) dirs.emplace_back(d, true);
+  for (auto [d, is_log] : dirs) {
     fs::path src = fs::path(queue_dir) / d, to = fs::path(dest) / d;
     if (!fs::exists(src, ec)) continue;
     bool made = false;
@@ -75,13 +81,12 @@ RestoreReport RestoreSetAside(const std::string& dest, const std::string& queue_
   namespace fs = std::filesystem;
   RestoreReport rep;
   std::error_code ec;
-  auto live = [&](const std::string& id) {
-    for (const char* d : {"incoming", "active", "deferred", "hold", "maildrop", "corrupt"})
-      for (auto it = fs::recursive_directory_iterator(fs::path(queue_dir) / d, ec);
-           !ec && it != fs::end(it); it.increment(ec))
-        if (it->path().filename() == id) return true;
-    return false;
-  };
+  // What the live queue holds, read once.
+  std::unordered_set<std::string> live;
+  for (const char* d : {"incoming", "active", "deferred", "hold", "maildrop", "corrupt"})
+    for (auto it = fs::recursive_directory_iterator(fs::path(queue_dir) / d, ec);
+         !ec && it != fs::end(it); it.increment(ec))
+      live.insert(it->path().filename());
   auto pc = Postconf(config_dir, {"mail_owner", "setgid_group"});
   struct passwd* pw = pc.error.empty() ? getpwnam(pc.values["mail_owner"].c_str()) : nullptr;
   if (!pw) {
@@ -89,20 +94,20 @@ RestoreReport RestoreSetAside(const std::string& dest, const std::string& queue_
     return rep;
   }
   struct group* gr = getgrnam(pc.values["setgid_group"].c_str());
-  for (const char* q : {"incoming", "active", "deferred", "hold", "maildrop"}) {
+  for (const char* q : kMessageDirs) {
     std::string_view qn(q);
     const char* to_dir = qn == "hold" ? "hold" : qn == "maildrop" ? "maildrop" : "incoming";
     for (auto it = fs::directory_iterator(fs::path(dest) / q, ec); !ec && it != fs::end(it);
          it.increment(ec)) {
       std::string id = it->path().filename();
       if (!IsValidQueueId(id)) continue;
-      if (live(id)) {
+      if (live.count(id)) {
         fs::remove(it->path(), ec);
-        for (const char* l : {"defer", "bounce", "trace"}) fs::remove(fs::path(dest) / l / id, ec);
+        for (const char* l : kLogDirs) fs::remove(fs::path(dest) / l / id, ec);
         ++rep.dropped;
         continue;
       }
-      for (const char* l : {"defer", "bounce", "trace"}) {
+      for (const char* l : kLogDirs) {
         fs::path from = fs::path(dest) / l / id, to = fs::path(queue_dir) / l / id;
         if (rename(from.c_str(), to.c_str()) == 0) chown(to.c_str(), pw->pw_uid, pw->pw_gid);
       }
@@ -124,7 +129,7 @@ std::size_t CountSetAside(const std::string& dest) {
   namespace fs = std::filesystem;
   std::size_t n = 0;
   std::error_code ec;
-  for (const char* d : {"incoming", "active", "deferred", "hold", "maildrop"})
+  for (const char* d : kMessageDirs)
     for (auto it = fs::directory_iterator(fs::path(dest) / d, ec); !ec && it != fs::end(it);
          it.increment(ec))
       ++n;
