@@ -62,6 +62,12 @@ void PrintStatus(const Json& s) {
     if (!h.value("queue_writable", true))
       fmt::print("QUEUE     the queue's filesystem cannot be written\n");
     fmt::print("decision  {}\n", h.value("decision", ""));
+    if (h.contains("vip") && h["vip"].is_object()) {
+      const Json& v = h["vip"];
+      fmt::print("vip       {} on {}: {}{}\n", v.value("address", "?"), v.value("interface", "?"),
+                 v.value("held", false) ? "held here" : "not here",
+                 v.value("error", "").empty() ? "" : " - FAILED: " + v.value("error", ""));
+    }
     if (h.value("handover_pending", 0) > 0)
       fmt::print("handover  {} queue files set aside at a step-down (docs/failover.md)\n",
                  h.value("handover_pending", 0));
@@ -218,8 +224,11 @@ int main(int argc, char** argv) {
       if (s.value("role", role) != role) {
         fmt::print("{}: this node is {} now (epoch {})", cmd, s.value("role", "?"),
                    s.value("epoch", 0));
+        // The node that handed its role over knows how long its intake
+        // stood still (until the standby took over).
         double t = s.contains("ha") ? s["ha"].value("last_handover_s", -1.0) : -1.0;
-        if (t >= 0) fmt::print("; intake stopped, drained and handed over in {:.3f} s", t);
+        if (role == "primary" && t >= 0)
+          fmt::print("; intake here stopped {:.3f} s before the standby took over", t);
         fmt::print("\n");
         return 0;
       }

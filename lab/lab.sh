@@ -46,6 +46,8 @@
 #                                      HOST's instance, inside HOST
 #   lab_sink_start HOST PORT DIR [OPT...]  smtp-sink on HOST's IP:PORT, one file
 #                                      per message in DIR; prints its PID
+#   lab_late_sink_start HOST PORT DIR [DELAY]  the same with lab/late_sink.py:
+#                                      stores, then answers 250 DELAY s later
 #   lab_sink_messages DIR              number of complete messages in DIR
 #   lab_sink_rcpts DIR                 one line "MESSAGE-ID RECIPIENT" per
 #                                      delivered recipient
@@ -669,6 +671,23 @@ lab_sink_start() {
 	local pid=$LAB_BG_PID
 	lab_wait_port "$host" "$ip" "$port" ||
 		_lab_die "smtp-sink did not start on $host: $(tail -n 3 "$LAB_DIR/sink-$host-$port.log")"
+	echo "$pid"
+}
+
+# lab_late_sink_start HOST PORT DIR [DELAY]: like lab_sink_start, but with
+# lab/late_sink.py, which stores each message at once and answers its 250
+# DELAY seconds (default 1) later: a delivery window a killed client turns
+# into a duplicate. Prints the PID; log in $LAB_DIR/sink-HOST-PORT.log.
+lab_late_sink_start() {
+	local host=${1:?usage: lab_late_sink_start HOST PORT DIR [DELAY]} port=${2:?} dir=${3:?}
+	local ip
+	ip=$(lab_ip "$host") || exit 1
+	mkdir -p "$dir"
+	lab_bg "$host" "$LAB_DIR/sink-$host-$port.log" python3 "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/late_sink.py" \
+		--listen "$ip:$port" --dir "$dir" --delay "${4:-1}" >/dev/null
+	local pid=$LAB_BG_PID
+	lab_wait_port "$host" "$ip" "$port" ||
+		_lab_die "late_sink did not start on $host: $(tail -n 3 "$LAB_DIR/sink-$host-$port.log")"
 	echo "$pid"
 }
 

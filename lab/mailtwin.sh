@@ -9,7 +9,8 @@
 #                                   MT_CHECK_INTERVAL, MT_FAIL_THRESHOLD,
 #                                   MT_PROBE_TIMEOUT, MT_PREFERRED, MT_FAILBACK,
 #                                   MT_FAILBACK_DELAY, MT_HOOK, MT_MAIL_TO,
-#                                   MT_METRICS_PORT (Prometheus on the host's IP)
+#                                   MT_METRICS_PORT (Prometheus on the host's IP),
+#                                   MT_VIP (ADDR/PREFIX: [vip] on eth0)
 #   mt_gate HOST                    route HOST's Postfix through the gate
 #   mt_set_durability HOST MODE     async | sync | strict, for the next start
 #   mt_start HOST [ARGS...]         start mailtwind in HOST (background, logged to
@@ -98,6 +99,10 @@ mt_config() {
 		hook = "${MT_HOOK:-}"
 		mail_to = "${MT_MAIL_TO:-}"
 	EOT
+	if [[ -n ${MT_VIP:-} ]]; then  # ADDR/PREFIX on the lab network, e.g. $LAB_NET.100/24
+		printf '\n[vip]\naddress = "%s"\ninterface = "eth0"\n' "$MT_VIP" \
+			>>"$LAB_DIR/$host/mailtwin.toml"
+	fi
 	if [[ -n ${MT_METRICS_PORT:-} ]]; then
 		printf '\n[metrics]\nlisten = "%s:%s"\n' "$(lab_ip "$host")" "$MT_METRICS_PORT" \
 			>>"$LAB_DIR/$host/mailtwin.toml"

@@ -1,8 +1,10 @@
 #include "common/config.h"
 
+#include <net/if.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <charconv>
 #include <map>
 #include <set>
@@ -14,6 +16,7 @@
 #include <toml++/toml.h>
 
 #include "common/process.h"
+#include "net/vip.h"
 
 namespace mailtwin {
 
@@ -174,12 +177,13 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   }
   Config c;
   c.path = path;
-  static const std::set<std::string> kSections{"node", "postfix",  "replication", "tls",
-                                                   "gate", "failover", "notify",      "metrics"};
+  static const std::set<std::string> kSections{"node",     "postfix", "replication",
+                                                   "tls",      "gate",    "failover",
+                                                   "notify",   "metrics", "vip"};
   for (const auto& [k, v] : root) {
     if (!kSections.count(std::string(k.str())))
       out.errors.push_back(fmt::format("unknown section [{}] (known: node, postfix, replication, "
-                                       "tls, gate, failover, notify, metrics)",
+                                       "tls, gate, failover, notify, metrics, vip)",
                                        k.str()));
     else if (!v.is_table())
       out.errors.push_back(fmt::format("{} must be a table: write it as [{}]", k.str(), k.str()));
@@ -334,6 +338,26 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   if (!c.metrics_listen.empty() && !SplitHostPort(c.metrics_listen, host, port))
     out.errors.push_back(fmt::format("[metrics] listen \"{}\" is not host:port", c.metrics_listen));
 
+  Section vip(root["vip"].as_table(), "vip", out);
+  c.vip_address = vip.Str("address", false);
+  c.vip_interface = vip.Str("interface", false);
+  vip.CheckUnknown();
+  if (!c.vip_address.empty()) {
+    net::VipAddress va;
+    if (std::string err = net::ParseVip(c.vip_address, va); !err.empty())
+      out.errors.push_back("[vip] address " + err);
+    else
+      c.vip_address = va.text;
+    if (c.vip_interface.empty())
+      out.errors.push_back("[vip] interface is missing: the interface the address goes on "
+                           "(the one on the clients' network, e.g. \"eth0\")");
+    else if (c.vip_interface.size() >= 16 || c.vip_interface.find_first_of("/: ") != std::string::npos)
+      out.errors.push_back(fmt::format("[vip] interface \"{}\" is not an interface name",
+                                       c.vip_interface));
+  } else if (!c.vip_interface.empty()) {
+    out.errors.push_back("[vip] interface is set but address is not");
+  }
+
 
   if (!out.ok()) return std::nullopt;
   return c;
@@ -377,7 +401,8 @@ void CheckEnvironment(const Config& c, ConfigErrors& out) {
                                      c.postfix_config_dir));
     return;
   }
-  auto pc = Postconf(c.postfix_config_dir, {"queue_directory", "enable_long_queue_ids"});
+  auto pc = Postconf(c.postfix_config_dir,
+                     {"queue_directory", "enable_long_queue_ids", "inet_interfaces"});
   if (!pc.error.empty()) {
     out.errors.push_back(pc.error);
     return;
@@ -389,6 +414,26 @@ void CheckEnvironment(const Config& c, ConfigErrors& out) {
         "its copies apart. Run: postconf -c {} -e enable_long_queue_ids=yes; postfix -c {} reload",
         c.postfix_config_dir, pc.values["enable_long_queue_ids"], c.postfix_config_dir,
         c.postfix_config_dir));
+  if (!c.vip_address.empty()) {
+    if (!if_nametoindex(c.vip_interface.c_str()))
+      out.errors.push_back(fmt::format("[vip] interface {}: no such interface on this host",
+                                       c.vip_interface));
+    std::string ip = c.vip_address.substr(0, c.vip_address.find('/'));
+    std::string ifs = pc.values["inet_interfaces"];
+    bool listens = ifs.find("all") != std::string::npos;
+    for (std::size_t at = ifs.find(ip); !listens && at != std::string::npos; at = ifs.find(ip, at + 1)) {
+      char after = at + ip.size() < ifs.size() ? ifs[at + ip.size()] : ' ';
+      char before = at ? ifs[at - 1] : ' ';
+      listens = !std::isdigit(static_cast<unsigned char>(after)) && after != '.' &&
+                !std::isdigit(static_cast<unsigned char>(before)) && before != '.';
+    }
+    if (!listens)
+      out.warnings.push_back(fmt::format(
+          "[vip] Postfix in {} does not listen on {} (inet_interfaces = {}): clients of the "
+          "virtual address would be refused. Use inet_interfaces = all, or add {} to it and set "
+          "net.ipv4.ip_nonlocal_bind = 1 so a standby's Postfix can start without it",
+          c.postfix_config_dir, ip, ifs, ip));
+  }
   std::string qdir = c.queue_directory.empty() ? pc.values["queue_directory"] : c.queue_directory;
   struct stat qst, mst;
   if (stat(qdir.c_str(), &qst) != 0) {

@@ -84,6 +84,10 @@ struct Config {
 
   // [metrics]
   std::string metrics_listen;  // host:port for Prometheus, empty = off
+
+  // [vip] the address only the primary holds (src/net/vip.h); empty = none
+  std::string vip_address;    // "192.0.2.10/24"
+  std::string vip_interface;  // "eth0"
 };
 
 struct ConfigErrors {

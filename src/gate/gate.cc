@@ -48,6 +48,15 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
     if (*alive_) --gate_.stats_.active_sessions;
   }
 
+  // Drain: close at once unless a message's reply is still to come or to be
+  // passed on; then Postfix's smtpd closes once it has the reply.
+  void Drain() {
+    if (closed_ || stream_.awaiting_message_reply() || !out_.empty() || writing_) return;
+    spdlog::debug("gate: intake stops: closing a session between messages");
+    Close();
+  }
+  bool closed() const { return closed_; }
+
   // A held reply may go out now (with new text, in strict mode's refusal).
   void Release(std::uint64_t n, std::optional<std::string> text) {
     for (auto& o : out_)
@@ -158,6 +167,7 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
         self->ReadBack();
       }
       self->FlushFront();
+      if (*self->alive_ && self->gate_.draining_) self->Drain();
     });
   }
 
@@ -233,12 +243,48 @@ void Gate::Accept() {
       s.set_option(tcp::no_delay(true));
       ++stats_.sessions;
       ++stats_.active_sessions;
-      std::make_shared<Session>(*this, std::move(s))->Start();
+      if (draining_) {
+        Refuse(std::move(s));
+      } else {
+        auto session = std::make_shared<Session>(*this, std::move(s));
+        std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
+        sessions_.push_back(session);
+        session->Start();
+      }
     } else {
       spdlog::warn("gate: accept: {}", ec.message());
     }
     Accept();
   });
+}
+
+void Gate::Refuse(tcp::socket s) {
+  --stats_.active_sessions;
+  auto sock = std::make_shared<tcp::socket>(std::move(s));
+  static const std::string kBye =
+      "421 4.3.2 mailtwin: this server hands its role over right now, try again\r\n";
+  asio::async_write(*sock, asio::buffer(kBye), [sock](asio::error_code, std::size_t) {
+    asio::error_code ec;
+    sock->close(ec);
+  });
+}
+
+void Gate::Drain() {
+  if (!draining_) spdlog::info("gate: intake stops (switchover)");
+  draining_ = true;
+  for (auto& w : sessions_)
+    if (auto s = w.lock()) s->Drain();
+}
+
+bool Gate::drained() const {
+  for (const auto& w : sessions_)
+    if (auto s = w.lock(); s && !s->closed()) return false;
+  return true;
+}
+
+void Gate::Resume() {
+  if (draining_) spdlog::info("gate: intake resumes");
+  draining_ = false;
 }
 
 void Gate::HoldReply(const std::string& id,

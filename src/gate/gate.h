@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <asio.hpp>
 
@@ -55,6 +56,18 @@ class Gate {
   std::string Start();  // "" or why the listener could not start
   void Stop();
 
+  // Intake stops for a switchover (docs/failover.md). New sessions get 421
+  // (Postfix's smtpd answers its client 4xx: the sender retries, at the
+  // other MX or later). A session that has not ended a message is closed
+  // now: nothing of it was queued, its client gets 4xx. A session whose
+  // message is ended but not answered yet runs on until the reply (held for
+  // the standby as usual) has gone out and Postfix's smtpd hangs up: closing
+  // it could make the client send again a message that is queued already.
+  void Drain();
+  // Once no session is left that could still carry a 250.
+  bool drained() const;
+  void Resume();  // the switchover failed: accept again
+
   struct Stats {
     std::uint64_t sessions = 0;       // accepted from Postfix
     std::uint64_t active_sessions = 0;
@@ -77,6 +90,7 @@ class Gate {
   class Session;
   struct Hold;
   void Accept();
+  void Refuse(asio::ip::tcp::socket s);
   // Starts holding the reply that ends message id; release() sends it
   // (with its text replaced when given: strict mode's 451).
   void HoldReply(const std::string& id,
@@ -90,6 +104,8 @@ class Gate {
   asio::ip::tcp::acceptor acceptor_;
   asio::generic::stream_protocol::endpoint after_filter_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::vector<std::weak_ptr<Session>> sessions_;
+  bool draining_ = false;
   Stats stats_;
   std::size_t waiting_ = 0;
   // id -> when its 250 went out without a replica.

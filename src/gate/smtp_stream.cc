@@ -26,6 +26,12 @@ std::string_view Trim(std::string_view s) {
 
 }  // namespace
 
+bool SmtpStream::awaiting_message_reply() const {
+  for (Answers a : expect_)
+    if (a == Answers::kEndOfData || a == Answers::kBdatLast) return true;
+  return false;
+}
+
 std::string QueuedAs(std::string_view text) {
   static constexpr std::string_view kKey = "queued as ";
   std::size_t at = text.rfind(kKey);

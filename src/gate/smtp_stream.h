@@ -73,6 +73,10 @@ class SmtpStream {
   // Commands sent and not answered yet (the greeting counts as one).
   std::size_t outstanding() const { return expect_.size(); }
   bool in_data() const { return client_ == Client::kData; }
+  // The client has ended a message (the "." or BDAT LAST went through) and
+  // the server's reply to it has not come back yet: the message may be
+  // committed already, so the session must not be cut now.
+  bool awaiting_message_reply() const;
 
  private:
   enum class Client { kCommand, kAwaitData, kData, kChunk };

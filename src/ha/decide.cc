@@ -47,7 +47,7 @@ Decision Stay(NodeRole role, std::string reason, std::vector<Action> actions = {
 
 Decision DecidePrimary(const Observations& o, const HaConfig& c) {
   const auto P = NodeRole::kPrimary;
-  if (o.switching) return Stay(P, "switchover under way: intake stopped, draining to the standby");
+  if (o.switching) return Stay(P, "switchover under way: deliveries, then intake, stop; the standby gets every change");
   if (o.epoch_confirmed && o.stalled >= c.lease())
     return Stay(P,
                 fmt::format("this daemon stalled for {} ms (lease {} ms): the standby may have "

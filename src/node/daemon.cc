@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <sys/resource.h>
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -36,6 +37,18 @@ bool Alive(long pid) {
   char state = text[paren + 2];
   return state != 'Z' && state != 'X';
 }
+
+// A switchover waits at most this long for the deliveries in flight (mail
+// is still accepted meanwhile), then at most kIntakeLimit for the sessions
+// whose message is ended to get their reply (a 10 MB message in the middle
+// of its DATA is not waited for: it is cut, and its client sends it again).
+constexpr auto kDeliveryLimit = std::chrono::milliseconds(3000);
+constexpr auto kIntakeLimit = std::chrono::milliseconds(1000);
+constexpr auto kDeliveryScan = std::chrono::milliseconds(10);
+constexpr auto kDeliveryQuiet = std::chrono::milliseconds(30);
+// After the gate's last session ended, the time Postfix's smtpd gets to
+// pass the reply on to its client.
+constexpr auto kIntakeGrace = std::chrono::milliseconds(50);
 
 double CpuMs() {
   struct rusage ru;
@@ -78,6 +91,20 @@ std::string Daemon::Init() {
         cfg_.postfix_config_dir, pc.values["enable_long_queue_ids"], cfg_.postfix_config_dir,
         cfg_.postfix_config_dir);
   queue_dir_ = cfg_.queue_directory.empty() ? pc.values["queue_directory"] : cfg_.queue_directory;
+  {
+    std::error_code ec;
+    auto canon = std::filesystem::weakly_canonical(queue_dir_ + "/active", ec);
+    active_dir_ = (ec ? queue_dir_ + "/active" : canon.string()) + "/";
+  }
+  if (!cfg_.vip_address.empty()) {
+    net::VipAddress va;
+    if (std::string err = net::ParseVip(cfg_.vip_address, va); !err.empty())
+      return "[vip] address " + err;
+    vip_ = std::make_unique<net::Vip>(va, cfg_.vip_interface);
+    vip_held_ = vip_->Present();
+    spdlog::info("vip: {} on {} follows the primary role ({} here now)", va.text,
+                 cfg_.vip_interface, vip_held_ ? "present" : "absent");
+  }
   // Postfix's integrity checks run here, once: mailtwind later starts
   // Postfix without them, to keep promotions and switchovers short.
   if (auto chk = RunCommand({"postfix", "-c", cfg_.postfix_config_dir, "check"}); !chk.ok())
@@ -372,6 +399,11 @@ ctl::Json Daemon::Status() {
                {"failback", cfg_.auto_failback ? "auto" : "manual"},
                {"switching", switching_.has_value()},
                {"last_handover_s", last_switch_pause_s_.value_or(-1)},
+               {"vip", vip_ ? ctl::Json{{"address", vip_->address().text},
+                                        {"interface", vip_->interface()},
+                                        {"held", vip_held_},
+                                        {"error", vip_error_}}
+                            : ctl::Json(nullptr)},
                {"events", recent}};
   }
   if (link_ && watcher_) {
@@ -553,6 +585,7 @@ ctl::Json Daemon::TakeOver(const std::string& reason, std::optional<std::uint64_
     out["ok"] = false;
     out["error"] = "promoted, but replication could not start: " + start_err;
   }
+  SyncVip(std::chrono::steady_clock::now());
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   out["promote_ms"] = ms;
   spdlog::warn("promote: this node is the primary now (epoch {}, {} files, {:.0f} ms)",
@@ -629,7 +662,10 @@ std::optional<repl::msg::Error> Daemon::JudgeDialer(const repl::msg::Hello& peer
       epoch_confirmed_ = true;
       unconfirmed_since_.reset();
       spdlog::info("epoch {} confirmed: {}", state_.epoch, j.reason);
-      asio::post(io_, [this] { Evaluate(std::chrono::steady_clock::now()); });
+      asio::post(io_, [this] {
+        Evaluate(std::chrono::steady_clock::now());
+        SyncVip(std::chrono::steady_clock::now());
+      });
     }
     return std::nullopt;
   }
@@ -674,6 +710,7 @@ void Daemon::StepDown(std::uint64_t epoch, const std::string& reason) {
   epoch_confirmed_ = false;
   unconfirmed_since_.reset();
   spdlog::warn("stepping down to standby at epoch {}: {}", state_.epoch, reason);
+  if (std::chrono::steady_clock::now() >= vip_linger_until_) ReleaseVip("stepping down");
   probe_failures_ = 0;  // a new primary to watch
   probe_error_.clear();
   StopPrimary();
@@ -722,7 +759,12 @@ void Daemon::StopPostfix(bool fence) {
   long pid = 0;
   if (!(in >> pid) || !Alive(pid)) return;
   auto t0 = std::chrono::steady_clock::now();
+  // A queue manager stopped by a switchover dies of this SIGTERM as soon as
+  // it continues, before it runs another instruction of its own.
+  pid_t qmgr = switching_ ? switching_->qmgr : 0;
+  if (qmgr) kill(qmgr, SIGTERM);
   kill(static_cast<pid_t>(pid), SIGTERM);
+  if (qmgr) kill(qmgr, SIGCONT);
   for (int i = 0; i < 1000 && Alive(pid); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   bool gone = !Alive(pid);
@@ -785,6 +827,7 @@ void Daemon::Tick() {
   busy_ = Millis(0);
   if (state_.role == NodeRole::kStandby && !probe_running_) StartProbe();
   Evaluate(now);
+  SyncVip(now);
   stalled_ = Millis(0);  // a stall is seen by this tick's decision only
   // Mail answered 250 without a replica for a while: told once per period.
   if (gate_ && gate_->unprotected() > 0 && gate_->oldest_unprotected_s().value_or(0) >= 5.0) {
@@ -800,6 +843,55 @@ void Daemon::Tick() {
     degraded_raised_ = false;
   }
   ScheduleTick();
+}
+
+void Daemon::SyncVip(ha::Clock::time_point now) {
+  if (!vip_) return;
+  bool want = state_.role == NodeRole::kPrimary && epoch_confirmed_;
+  // Looked at each time: someone (a network manager, an operator) may have
+  // taken it away, or a crash left it behind.
+  vip_held_ = vip_->Present();
+  if (want == vip_held_) {
+    if (want) vip_->Tick(now);
+    vip_error_.clear();
+    return;
+  }
+  if (!want) {
+    if (now < vip_linger_until_) return;
+    return ReleaseVip(vip_linger_until_ != ha::Clock::time_point{}
+                          ? "the new primary has announced it"
+                          : "this node is not a serving primary");
+  }
+  vip_linger_until_ = {};
+  if (std::string err = vip_->Acquire(); !err.empty()) {
+    if (err != vip_error_) {
+      vip_error_ = err;
+      spdlog::error("vip: cannot take {}: {}", vip_->address().text, err);
+      Raise("vip-trouble", fmt::format("the primary cannot take the virtual address {}: {}; "
+                                       "clients of that address cannot reach the mail service",
+                                       vip_->address().text, err));
+    }
+    return;
+  }
+  vip_held_ = true;
+  vip_error_.clear();
+  spdlog::warn("vip: {} taken on {} and announced (gratuitous ARP)", vip_->address().text,
+               vip_->interface());
+}
+
+void Daemon::ReleaseVip(const std::string& why) {
+  if (!vip_ || !vip_->Present()) {
+    vip_held_ = false;
+    return;
+  }
+  if (std::string err = vip_->Release(); !err.empty()) {
+    spdlog::error("vip: cannot give up {}: {} ({}); remove it by hand: ip addr del {} dev {}",
+                  vip_->address().text, err, why, vip_->address().text, vip_->interface());
+    return;
+  }
+  vip_held_ = false;
+  vip_linger_until_ = {};
+  spdlog::warn("vip: {} given up ({})", vip_->address().text, why);
 }
 
 Daemon::Busy::~Busy() {
@@ -876,6 +968,7 @@ void Daemon::Apply(const ha::Decision& d, ha::Clock::time_point now) {
       case ha::Action::kStartPostfix: StartPostfix(); break;
       case ha::Action::kStopPostfix: StopPostfix(false); break;
       case ha::Action::kFence:
+        ReleaseVip("fencing");
         StopPostfix(true);
         epoch_confirmed_ = false;
         unconfirmed_since_ = now;
@@ -906,48 +999,121 @@ ctl::Json Daemon::StartSwitchover(const std::string& reason, const std::string& 
             {"error", "the standby is not in sync (link not live): a switchover now could lose "
                       "mail; wait for it, or stop this node and let it fail over"}};
   auto t0 = std::chrono::steady_clock::now();
-  switching_ = Switching{reason, kind, t0, t0 + std::chrono::seconds(5)};
-  spdlog::warn("{}: stopping intake to hand the role to {} ({})", kind, link_->peer_node(), reason);
-  // Intake and delivery stop; every queue change so far is then replicated.
-  StopPostfix(false);
+  Switching sw;
+  sw.reason = reason;
+  sw.kind = kind;
+  sw.t0 = t0;
+  sw.deadline = t0 + kDeliveryLimit;
+  spdlog::warn("{}: handing the role to {} ({}); deliveries stop first", kind, link_->peer_node(),
+               reason);
+  // Deliveries, then intake, stop gracefully. Postfix's own stop (SIGTERM to
+  // every process) can cut a delivery after the remote server took the
+  // message and before the recipient is marked done, and a session after
+  // its message is queued and before the client has the 250: either way
+  // that message would arrive twice.
+  sw.master = postfix::RunningMaster(queue_dir_);
+  for (const auto& p : postfix::ProcessGroup(sw.master))
+    if (p.comm == "qmgr" && kill(p.pid, SIGSTOP) == 0) sw.qmgr = p.pid;
+  switching_ = std::move(sw);
   SwitchoverPoll();
   return {{"ok", true}, {"started", true}, {"standby", link_->peer_node()}};
 }
 
 void Daemon::SwitchoverPoll() {
   if (!switching_) return;
+  using Phase = Switching::Phase;
+  auto& sw = *switching_;
   auto now = std::chrono::steady_clock::now();
-  if (!switching_->sent) {
-    if (!link_ || link_->state() != repl::PrimaryLink::State::kLive)
-      return SwitchoverFailed("the link to the standby was lost while draining");
+  auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  bool live = link_ && link_->state() == repl::PrimaryLink::State::kLive;
+  if (sw.phase == Phase::kDeliveries) {
+    if (!live) return SwitchoverFailed("the link to the standby was lost while deliveries stopped");
+    // Deliveries in flight (postfix/processes.h). Looked up afresh each
+    // time: an agent the master started for the queue manager's last
+    // request is new. Quiet must last kDeliveryQuiet: that request may
+    // still be in its socket.
+    if (now - sw.scanned >= kDeliveryScan) {
+      sw.scanned = now;
+      std::string err;
+      sw.delivering = sw.master ? postfix::DeliveriesInFlight(sw.master, active_dir_, err) : 0;
+      if (!err.empty() && !sw.diag_warned) {
+        sw.diag_warned = true;
+        spdlog::warn("{}: cannot tell finished deliveries from running ones ({}): waiting for "
+                     "every agent to let go of its queue file",
+                     sw.kind, err);
+      }
+      if (sw.delivering) sw.quiet_since.reset();
+      else if (!sw.quiet_since) sw.quiet_since = now;
+    }
+    bool quiet = sw.quiet_since && now - *sw.quiet_since >= kDeliveryQuiet;
+    if (quiet || now > sw.deadline) {
+      if (!quiet && sw.delivering) {
+        sw.cut += sw.delivering;
+        spdlog::warn("{}: {} deliveries still in flight after {:.0f} ms: they are cut; what the "
+                     "remote side took already will be delivered again by the new primary",
+                     sw.kind, sw.delivering, ms(kDeliveryLimit));
+      }
+      spdlog::info("{}: deliveries stopped in {:.0f} ms; intake stops", sw.kind, ms(now - sw.t0));
+      if (gate_) gate_->Drain();
+      sw.phase = Phase::kIntake;
+      sw.intake_t0 = now;
+      sw.deadline = now + kIntakeLimit;
+    }
+  } else if (sw.phase == Phase::kIntake) {
+    if (!live) return SwitchoverFailed("the link to the standby was lost while intake stopped");
+    // Postfix's smtpd passes the last reply on just after it leaves the gate.
+    bool drained = !gate_ || gate_->drained();
+    if (drained && !sw.intake_done) sw.intake_done = now;
+    if ((drained && now - *sw.intake_done >= kIntakeGrace) || now > sw.deadline) {
+      if (!drained) {
+        ++sw.cut;
+        spdlog::warn("{}: a message's reply was still not passed on after {:.0f} ms: stopping "
+                     "Postfix anyway; its client may send it again",
+                     sw.kind, ms(kIntakeLimit));
+      }
+      StopPostfix(false);
+      sw.phase = Phase::kReplicate;
+      sw.deadline = now + std::chrono::seconds(5);
+    }
+  } else if (sw.phase == Phase::kReplicate) {
+    if (!live) return SwitchoverFailed("the link to the standby was lost while draining");
     while (!watcher_->Poll()) {
     }
     if (link_->sent_seq() == link_->acked_seq() && !link_->pending_resend() &&
         !link_->queued_bytes()) {
       // The standby holds every change: it takes over at the next epoch.
-      link_->SendControl(repl::msg::Switchover{state_.epoch + 1, switching_->reason});
-      switching_->sent = true;
+      link_->SendControl(repl::msg::Switchover{state_.epoch + 1, sw.reason});
+      sw.phase = Phase::kTakeOver;
+      sw.deadline = now + std::chrono::seconds(5);
       spdlog::info("{}: the standby holds every change ({} frames); it takes over at epoch {}",
-                   switching_->kind, link_->acked_seq(), state_.epoch + 1);
-    } else if (now > switching_->deadline) {
+                   sw.kind, link_->acked_seq(), state_.epoch + 1);
+    } else if (now > sw.deadline) {
       return SwitchoverFailed(fmt::format("the standby did not acknowledge every change within 5 s "
                                           "({} of {} frames)",
                                           link_->acked_seq(), link_->sent_seq()));
     }
-  } else if (!link_ || link_->state() != repl::PrimaryLink::State::kLive) {
+  } else if (!live) {
     // The standby took over (it ends our session): step down, as a follower.
-    Switching sw = *switching_;
+    Switching done = std::move(sw);
     switching_.reset();
-    double pause = std::chrono::duration<double>(std::chrono::steady_clock::now() - sw.t0).count();
+    double pause = std::chrono::duration<double>(now - done.intake_t0).count();
+    double total = std::chrono::duration<double>(now - done.t0).count();
     last_switch_pause_s_ = pause;
     std::string peer = link_ ? link_->peer_node() : cfg_.peer;
-    StepDown(state_.epoch + 1, fmt::format("{} to {}", sw.kind, peer));
-    Raise(sw.kind, fmt::format("{}: the role moved to {} at epoch {}; intake here stopped, drained "
-                               "and handed over in {:.3f} s",
-                               sw.reason, peer, state_.epoch, pause),
+    if (vip_held_) vip_linger_until_ = now + std::chrono::seconds(2);
+    StepDown(state_.epoch + 1, fmt::format("{} to {}", done.kind, peer));
+    if (gate_) gate_->Resume();
+    Raise(done.kind,
+          fmt::format("{}: the role moved to {} at epoch {}; intake here paused {:.3f} s (from "
+                      "the first stopped delivery {:.3f} s){}",
+                      done.reason, peer, state_.epoch, pause, total,
+                      done.cut ? fmt::format("; {} deliveries or sessions were cut at a time limit "
+                                             "and may arrive twice",
+                                             done.cut)
+                               : ""),
           peer);
     return;
-  } else if (now > switching_->deadline) {
+  } else if (now > sw.deadline) {
     return SwitchoverFailed("the standby did not take over within 5 s");
   }
   switch_timer_.expires_after(std::chrono::milliseconds(2));
@@ -957,10 +1123,13 @@ void Daemon::SwitchoverPoll() {
 }
 
 void Daemon::SwitchoverFailed(const std::string& why) {
-  Switching sw = *switching_;
+  Switching sw = std::move(*switching_);
   switching_.reset();
   spdlog::error("{} failed: {}; serving again", sw.kind, why);
-  if (state_.role == NodeRole::kPrimary) StartPostfix();
+  bool stopped = sw.phase == Switching::Phase::kReplicate || sw.phase == Switching::Phase::kTakeOver;
+  if (!stopped && sw.qmgr) kill(sw.qmgr, SIGCONT);
+  if (gate_) gate_->Resume();
+  if (state_.role == NodeRole::kPrimary && !PostfixUp()) StartPostfix();
   Raise(sw.kind, fmt::format("{} FAILED: {}; this node serves again", sw.reason, why));
 }
 

@@ -26,7 +26,9 @@
 #include "ha/ledger.h"
 #include "node/handover.h"
 #include "metrics/http_server.h"
+#include "net/vip.h"
 #include "node/node_state.h"
+#include "postfix/processes.h"
 #include "repl/mirror.h"
 #include "repl/primary_link.h"
 #include "repl/queue_model.h"
@@ -59,6 +61,10 @@ class Daemon : private gate::Replicas {
   // High availability (docs/failover.md).
   void ScheduleTick();
   void Tick();
+  // The virtual IP follows the role: held while this node is a serving
+  // primary, given up first thing when it is not.
+  void SyncVip(ha::Clock::time_point now);
+  void ReleaseVip(const std::string& why);
   ha::Observations Observe(ha::Clock::time_point now);
   void Evaluate(ha::Clock::time_point now);
   void CheckQueueFilesystem(ha::Clock::time_point now);
@@ -101,6 +107,7 @@ class Daemon : private gate::Replicas {
   NodeState state_;
   repl::Identity ident_;
   std::string queue_dir_;
+  std::string active_dir_;  // canonical <queue_dir>/active/, as /proc/PID/fd shows it
   std::string mirror_dir_;
   repl::HashLayout hash_;
   std::chrono::steady_clock::time_point started_;
@@ -116,6 +123,14 @@ class Daemon : private gate::Replicas {
 
   std::unique_ptr<ctl::ControlServer> control_;
   std::unique_ptr<metrics::HttpServer> metrics_;
+  std::unique_ptr<net::Vip> vip_;
+  bool vip_held_ = false;
+  // After a switchover the old primary keeps the address a little longer:
+  // its Postfix is stopped, so a client that still sends there gets a reset
+  // and tries again at once, instead of a silence until its SYN is resent
+  // (1 s) while the new primary starts and announces itself.
+  ha::Clock::time_point vip_linger_until_{};
+  std::string vip_error_;  // the last failure, reported once
 
   // Measures blocking work of this loop (not a stall: see Tick).
   struct Busy {
@@ -160,7 +175,20 @@ class Daemon : private gate::Replicas {
   struct Switching {
     std::string reason, kind;
     ha::Clock::time_point t0, deadline;
-    bool sent = false;
+    // kDeliveries: the queue manager is stopped, deliveries in flight
+    //   finish (mail is still accepted meanwhile);
+    // kIntake: the gate drains: no new message, every reply passed on;
+    // kReplicate: Postfix is stopped, the standby acknowledges the rest;
+    // kTakeOver: Switchover sent, waiting for the standby to take the role.
+    enum class Phase { kDeliveries, kIntake, kReplicate, kTakeOver } phase = Phase::kDeliveries;
+    pid_t master = 0, qmgr = 0;  // qmgr: SIGSTOPped until Postfix stops
+    ha::Clock::time_point scanned;                // the last look at /proc
+    std::optional<ha::Clock::time_point> quiet_since;  // no delivery in flight since
+    std::size_t delivering = 0;
+    bool diag_warned = false;
+    ha::Clock::time_point intake_t0;              // when intake stopped
+    std::optional<ha::Clock::time_point> intake_done;
+    std::size_t cut = 0;  // deliveries or sessions cut at a time limit
   };
   std::optional<Switching> switching_;
   asio::steady_timer switch_timer_{io_};

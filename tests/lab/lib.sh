@@ -12,6 +12,9 @@
 #     bounce.lab.test :2527  rejects RCPT with 5xx -> bounces
 #     slow.lab.test   :2528  waits SLOW_SECONDS before answering DATA
 #                            -> the message sits in active/
+#     late.lab.test   :2529  (lab/late_sink.py) takes each message, then waits 1 s before its
+#                            250 -> $SINK_LATE: every delivery has a window
+#                            where a killed client makes a duplicate
 #
 # Functions: pair_setup NAME, pair_start (Postfix on main, both daemons,
 # waits until the link is live), send_mail FROM TO... (swaks from client,
@@ -25,6 +28,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 fail() {
 	echo "FAIL: $*"
+	keep_logs
 	for h in main backup; do
 		[[ -f ${LAB_DIR:-/nonexistent}/$h/mailtwind.log ]] || continue
 		echo "--- $h mailtwind.log (last 15 lines)"
@@ -37,7 +41,22 @@ fail() {
 	exit 1
 }
 
+# MT_KEEP_LOGS=DIR (debugging): the daemons' logs and maillogs are copied
+# to DIR/<test>/ whatever the outcome.
+keep_logs() {
+	[[ -n ${MT_KEEP_LOGS:-} && -n ${LAB_DIR:-} ]] || return 0
+	local dest=$MT_KEEP_LOGS/${LAB_ID:-lab} h
+	mkdir -p "$dest"
+	for h in main backup; do
+		cp "$LAB_DIR/$h/mailtwind.log" "$dest/$h-mailtwind.log" 2>/dev/null || true
+		cp "$LAB_DIR/$h/maillog" "$dest/$h-maillog" 2>/dev/null || true
+	done
+	cp "$LAB_DIR"/*.log "$dest/" 2>/dev/null || true
+	echo "logs kept in $dest"
+}
+
 pass() {
+	keep_logs
 	echo "PASS: ${0##*/tests/lab/}"
 	exit 0
 }
@@ -53,16 +72,19 @@ pair_setup() {
 	local d
 	d=$(lab_ip dest)
 	local tm="inline:{ sink.lab.test=smtp:[$d]:25, dead.lab.test=smtp:[$d]:2526,"
-	tm+=" bounce.lab.test=smtp:[$d]:2527, slow.lab.test=smtp:[$d]:2528 }"
+	tm+=" bounce.lab.test=smtp:[$d]:2527, slow.lab.test=smtp:[$d]:2528,"
+	tm+=" late.lab.test=smtp:[$d]:2529 }"
 	for h in main backup; do
 		lab_postfix_create "$h" "transport_maps = $tm"
 	done
 	SINK_OK=$LAB_DIR/sink-ok
 	SINK_DEAD=$LAB_DIR/sink-dead
 	SINK_SLOW=$LAB_DIR/sink-slow
+	SINK_LATE=$LAB_DIR/sink-late
 	lab_sink_start dest 25 "$SINK_OK" >/dev/null
 	lab_sink_start dest 2527 "$LAB_DIR/sink-bounce" -f RCPT >/dev/null
 	lab_sink_start dest 2528 "$SINK_SLOW" -w "$SLOW_SECONDS" >/dev/null
+	lab_late_sink_start dest 2529 "$SINK_LATE" 1 >/dev/null
 	mt_pki main backup
 	mt_config main primary backup
 	mt_config backup standby main

@@ -103,6 +103,36 @@ TEST(Config, MetricsListen) {
   EXPECT_FALSE(Load(std::string(kGood) + "\n[metrics]\nlisten = \"9725\"\n", e2));
 }
 
+TEST(Config, Vip) {
+  ConfigErrors e;
+  auto c = Load(std::string(kGood) + "\n[vip]\naddress = \"10.0.0.100/24\"\ninterface = \"eth0\"\n", e);
+  ASSERT_TRUE(c) << ::testing::PrintToString(e.errors);
+  EXPECT_EQ(c->vip_address, "10.0.0.100/24");
+  EXPECT_EQ(c->vip_interface, "eth0");
+  // No prefix: a host address.
+  c = Load(std::string(kGood) + "\n[vip]\naddress = \"10.0.0.100\"\ninterface = \"eth0\"\n", e);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->vip_address, "10.0.0.100/32");
+  // Each mistake is named.
+  auto errors = [](const std::string& vip) {
+    ConfigErrors e;
+    EXPECT_FALSE(Load(std::string(kGood) + "\n[vip]\n" + vip, e));
+    return ::testing::PrintToString(e.errors);
+  };
+  EXPECT_NE(errors("address = \"10.0.0.100/24\"\n").find("interface is missing"), std::string::npos);
+  EXPECT_NE(errors("interface = \"eth0\"\n").find("address is not"), std::string::npos);
+  EXPECT_NE(errors("address = \"10.0.0.300\"\ninterface = \"eth0\"\n").find("not an IPv4"),
+            std::string::npos);
+  EXPECT_NE(errors("address = \"10.0.0.1/33\"\ninterface = \"eth0\"\n").find("prefix"),
+            std::string::npos);
+  EXPECT_NE(errors("address = \"fd00::1/64\"\ninterface = \"eth0\"\n").find("only IPv4"),
+            std::string::npos);
+  EXPECT_NE(errors("address = \"127.0.0.5\"\ninterface = \"lo\"\n").find("loopback"),
+            std::string::npos);
+  EXPECT_NE(errors("address = \"10.0.0.1\"\ninterface = \"eth0/x\"\n").find("not an interface"),
+            std::string::npos);
+}
+
 TEST(Config, Durations) {
   EXPECT_EQ(ParseDuration("250ms"), Millis(250));
   EXPECT_EQ(ParseDuration("2s"), Millis(2000));

@@ -1,0 +1,65 @@
+// vip.h - the virtual IP address that moves with the primary role.
+//
+// The paper leaves open how submission clients (which, unlike MX senders,
+// know one server name) reach whichever node is primary. The answer of
+// keepalived and Pacemaker's IPaddr2: an address that only the primary
+// holds. The primary adds it to its interface (rtnetlink, through libnl)
+// and announces it with gratuitous ARP, so that hosts and the router on
+// the segment send to the new MAC at once instead of after their neighbour
+// entry expires; a node that stops being primary (step-down, fencing)
+// removes it first. Clients and DNS name the VIP; Postfix listens on it
+// (inet_interfaces = all, or the VIP with net.ipv4.ip_nonlocal_bind = 1).
+//
+// IPv4 only for now (IPv6 would need unsolicited neighbour advertisements).
+#pragma once
+
+#include <netinet/in.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace mailtwin::net {
+
+struct VipAddress {
+  in_addr addr{};
+  int prefix = 32;
+  std::string text;  // "192.0.2.10/24"
+};
+// "192.0.2.10" or "192.0.2.10/24". Returns "" or why not.
+std::string ParseVip(std::string_view text, VipAddress& out);
+
+// The 28-byte ARP payload of a gratuitous ARP request: sender and target
+// protocol address both the VIP, target hardware address zero (RFC 5227's
+// ARP announcement).
+std::string GratuitousArp(const std::uint8_t mac[6], in_addr ip);
+
+class Vip {
+ public:
+  Vip(VipAddress address, std::string interface);
+  const VipAddress& address() const { return addr_; }
+  const std::string& interface() const { return if_; }
+
+  // Adds the address (nothing if it is there already) and announces it.
+  // Returns "" or what failed.
+  std::string Acquire();
+  // Removes it (nothing if it is absent). Returns "" or what failed.
+  std::string Release();
+  // Whether the interface holds the address now.
+  bool Present() const;
+  // More announcements after an Acquire (1 per 500 ms, 4 in all, like
+  // keepalived's repeats): a host that missed the first learns from these.
+  void Tick(std::chrono::steady_clock::time_point now);
+
+ private:
+  std::string Change(bool add);
+  std::string Announce();
+
+  VipAddress addr_;
+  std::string if_;
+  int announcements_left_ = 0;
+  std::chrono::steady_clock::time_point next_announce_{};
+};
+
+}  // namespace mailtwin::net

@@ -1,0 +1,101 @@
+#!/bin/bash
+#
+# t-10-vip: submission clients that know one address. The virtual address
+# $LAB_NET.100 follows the primary role; the client sends only to it (30
+# msg/s), never to main's or backup's own address.
+#   1. main, the primary, holds the VIP; backup does not.
+#   2. main's processes die (kill -9; its kernel, and so its copy of the
+#      address, stay: the worst case). backup takes over, takes the VIP and
+#      announces it: the client's neighbour entry for the VIP must name
+#      backup's MAC at once (gratuitous ARP), and mail flows again through
+#      the same address.
+#   3. main's mailtwind comes back as standby: it finds the VIP left behind
+#      by the crash and gives it up.
+#   4. `mailtwin failback`: the VIP moves back to main with the role, and the
+#      client follows it again; backup gives its copy up 2 s later.
+#   5. Everything answered 250 through the VIP is delivered.
+. "$(dirname "$0")/../lib.sh"
+
+pair_setup t-10
+export MT_VIP=$LAB_NET.100/24 MT_PREFERRED=main
+vip=${MT_VIP%/*}
+mt_config main primary backup
+mt_config backup standby main
+# Postfix listens on every address, the VIP included when this node has it.
+for h in main backup; do
+	postconf -c "$LAB_DIR/$h/etc" -e "inet_interfaces = all"
+done
+mt_gate main
+mt_gate backup
+pair_start
+
+has_vip() { ip -n "$(lab_ns "$1")" -4 -o addr show dev eth0 | grep -q " $vip/"; }
+mac_of() { ip -n "$(lab_ns "$1")" -o link show dev eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
+# The client's neighbour entry for the VIP points at HOST's MAC.
+client_goes_to() {
+	[[ $(ip -n "$(lab_ns client)" neigh show "$vip" dev eth0 | grep -o 'lladdr [0-9a-f:]*' | cut -d' ' -f2) == "$(mac_of "$1")" ]]
+}
+
+accepted_over() { (($(wc -l <"$log") > $1)); }
+
+# 1. The primary holds it.
+lab_wait_for 5 has_vip main || fail "main (primary) does not hold the VIP $vip"
+has_vip backup && fail "backup (standby) holds the VIP too"
+mt main status | grep -q "^vip .* held here" || fail "main's status does not say it holds the VIP: $(mt main status | grep ^vip)"
+mt backup status | grep -q "^vip .* not here" || fail "backup's status: $(mt backup status | grep ^vip)"
+log=$LAB_DIR/accepted.log
+lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" --times \
+	--servers "$vip" --rcpt "a@sink.lab.test,b@sink.lab.test" \
+	--rate 30 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 200 >/dev/null
+lab_wait_for 20 test -s "$log" || fail "no mail accepted through the VIP"
+sleep 2
+client_goes_to main || fail "the client does not reach the VIP at main's MAC"
+echo "1. main holds $vip; the client sends to it ($(wc -l <"$log") accepted so far)"
+
+# 2. main's processes die; its kernel still has the address.
+t0=$EPOCHREALTIME
+lab_crash main
+lab_wait_for 15 mt_role_is backup primary 2 || fail "backup did not take over"
+lab_wait_for 5 has_vip backup || fail "backup (primary now) did not take the VIP"
+t1=$EPOCHREALTIME
+# The announcement, not the neighbour entry's timeout (30 s here), moves
+# the client: within a second of the takeover.
+lab_wait_for 2 client_goes_to backup ||
+	fail "the client's neighbour entry for $vip still names $(ip -n "$(lab_ns client)" neigh show "$vip") after backup took it (no gratuitous ARP?)"
+n=$(wc -l <"$log")
+lab_wait_for 10 accepted_over $((n + 10)) || fail "no mail through the VIP after the failover"
+gap() { awk -v t="$1" '$5 >= t { if (p) { g = $5 - p; if (g > m) m = g } p = $5 } END { printf "%.2f\n", m }' "$log"; }
+echo "2. main killed; backup took over and the VIP in $(python3 -c "print(f'{$t1 - $t0:.2f}')") s;" \
+	"the client followed it (longest gap between 250s: $(gap "${t0%.*}") s)"
+grep -h 'vip: .* taken' "$LAB_DIR/backup/mailtwind.log" | tail -1 | sed 's/^.* vip: /   backup: /'
+
+# 3. main comes back as standby and drops the stale copy.
+has_vip main || fail "the test expects main's kernel to keep the address after kill -9"
+mt_start main >/dev/null || fail "mailtwind on main did not restart"
+lab_wait_for 20 mt_role_is main standby 2 || fail "main did not rejoin as standby"
+lab_wait_for 5 bash -c "! ip -n $(lab_ns main) -4 -o addr show dev eth0 | grep -q ' $vip/'" ||
+	fail "main, now standby, still holds the VIP"
+echo "3. main rejoined as standby and gave the crash's leftover VIP up"
+grep -h 'vip: .* given up' "$LAB_DIR/main/mailtwind.log" | tail -1 | sed 's/^.* vip: /   main: /'
+
+# 4. Failback: the VIP goes with the role.
+mt_wait_state backup live 20 || fail "backup does not replicate to main"
+lab_wait_for 20 mt_handover_done main || fail "main's set-aside queue was not settled"
+t2=$EPOCHREALTIME
+mt main failback >/dev/null || fail "failback failed"
+lab_wait_for 10 mt_role_is main primary 3 || fail "main is not primary at epoch 3"
+lab_wait_for 5 has_vip main || fail "main did not take the VIP back"
+lab_wait_for 2 client_goes_to main || fail "the client did not follow the VIP back to main"
+# The old primary keeps its copy 2 s (clients still sending there get a
+# reset, not silence), then gives it up.
+lab_wait_for 5 bash -c "! ip -n $(lab_ns backup) -4 -o addr show dev eth0 | grep -q ' $vip/'" ||
+	fail "backup, now standby, still holds the VIP"
+n=$(wc -l <"$log")
+lab_wait_for 10 accepted_over $((n + 10)) || fail "no mail through the VIP after the failback"
+echo "4. failback: the VIP is back on main; the client followed (longest gap: $(gap "${t2%.*}") s)"
+
+# 5. Nothing lost.
+settle_and_account main "$log" "$SINK_OK"
+echo "5. $TOTAL messages answered 250 through $vip: $LOST lost, $DUPS delivered twice (the kill in 2)"
+((LOST == 0)) || fail "$LOST accepted messages were lost"
+pass
