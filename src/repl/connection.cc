@@ -5,13 +5,11 @@
 
 namespace mailtwin::repl {
 
-namespace {
-std::int64_t NowNs() {
+std::int64_t WallClockNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-}  // namespace
 
 Connection::Connection(TlsStream stream, Handler* h, Millis heartbeat, Millis timeout)
     : stream_(std::move(stream)),
@@ -91,7 +89,7 @@ void Connection::Tick() {
   if (silent > timeout_)
     return Close(fmt::format("peer silent for {} ms",
                              std::chrono::duration_cast<Millis>(silent).count()));
-  Send(0, msg::Heartbeat{NowNs()});
+  Send(0, msg::Heartbeat{WallClockNs()});
   timer_.expires_after(heartbeat_);
   timer_.async_wait([self = shared_from_this()](asio::error_code ec) {
     if (!ec) self->Tick();

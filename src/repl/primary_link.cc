@@ -8,12 +8,6 @@ namespace {
 
 constexpr std::size_t kHighWater = 32u << 20;  // above this, live changes become resends
 
-std::int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
 std::string_view PrimaryLink::StateName(State s) {
@@ -236,10 +230,10 @@ void PrimaryLink::SendChanges(const std::string& id, ApplyResult&& r, bool live)
       if (file->offset + file->data.size() == file->total_size) {
         ++files_sent_;
         const MessageState* st = watcher_.model().Find(id);
-        inflight_.push_back({seq, st ? st->file.ctime_ns : NowNs(), live && r.new_file});
+        inflight_.push_back({seq, st ? st->file.ctime_ns : WallClockNs(), live && r.new_file});
         if (spdlog::should_log(spdlog::level::debug))
           spdlog::debug("sent {} seq {} {:.3f} ms after commit", id, seq,
-                        (NowNs() - inflight_.back().commit_ns) / 1e6);
+                        (WallClockNs() - inflight_.back().commit_ns) / 1e6);
       }
     }
     conn_->Send(seq, c);
@@ -249,7 +243,7 @@ void PrimaryLink::SendChanges(const std::string& id, ApplyResult&& r, bool live)
 void PrimaryLink::OnAck(std::uint64_t seq) {
   if (seq > seq_) return conn_->Fail(msg::ErrorCode::kProtocol, "ack of a frame never sent");
   acked_ = std::max(acked_, seq);
-  std::int64_t now = NowNs();
+  std::int64_t now = WallClockNs();
   while (!inflight_.empty() && inflight_.front().seq <= acked_) {
     if (inflight_.front().live) lag_.Add(static_cast<double>(now - inflight_.front().commit_ns) / 1e6);
     if (spdlog::should_log(spdlog::level::debug))

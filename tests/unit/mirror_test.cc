@@ -17,7 +17,7 @@ namespace {
 
 using mailtwin::testing::MakeQueueFile;
 using mailtwin::testing::TempDir;
-const std::string kId = "4jbphZ0BYjz1bYpH";
+const std::string kMirroredId = "4jbphZ0BYjz1bYpH";
 
 std::string Slurp(const std::string& path) {
   std::ifstream in(path);
@@ -35,7 +35,7 @@ struct stat Stat(const std::string& path) {
 std::vector<Message> FileChanges(const std::string& bytes, Queue q, std::int64_t mtime_ns) {
   std::vector<Message> out;
   FileState f{q, "", 0700, mtime_ns, 0, {}, {}, 0};
-  AppendFileChunks(kId, f, bytes, out);
+  AppendFileChunks(kMirroredId, f, bytes, out);
   return out;
 }
 
@@ -45,7 +45,7 @@ TEST(Mirror, CommittedFileHasItsBytesModeAndMtime) {
   ASSERT_EQ(m.Open(), "");
   auto q = MakeQueueFile(2, 3u << 20);
   for (auto& c : FileChanges(q.bytes, Queue::kDeferred, 1795820330123000000)) ASSERT_EQ(m.Apply(c), "");
-  std::string path = dir.path() + "/mirror/deferred/" + kId;
+  std::string path = dir.path() + "/mirror/deferred/" + kMirroredId;
   // Complete, but not durable yet: it has no name in the queue directory.
   EXPECT_FALSE(std::filesystem::exists(path));
   ASSERT_EQ(m.Commit(), "");
@@ -86,19 +86,19 @@ TEST(Mirror, ChangesToAFileWaitingForCommitLandInIt) {
   auto q = MakeQueueFile(2, 1000);
   for (auto& c : FileChanges(q.bytes, Queue::kIncoming, 0)) ASSERT_EQ(m.Apply(c), "");
   // Same batch: delivered to one recipient, moved to deferred with a retry time.
-  ASSERT_EQ(m.Apply(msg::Patch{kId, q.rcpt_offsets[0], "D"}), "");
-  ASSERT_EQ(m.Apply(msg::Move{kId, Queue::kDeferred}), "");
-  ASSERT_EQ(m.Apply(msg::Meta{kId, 0700, 3000000000}), "");
+  ASSERT_EQ(m.Apply(msg::Patch{kMirroredId, q.rcpt_offsets[0], "D"}), "");
+  ASSERT_EQ(m.Apply(msg::Move{kMirroredId, Queue::kDeferred}), "");
+  ASSERT_EQ(m.Apply(msg::Meta{kMirroredId, 0700, 3000000000}), "");
   ASSERT_EQ(m.Commit(), "");
   std::string expect = q.bytes;
   expect[q.rcpt_offsets[0]] = 'D';
-  std::string path = dir.path() + "/mirror/deferred/" + kId;
+  std::string path = dir.path() + "/mirror/deferred/" + kMirroredId;
   EXPECT_EQ(Slurp(path), expect);
   EXPECT_EQ(Stat(path).st_mtim.tv_sec, 3);
   EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/mirror/incoming"));
   // A file committed and deleted in the same batch leaves nothing behind.
   for (auto& c : FileChanges(q.bytes, Queue::kIncoming, 0)) ASSERT_EQ(m.Apply(c), "");
-  ASSERT_EQ(m.Apply(msg::Delete{kId}), "");
+  ASSERT_EQ(m.Apply(msg::Delete{kMirroredId}), "");
   ASSERT_EQ(m.Commit(), "");
   EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/mirror/deferred"));
   EXPECT_TRUE(std::filesystem::is_empty(dir.path() + "/mirror/tmp"));
@@ -111,18 +111,18 @@ TEST(Mirror, PatchMoveMetaDelete) {
   auto q = MakeQueueFile(2, 1000);
   for (auto& c : FileChanges(q.bytes, Queue::kIncoming, 0)) ASSERT_EQ(m.Apply(c), "");
   ASSERT_EQ(m.Commit(), "");
-  ASSERT_EQ(m.Apply(msg::Patch{kId, q.rcpt_offsets[1], "D"}), "");
-  ASSERT_EQ(m.Apply(msg::Move{kId, Queue::kDeferred}), "");
-  ASSERT_EQ(m.Apply(msg::Meta{kId, 0700, 2000000000}), "");
+  ASSERT_EQ(m.Apply(msg::Patch{kMirroredId, q.rcpt_offsets[1], "D"}), "");
+  ASSERT_EQ(m.Apply(msg::Move{kMirroredId, Queue::kDeferred}), "");
+  ASSERT_EQ(m.Apply(msg::Meta{kMirroredId, 0700, 2000000000}), "");
   ASSERT_EQ(m.Commit(), "");
   std::string expect = q.bytes;
   expect[q.rcpt_offsets[1]] = 'D';
-  std::string path = dir.path() + "/mirror/deferred/" + kId;
+  std::string path = dir.path() + "/mirror/deferred/" + kMirroredId;
   EXPECT_EQ(Slurp(path), expect);
   EXPECT_EQ(Stat(path).st_mtim.tv_sec, 2);
-  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/mirror/incoming/" + kId));
-  ASSERT_EQ(m.Apply(msg::Delete{kId}), "");
-  ASSERT_EQ(m.Apply(msg::Delete{kId}), "");  // idempotent
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/mirror/incoming/" + kMirroredId));
+  ASSERT_EQ(m.Apply(msg::Delete{kMirroredId}), "");
+  ASSERT_EQ(m.Apply(msg::Delete{kMirroredId}), "");  // idempotent
   ASSERT_EQ(m.Commit(), "");
   EXPECT_FALSE(std::filesystem::exists(path));
 }
@@ -132,27 +132,27 @@ TEST(Mirror, InconsistentChangesAreRefused) {
   Mirror m(dir.path() + "/mirror");
   ASSERT_EQ(m.Open(), "");
   auto q = MakeQueueFile(1, 100);
-  EXPECT_NE(m.Apply(msg::Patch{kId, 0, "D"}), "");  // unknown message
+  EXPECT_NE(m.Apply(msg::Patch{kMirroredId, 0, "D"}), "");  // unknown message
   for (auto& c : FileChanges(q.bytes, Queue::kIncoming, 0)) ASSERT_EQ(m.Apply(c), "");
-  EXPECT_NE(m.Apply(msg::Patch{kId, q.bytes.size() - 1, "DD"}), "");  // past the end
-  EXPECT_NE(m.Apply(msg::LogData{LogKind::kDefer, kId, 10, "gap"}), "");
-  EXPECT_NE(m.Apply(msg::File{kId, Queue::kIncoming, 0700, 0, 10, 5, "12345"}), "");
+  EXPECT_NE(m.Apply(msg::Patch{kMirroredId, q.bytes.size() - 1, "DD"}), "");  // past the end
+  EXPECT_NE(m.Apply(msg::LogData{LogKind::kDefer, kMirroredId, 10, "gap"}), "");
+  EXPECT_NE(m.Apply(msg::File{kMirroredId, Queue::kIncoming, 0700, 0, 10, 5, "12345"}), "");
 }
 
 TEST(Mirror, LogsAppendAndReplace) {
   TempDir dir;
   Mirror m(dir.path() + "/mirror");
   ASSERT_EQ(m.Open(), "");
-  ASSERT_EQ(m.Apply(msg::LogData{LogKind::kDefer, kId, 0, "one\n"}), "");
-  ASSERT_EQ(m.Apply(msg::LogData{LogKind::kDefer, kId, 4, "two\n"}), "");
+  ASSERT_EQ(m.Apply(msg::LogData{LogKind::kDefer, kMirroredId, 0, "one\n"}), "");
+  ASSERT_EQ(m.Apply(msg::LogData{LogKind::kDefer, kMirroredId, 4, "two\n"}), "");
   ASSERT_EQ(m.Commit(), "");
-  EXPECT_EQ(Slurp(dir.path() + "/mirror/defer/" + kId), "one\ntwo\n");
-  ASSERT_EQ(m.Apply(msg::LogData{LogKind::kDefer, kId, 0, "x\n"}), "");
+  EXPECT_EQ(Slurp(dir.path() + "/mirror/defer/" + kMirroredId), "one\ntwo\n");
+  ASSERT_EQ(m.Apply(msg::LogData{LogKind::kDefer, kMirroredId, 0, "x\n"}), "");
   ASSERT_EQ(m.Commit(), "");
-  EXPECT_EQ(Slurp(dir.path() + "/mirror/defer/" + kId), "x\n");
-  ASSERT_EQ(m.Apply(msg::LogDelete{LogKind::kDefer, kId}), "");
+  EXPECT_EQ(Slurp(dir.path() + "/mirror/defer/" + kMirroredId), "x\n");
+  ASSERT_EQ(m.Apply(msg::LogDelete{LogKind::kDefer, kMirroredId}), "");
   ASSERT_EQ(m.Commit(), "");
-  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/mirror/defer/" + kId));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/mirror/defer/" + kMirroredId));
 }
 
 TEST(Mirror, ManifestDigestMatchesThePrimarysModel) {
@@ -164,8 +164,8 @@ TEST(Mirror, ManifestDigestMatchesThePrimarysModel) {
   ASSERT_EQ(m.Commit(), "");
   QueueModel model;
   Observation o;
-  o.id = kId;
-  o.file = {true, Queue::kActive, "active/" + kId, 0700, 5, 0,
+  o.id = kMirroredId;
+  o.file = {true, Queue::kActive, "active/" + kMirroredId, 0700, 5, 0,
             ParseLayout(q.bytes, q.bytes.size()), {}, q.bytes};
   o.file.mut = {q.bytes.substr(0, o.file.layout.body_begin), q.bytes.substr(o.file.layout.body_end)};
   model.Apply(o, false);

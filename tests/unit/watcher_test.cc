@@ -18,7 +18,7 @@ namespace {
 
 using mailtwin::testing::MakeQueueFile;
 using mailtwin::testing::TempDir;
-const std::string kId = "4jbphZ0BYjz1bYpH";
+const std::string kWatchedId = "4jbphZ0BYjz1bYpH";
 
 class WatcherTest : public ::testing::Test {
  protected:
@@ -39,7 +39,7 @@ class WatcherTest : public ::testing::Test {
     std::string tmp = q_ + "/incoming/12345.678";
     int fd = open(tmp.c_str(), O_CREAT | O_RDWR | O_EXCL, 0600);
     ASSERT_GE(fd, 0);
-    rename(tmp.c_str(), (q_ + "/incoming/" + kId).c_str());
+    rename(tmp.c_str(), (q_ + "/incoming/" + kWatchedId).c_str());
     ASSERT_EQ(write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
     fchmod(fd, 0700);
     fsync(fd);
@@ -69,7 +69,7 @@ TEST_F(WatcherTest, CommitIsShippedWholeOnce) {
 }
 
 TEST_F(WatcherTest, FileStillBeingWrittenIsNotShipped) {
-  int fd = open((q_ + "/incoming/" + kId).c_str(), O_CREAT | O_RDWR, 0600);
+  int fd = open((q_ + "/incoming/" + kWatchedId).c_str(), O_CREAT | O_RDWR, 0600);
   ASSERT_EQ(write(fd, "C", 1), 1);
   close(fd);
   EXPECT_TRUE(Drain().empty());
@@ -80,19 +80,19 @@ TEST_F(WatcherTest, LifecycleOfADeferredMessageWithABounce) {
   Commit(q.bytes);
   Drain();
   // qmgr: incoming -> active
-  rename((q_ + "/incoming/" + kId).c_str(), (q_ + "/active/" + kId).c_str());
+  rename((q_ + "/incoming/" + kWatchedId).c_str(), (q_ + "/active/" + kWatchedId).c_str());
   // bounce daemon appends (and fsyncs) before the agent marks the recipient done
-  std::ofstream(q_ + "/bounce/" + kId) << "recipient=user0\noffset=" << q.rcpt_offsets[0] << "\n";
-  int fd = open((q_ + "/active/" + kId).c_str(), O_WRONLY);
+  std::ofstream(q_ + "/bounce/" + kWatchedId) << "recipient=user0\noffset=" << q.rcpt_offsets[0] << "\n";
+  int fd = open((q_ + "/active/" + kWatchedId).c_str(), O_WRONLY);
   ASSERT_EQ(pwrite(fd, "D", 1, static_cast<off_t>(q.rcpt_offsets[0])), 1);
   close(fd);
   // the other recipient is deferred into a hash directory that does not exist yet
   std::filesystem::create_directory(q_ + "/defer/6");
-  std::ofstream(q_ + "/defer/6/" + kId) << "recipient=user1\n";
+  std::ofstream(q_ + "/defer/6/" + kWatchedId) << "recipient=user1\n";
   std::filesystem::create_directory(q_ + "/deferred/6");
   struct timespec t[2] = {{2000000000, 0}, {2000000000, 0}};
-  utimensat(AT_FDCWD, (q_ + "/active/" + kId).c_str(), t, 0);
-  rename((q_ + "/active/" + kId).c_str(), (q_ + "/deferred/6/" + kId).c_str());
+  utimensat(AT_FDCWD, (q_ + "/active/" + kWatchedId).c_str(), t, 0);
+  rename((q_ + "/active/" + kWatchedId).c_str(), (q_ + "/deferred/6/" + kWatchedId).c_str());
   auto out = Drain();
   // Logs come before the queue file's changes.
   std::vector<int> kinds;
@@ -103,22 +103,22 @@ TEST_F(WatcherTest, LifecycleOfADeferredMessageWithABounce) {
   for (auto it = kinds.begin(); it != first_patch; ++it)
     logs_before += *it == static_cast<int>(MsgType::kLogData);
   EXPECT_EQ(logs_before, 2);
-  const MessageState* st = model_.Find(kId);
+  const MessageState* st = model_.Find(kWatchedId);
   ASSERT_TRUE(st);
   EXPECT_EQ(st->file.queue, Queue::kDeferred);
-  EXPECT_EQ(st->file.relpath, "deferred/6/" + kId);
+  EXPECT_EQ(st->file.relpath, "deferred/6/" + kWatchedId);
   EXPECT_EQ(st->file.mtime_ns, 2000000000ll * 1000000000);
   ASSERT_TRUE(st->logs[0]);
-  EXPECT_EQ(st->logs[0]->relpath, "defer/6/" + kId);
+  EXPECT_EQ(st->logs[0]->relpath, "defer/6/" + kWatchedId);
 }
 
 TEST_F(WatcherTest, DeletionIsConfirmedAndLogsGoFirst) {
   auto q = MakeQueueFile(1, 100);
   Commit(q.bytes);
-  std::ofstream(q_ + "/trace/" + kId) << "x\n";
+  std::ofstream(q_ + "/trace/" + kWatchedId) << "x\n";
   Drain();
-  unlink((q_ + "/trace/" + kId).c_str());
-  unlink((q_ + "/incoming/" + kId).c_str());
+  unlink((q_ + "/trace/" + kWatchedId).c_str());
+  unlink((q_ + "/incoming/" + kWatchedId).c_str());
   auto out = Drain();
   ASSERT_EQ(out.size(), 2u);
   EXPECT_TRUE(std::holds_alternative<msg::LogDelete>(out[0]));
@@ -132,7 +132,7 @@ TEST_F(WatcherTest, OverflowRescanFindsEverything) {
   Drain();
   // Without reading events, remove the file and add another behind inotify's back.
   watcher_->Rescan();
-  unlink((q_ + "/incoming/" + kId).c_str());
+  unlink((q_ + "/incoming/" + kWatchedId).c_str());
   auto out = Drain();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_TRUE(std::holds_alternative<msg::Delete>(out[0]));
@@ -144,19 +144,19 @@ TEST_F(WatcherTest, FindsFilesInPostfixsHashDirectoriesWithoutEvents) {
   auto q = MakeQueueFile(1, 100);
   Commit(q.bytes);
   Drain();
-  std::string sub = HashSubdir(kId, 1);
+  std::string sub = HashSubdir(kWatchedId, 1);
   std::filesystem::create_directories(q_ + "/deferred/" + sub);
   std::filesystem::create_directories(q_ + "/defer/" + sub);
-  std::ofstream(q_ + "/defer/" + sub + "/" + kId) << "recipient=x\n";
-  rename((q_ + "/incoming/" + kId).c_str(), (q_ + "/deferred/" + sub + "/" + kId).c_str());
-  ApplyResult r = watcher_->Snapshot(kId);  // no hints: only the known layout
+  std::ofstream(q_ + "/defer/" + sub + "/" + kWatchedId) << "recipient=x\n";
+  rename((q_ + "/incoming/" + kWatchedId).c_str(), (q_ + "/deferred/" + sub + "/" + kWatchedId).c_str());
+  ApplyResult r = watcher_->Snapshot(kWatchedId);  // no hints: only the known layout
   ASSERT_FALSE(r.changes.empty());
   EXPECT_EQ(std::get<msg::LogData>(r.changes[0]).data, "recipient=x\n");
-  EXPECT_EQ(model_.Find(kId)->file.relpath, "deferred/" + sub + "/" + kId);
+  EXPECT_EQ(model_.Find(kWatchedId)->file.relpath, "deferred/" + sub + "/" + kWatchedId);
 }
 
 TEST_F(WatcherTest, MaildropFileIsShippedWhenComplete) {
-  std::string path = q_ + "/maildrop/" + kId;
+  std::string path = q_ + "/maildrop/" + kWatchedId;
   int fd = open(path.c_str(), O_CREAT | O_RDWR, 0644);
   ASSERT_EQ(write(fd, "T\x03" "123", 5), 5);
   EXPECT_TRUE(Drain().empty());
