@@ -43,9 +43,61 @@ int CheckConfig(const std::string& path) {
   return 0;
 }
 
+// Both nodes side by side: this node's own view, and what the peer last
+// said of itself over the replication link (NodeStatus, once a second).
+void PrintNodes(const Json& s) {
+  const Json& nodes = s["nodes"];
+  auto col = [&](auto&& cell) {
+    std::string out;
+    for (const auto& n : nodes) out += fmt::format("{:<34}", cell(n));
+    return out.substr(0, out.find_last_not_of(' ') + 1);
+  };
+  auto queues = [](const Json& n) {
+    const Json& q = n["queues"];
+    std::uint64_t all = 0;
+    std::string parts;
+    for (const char* k : {"maildrop", "incoming", "active", "deferred", "hold", "corrupt"}) {
+      std::uint64_t v = q.value(k, 0);
+      all += v;
+      if (v) parts += fmt::format("{}{} {}", parts.empty() ? "" : ", ", k, v);
+    }
+    return fmt::format("{}{}{}", all, parts.empty() ? "" : ": " + parts,
+                       n.value("role", "") == "standby" ? " (mirror)" : "");
+  };
+  fmt::print("cluster   {}\n", s.value("cluster", "?"));
+  fmt::print("          {}\n", col([](const Json& n) {
+               return n.value("self", false)
+                          ? n.value("node", "?") + " (this node)"
+                          : fmt::format("{} (said {:.1f} s ago)", n.value("node", "?"),
+                                        n.value("age_s", 0.0));
+             }));
+  fmt::print("role      {}\n", col([](const Json& n) {
+               std::string r = fmt::format("{} at epoch {}", n.value("role", "?"), n.value("epoch", 0));
+               if (n.value("role", "") == "primary" && !n.value("epoch_confirmed", false))
+                 r += " (unconfirmed)";
+               return r + (n.value("paused", false) ? ", PAUSED" : "");
+             }));
+  fmt::print("postfix   {}\n", col([](const Json& n) {
+               return std::string(n.value("postfix_running", false) ? "running" : "stopped") +
+                      (n.value("vip_held", false) ? ", holds the VIP" : "");
+             }));
+  fmt::print("queue     {}\n", col(queues));
+  fmt::print("disk      {}\n", col([](const Json& n) {
+               std::int64_t mb = n.value("queue_free_mb", std::int64_t{-1});
+               std::string free = mb < 0 ? "free space unknown" : fmt::format("{} MB free", mb);
+               return n.value("queue_writable", true) ? free : free + ", NOT WRITABLE";
+             }));
+  if (nodes.size() < 2)
+    fmt::print("          (nothing heard from the peer on the replication link yet)\n");
+}
+
 void PrintStatus(const Json& s) {
-  fmt::print("node      {} (cluster {})\n", s.value("node", "?"), s.value("cluster", "?"));
-  fmt::print("role      {}   epoch {}\n", s.value("role", "?"), s.value("epoch", 0));
+  if (s.contains("nodes") && s["nodes"].is_array() && !s["nodes"].empty()) {
+    PrintNodes(s);
+  } else {
+    fmt::print("node      {} (cluster {})\n", s.value("node", "?"), s.value("cluster", "?"));
+    fmt::print("role      {}   epoch {}\n", s.value("role", "?"), s.value("epoch", 0));
+  }
   if (s.contains("ha")) {
     const Json& h = s["ha"];
     std::string flags;
@@ -62,6 +114,10 @@ void PrintStatus(const Json& s) {
     if (!h.value("queue_writable", true))
       fmt::print("QUEUE     the queue's filesystem cannot be written\n");
     fmt::print("decision  {}\n", h.value("decision", ""));
+    if (s.contains("nodes"))
+      for (const auto& n : s["nodes"])
+        if (!n.value("self", true))
+          fmt::print("          {} says: {}\n", n.value("node", "?"), n.value("decision", ""));
     if (h.contains("vip") && h["vip"].is_object()) {
       const Json& v = h["vip"];
       fmt::print("vip       {} on {}: {}{}\n", v.value("address", "?"), v.value("interface", "?"),

@@ -46,6 +46,8 @@
 #                                      HOST's instance, inside HOST
 #   lab_sink_start HOST PORT DIR [OPT...]  smtp-sink on HOST's IP:PORT, one file
 #                                      per message in DIR; prints its PID
+#   lab_tmpfs DIR SIZE                 DIR on a tmpfs of its own (a disk that
+#                                      fills up); unmounted at cleanup
 #   lab_late_sink_start HOST PORT DIR [DELAY]  the same with lab/late_sink.py:
 #                                      stores, then answers 250 DELAY s later
 #   lab_sink_messages DIR              number of complete messages in DIR
@@ -674,6 +676,23 @@ lab_sink_start() {
 	echo "$pid"
 }
 
+# lab_tmpfs DIR SIZE: puts DIR (inside $LAB_DIR) on a filesystem of its own,
+# a tmpfs of SIZE (e.g. 128m), keeping what DIR held: a disk that can really
+# fill up. Call it before the host's processes start (they must see the
+# mount). lab_cleanup unmounts it once every process is gone.
+lab_tmpfs() {
+	local dir=${1:?usage: lab_tmpfs DIR SIZE} size=${2:?usage: lab_tmpfs DIR SIZE} st tmp
+	st=$(_lab_state) || exit 1
+	[[ $(cd "$dir" && pwd -P) == "$LAB_DIR"/* ]] || _lab_die "lab_tmpfs: $dir is not inside $LAB_DIR"
+	tmp=$(mktemp -d "$LAB_DIR/.tmpfs.XXXXXX")
+	cp -a "$dir/." "$tmp/" || _lab_die "lab_tmpfs: cannot copy $dir"
+	mount -t tmpfs -o "size=$size,mode=$(stat -c %a "$dir")" "mt-lab-$LAB_ID" "$dir" ||
+		_lab_die "lab_tmpfs: mount on $dir failed"
+	echo "$dir" >>"$st/mounts"
+	cp -a "$tmp/." "$dir/" || _lab_die "lab_tmpfs: cannot copy back into $dir"
+	rm -rf "$tmp"
+}
+
 # lab_late_sink_start HOST PORT DIR [DELAY]: like lab_sink_start, but with
 # lab/late_sink.py, which stores each message at once and answers its 250
 # DELAY seconds (default 1) later: a delivery window a killed client turns
@@ -810,6 +829,11 @@ lab_cleanup() {
 			for proc in "${left[@]}"; do _lab_reap "${proc%%:*}" 2>/dev/null; done
 		fi
 		ip netns del "$ns" 2>/dev/null
+	done
+
+	local m
+	for m in $(tac "$st/mounts" 2>/dev/null); do
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || _lab_say "cannot unmount $m"
 	done
 
 	local dir

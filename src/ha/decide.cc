@@ -11,6 +11,7 @@ std::string_view ActionName(Action a) {
     case Action::kFence: return "fence";
     case Action::kPromote: return "promote";
     case Action::kFailback: return "failback";
+    case Action::kSwitchover: return "switchover";
   }
   return "?";
 }
@@ -68,8 +69,30 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
     return fence ? Stay(P, why, {Action::kFence}) : Stay(P, why);
   }
   if (o.postfix_running && (!o.queue_writable || o.queue_free_mb < c.min_free_mb)) {
-    // Postfix itself answers 4xx when it cannot write (nothing is lost);
-    // the administrator must act.
+    // Postfix itself answers 4xx when it cannot write (nothing is lost).
+    // With a healthy standby in sync the role moves there after a while;
+    // otherwise the administrator must act.
+    std::string trouble = o.queue_writable
+                              ? fmt::format("has {:.0f} MB free (min_free_mb {:.0f})", o.queue_free_mb,
+                                            c.min_free_mb)
+                              : std::string("cannot be written");
+    if (c.auto_failover && !o.paused && o.link_live && o.caught_up && o.peer_queue_ok == true) {
+      if (o.queue_trouble_for >= c.queue_trouble_delay) {
+        Decision d = Stay(NodeRole::kStandby,
+                          fmt::format("the queue's filesystem {} for {} s and {}'s is healthy: "
+                                      "handing the role over (switchover)",
+                                      trouble, o.queue_trouble_for.count() / 1000, o.peer_node),
+                          {Action::kSwitchover});
+        d.event = "queue-trouble";
+        return d;
+      }
+      Decision d = Stay(P, fmt::format("serving at epoch {}, but the queue's filesystem {}: the "
+                                       "role moves to {} if this lasts {} s",
+                                       o.epoch, trouble, o.peer_node,
+                                       c.queue_trouble_delay.count() / 1000));
+      d.event = "queue-trouble";
+      return d;
+    }
     Decision d = Stay(P, o.queue_writable
                              ? fmt::format("serving at epoch {}, but the queue's filesystem has "
                                            "{:.0f} MB free (min_free_mb {:.0f}): free space or "
@@ -92,7 +115,11 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
     }
     if (c.auto_failback && !c.preferred.empty() && o.self_node != c.preferred &&
         o.peer_node == c.preferred && o.link_live && !o.paused) {
-      if (o.link_live_for >= c.failback_delay && o.caught_up)
+      if (o.peer_queue_ok == false)
+        return Stay(P, fmt::format("serving at epoch {}; no failback to {}: its queue's "
+                                   "filesystem is in trouble",
+                                   o.epoch, c.preferred));
+      if (o.link_live_for >= c.failback_delay && o.caught_up && o.peer_queue_ok == true)
         return Stay(NodeRole::kStandby,
                     fmt::format("failback: the preferred node {} has been in sync for {} s: "
                                 "handing the role back (switchover)",

@@ -56,6 +56,10 @@ struct Observations {
   int postfix_start_failures = 0;  // consecutive failed `postfix start`
   bool queue_writable = true;      // a test file on the queue's filesystem could be written
   double queue_free_mb = 1e12;     // free space there
+  Millis queue_trouble_for{0};     // since the queue's filesystem got into trouble
+  // The peer's queue filesystem as the peer last reported it (NodeStatus):
+  // writable with min_free_mb free. nullopt when no fresh report came.
+  std::optional<bool> peer_queue_ok;
 
   // Standby side.
   bool primary_seen = false;  // a primary at our epoch connected since we started
@@ -71,6 +75,7 @@ enum class Action {
   kFence,        // primary: stop Postfix and wait until the peer confirms the epoch
   kPromote,      // take over: epoch + 1 stored first, then the mirror goes live
   kFailback,     // primary: hand the role to the preferred node (a switchover)
+  kSwitchover,   // primary: hand the role to the standby (a switchover)
 };
 std::string_view ActionName(Action a);
 
@@ -97,6 +102,9 @@ struct HaConfig {
   std::string preferred;       // the node automatic failback returns to
   bool auto_failback = false;
   Millis failback_delay{60000};
+  // A primary whose queue filesystem stays in trouble this long hands the
+  // role to a standby whose own is healthy (automatic failover only).
+  Millis queue_trouble_delay{10000};
   // With the link up, the primary's daemon is alive and restarts its own
   // Postfix; the standby takes over only after this many failed probes.
   int fail_threshold_link_up() const { return fail_threshold * 4; }

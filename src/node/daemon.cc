@@ -50,6 +50,24 @@ constexpr auto kDeliveryQuiet = std::chrono::milliseconds(30);
 // pass the reply on to its client.
 constexpr auto kIntakeGrace = std::chrono::milliseconds(50);
 
+ctl::Json NodeJson(const std::string& node, const repl::msg::NodeStatus& m) {
+  using NS = repl::msg::NodeStatus;
+  ctl::Json q = ctl::Json::object();
+  for (Queue k : kAllQueues)
+    q[std::string(QueueName(k))] = m.queues[static_cast<std::size_t>(k) - 1];
+  return {{"node", node},
+          {"role", m.role == repl::Role::kPrimary ? "primary" : "standby"},
+          {"epoch", m.epoch},
+          {"paused", (m.flags & NS::kPaused) != 0},
+          {"postfix_running", (m.flags & NS::kPostfixRunning) != 0},
+          {"epoch_confirmed", (m.flags & NS::kEpochConfirmed) != 0},
+          {"vip_held", (m.flags & NS::kVipHeld) != 0},
+          {"queue_writable", (m.flags & NS::kQueueWritable) != 0},
+          {"queue_free_mb", m.queue_free_mb},
+          {"queues", q},
+          {"decision", m.decision}};
+}
+
 double CpuMs() {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -153,6 +171,9 @@ std::string Daemon::StartPrimary() {
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   link_ = std::make_unique<repl::PrimaryLink>(io_, cfg_, ident_, *watcher_);
   link_->SetJudge([this](const repl::msg::Hello& h) { return JudgeDialer(h); });
+  link_->SetOnNodeStatus([this](const repl::msg::NodeStatus& m) {
+    OnPeerStatus(link_ ? link_->peer_node() : cfg_.peer, m);
+  });
   link_->SetOnSwitchoverRequest([this](const repl::msg::SwitchoverRequest& m) {
     bool failback = m.reason.find("failback") != std::string::npos;
     asio::post(io_, [this, m, failback] {
@@ -257,6 +278,9 @@ std::string Daemon::StartStandby() {
   server_->SetHooks([this](const repl::msg::Hello& h) { return JudgeListener(h); },
                     [this] { return SelfHello(); });
   server_->SetOnNewFile([this](const std::string& id) { ledger_.Record(id); });
+  server_->SetOnNodeStatus([this](const repl::msg::NodeStatus& m) {
+    OnPeerStatus(server_->peer_node(), m);
+  });
   server_->SetOnSwitchover([this](const repl::msg::Switchover& m) {
     if (state_.role != NodeRole::kStandby || m.epoch <= state_.epoch) {
       spdlog::warn("switchover to epoch {} ignored: this node is {} at epoch {}", m.epoch,
@@ -405,6 +429,18 @@ ctl::Json Daemon::Status() {
                                         {"error", vip_error_}}
                             : ctl::Json(nullptr)},
                {"events", recent}};
+  }
+  {
+    ctl::Json nodes = ctl::Json::array();
+    nodes.push_back(NodeJson(cfg_.node_name, SelfStatus()));
+    nodes.back()["self"] = true;
+    if (peer_status_) {
+      nodes.push_back(NodeJson(peer_status_node_, *peer_status_));
+      nodes.back()["self"] = false;
+      nodes.back()["age_s"] =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - peer_status_at_).count();
+    }
+    j["nodes"] = nodes;
   }
   if (link_ && watcher_) {
     const auto& ws = watcher_->stats();
@@ -828,6 +864,7 @@ void Daemon::Tick() {
   if (state_.role == NodeRole::kStandby && !probe_running_) StartProbe();
   Evaluate(now);
   SyncVip(now);
+  SendStatus(now);
   stalled_ = Millis(0);  // a stall is seen by this tick's decision only
   // Mail answered 250 without a replica for a while: told once per period.
   if (gate_ && gate_->unprotected() > 0 && gate_->oldest_unprotected_s().value_or(0) >= 5.0) {
@@ -879,6 +916,45 @@ void Daemon::SyncVip(ha::Clock::time_point now) {
                vip_->interface());
 }
 
+repl::msg::NodeStatus Daemon::SelfStatus() const {
+  using NS = repl::msg::NodeStatus;
+  NS m;
+  m.role = state_.role == NodeRole::kPrimary ? repl::Role::kPrimary : repl::Role::kStandby;
+  m.epoch = state_.epoch;
+  m.flags = (state_.paused ? NS::kPaused : 0) | (PostfixUp() ? NS::kPostfixRunning : 0) |
+            (queue_writable_ ? NS::kQueueWritable : 0) |
+            (state_.role == NodeRole::kPrimary && epoch_confirmed_ ? NS::kEpochConfirmed : 0) |
+            (vip_held_ ? NS::kVipHeld : 0);
+  auto add = [&m](Queue q) {
+    auto i = static_cast<std::size_t>(q) - 1;
+    if (i < m.queues.size()) ++m.queues[i];
+  };
+  // A primary counts its live queue, a standby its mirror (what it would
+  // deliver if it took over).
+  if (state_.role == NodeRole::kPrimary && model_)
+    for (const auto& [id, st] : model_->entries()) add(st.file.queue);
+  else if (mirror_)
+    for (const auto& [id, f] : mirror_->files()) add(f.queue);
+  m.queue_free_mb = queue_free_mb_ >= 1e11 ? -1 : static_cast<std::int64_t>(queue_free_mb_);
+  m.decision = last_decision_.reason.substr(0, repl::kMaxName);
+  return m;
+}
+
+void Daemon::SendStatus(ha::Clock::time_point now) {
+  if (now - status_sent_at_ < std::chrono::seconds(1)) return;
+  bool sent = false;
+  if (state_.role == NodeRole::kPrimary && link_) sent = link_->SendControl(SelfStatus());
+  else if (state_.role == NodeRole::kStandby && server_) sent = server_->SendUp(SelfStatus());
+  if (sent) status_sent_at_ = now;
+}
+
+void Daemon::OnPeerStatus(const std::string& node, const repl::msg::NodeStatus& m) {
+  peer_status_ = m;
+  peer_status_node_ = node;
+  peer_status_at_ = std::chrono::steady_clock::now();
+}
+
+
 void Daemon::ReleaseVip(const std::string& why) {
   if (!vip_ || !vip_->Present()) {
     vip_held_ = false;
@@ -912,6 +988,20 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   o.postfix_start_failures = postfix_start_failures_;
   o.queue_writable = queue_writable_;
   o.queue_free_mb = queue_free_mb_;
+  if (!queue_writable_ || queue_free_mb_ < ha_.min_free_mb) {
+    if (!queue_trouble_since_) queue_trouble_since_ = now;
+    o.queue_trouble_for = std::chrono::duration_cast<Millis>(now - *queue_trouble_since_);
+  } else {
+    queue_trouble_since_.reset();
+  }
+  // The peer's word on its own disk counts while fresh (it says it once a
+  // second).
+  if (peer_status_ && now - peer_status_at_ < std::chrono::seconds(5)) {
+    using NS = repl::msg::NodeStatus;
+    o.peer_queue_ok = (peer_status_->flags & NS::kQueueWritable) &&
+                      (peer_status_->queue_free_mb < 0 ||
+                       static_cast<double>(peer_status_->queue_free_mb) >= ha_.min_free_mb);
+  }
   if (link_) {
     o.link_live = link_->state() == repl::PrimaryLink::State::kLive;
     if (auto d = link_->down_since()) o.link_down_for = std::chrono::duration_cast<Millis>(now - *d);
@@ -978,6 +1068,7 @@ void Daemon::Apply(const ha::Decision& d, ha::Clock::time_point now) {
         break;
       case ha::Action::kPromote: TakeOver(d.reason); break;
       case ha::Action::kFailback: StartSwitchover(d.reason, "failback"); break;
+      case ha::Action::kSwitchover: StartSwitchover(d.reason, "switchover"); break;
     }
   }
 }

@@ -65,6 +65,10 @@ class Daemon : private gate::Replicas {
   // primary, given up first thing when it is not.
   void SyncVip(ha::Clock::time_point now);
   void ReleaseVip(const std::string& why);
+  // This node's view of itself, sent to the peer about once a second.
+  repl::msg::NodeStatus SelfStatus() const;
+  void OnPeerStatus(const std::string& node, const repl::msg::NodeStatus& m);
+  void SendStatus(ha::Clock::time_point now);
   ha::Observations Observe(ha::Clock::time_point now);
   void Evaluate(ha::Clock::time_point now);
   void CheckQueueFilesystem(ha::Clock::time_point now);
@@ -124,6 +128,11 @@ class Daemon : private gate::Replicas {
   std::unique_ptr<ctl::ControlServer> control_;
   std::unique_ptr<metrics::HttpServer> metrics_;
   std::unique_ptr<net::Vip> vip_;
+  // What the peer last said of itself (NodeStatus), and when.
+  std::optional<repl::msg::NodeStatus> peer_status_;
+  std::string peer_status_node_;
+  ha::Clock::time_point peer_status_at_{}, status_sent_at_{};
+  std::optional<ha::Clock::time_point> queue_trouble_since_;
   bool vip_held_ = false;
   // After a switchover the old primary keeps the address a little longer:
   // its Postfix is stopped, so a client that still sends there gets a reset

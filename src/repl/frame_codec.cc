@@ -87,6 +87,14 @@ struct PayloadEncoder {
     w.Str(m.reason.substr(0, kMaxName));
   }
   void operator()(const msg::SwitchoverRequest& m) { w.Str(m.reason.substr(0, kMaxName)); }
+  void operator()(const msg::NodeStatus& m) {
+    w.U8(static_cast<std::uint8_t>(m.role));
+    w.U64(m.epoch);
+    w.U8(m.flags);
+    for (auto n : m.queues) w.U32(n);
+    w.I64(m.queue_free_mb);
+    w.Str(m.decision.substr(0, kMaxName));
+  }
   void operator()(const msg::HandoverResult& m) {
     w.Str(m.id);
     w.U8(static_cast<std::uint8_t>(m.outcome));
@@ -224,6 +232,18 @@ bool Decode(PayloadDecoder& d, msg::Switchover& m) {
   return d.Name(m.reason);
 }
 bool Decode(PayloadDecoder& d, msg::SwitchoverRequest& m) { return d.Name(m.reason); }
+bool Decode(PayloadDecoder& d, msg::NodeStatus& m) {
+  std::uint8_t role;
+  if (!d.r_.U8(role) || !d.r_.U64(m.epoch) || !d.r_.U8(m.flags)) return d.Fail("truncated");
+  if (role != 1 && role != 2) return d.Fail("unknown role");
+  if (m.flags > 31) return d.Fail("unknown status flags");
+  m.role = static_cast<Role>(role);
+  for (auto& n : m.queues)
+    if (!d.r_.U32(n)) return d.Fail("truncated");
+  if (!d.r_.I64(m.queue_free_mb)) return d.Fail("truncated");
+  if (m.queue_free_mb < -1) return d.Fail("negative free space");
+  return d.Name(m.decision);
+}
 bool Decode(PayloadDecoder& d, msg::HandoverResult& m) {
   std::uint8_t o;
   if (!d.Id(m.id) || !d.r_.U8(o)) return d.Fail("truncated");
@@ -255,7 +275,8 @@ MsgType TypeOf(const Message& m) {
       MsgType::kSyncDone, MsgType::kFile, MsgType::kPatch,     MsgType::kMeta,
       MsgType::kMove,  MsgType::kDelete,  MsgType::kLogData,   MsgType::kLogDelete,
       MsgType::kAck,   MsgType::kHandoverFile, MsgType::kHandoverLog, MsgType::kHandoverDone,
-      MsgType::kHandoverResult, MsgType::kSwitchover, MsgType::kSwitchoverRequest};
+      MsgType::kHandoverResult, MsgType::kSwitchover, MsgType::kSwitchoverRequest,
+      MsgType::kNodeStatus};
   return kTypes[m.index()];
 }
 
@@ -316,6 +337,7 @@ std::string DecodePayload(MsgType type, std::string_view payload, Message& out) 
     case MsgType::kHandoverResult: return DecodeAs<msg::HandoverResult>(payload, out);
     case MsgType::kSwitchover: return DecodeAs<msg::Switchover>(payload, out);
     case MsgType::kSwitchoverRequest: return DecodeAs<msg::SwitchoverRequest>(payload, out);
+    case MsgType::kNodeStatus: return DecodeAs<msg::NodeStatus>(payload, out);
   }
   return fmt::format("unknown frame type {}", static_cast<int>(type));
 }

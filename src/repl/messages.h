@@ -6,6 +6,7 @@
 // only, never by path, so the standby decides where bytes land.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <variant>
@@ -48,6 +49,7 @@ enum class MsgType : std::uint8_t {
   kHandoverResult = 43,
   kSwitchover = 50,
   kSwitchoverRequest = 51,
+  kNodeStatus = 52,
 };
 
 namespace msg {
@@ -206,13 +208,30 @@ struct SwitchoverRequest {
   bool operator==(const SwitchoverRequest&) const = default;
 };
 
+// Each side's own view of itself, about once a second on a live link (both
+// directions, no sequence number): `mailtwin status` shows both nodes, and
+// Decide learns whether the peer's queue filesystem is healthy.
+struct NodeStatus {
+  static constexpr std::uint8_t kPaused = 1, kPostfixRunning = 2, kQueueWritable = 4,
+                                kEpochConfirmed = 8, kVipHeld = 16;
+  Role role = Role::kStandby;
+  std::uint64_t epoch = 0;
+  std::uint8_t flags = 0;
+  // Queue files by queue: maildrop, incoming, active, deferred, hold, corrupt
+  // (a standby counts its mirror).
+  std::array<std::uint32_t, 6> queues{};
+  std::int64_t queue_free_mb = -1;  // -1: unknown
+  std::string decision;             // the last decision's reason
+  bool operator==(const NodeStatus&) const = default;
+};
+
 }  // namespace msg
 
 using Message = std::variant<msg::Hello, msg::Error, msg::Heartbeat, msg::Manifest, msg::SyncDone,
                              msg::File, msg::Patch, msg::Meta, msg::Move, msg::Delete,
                              msg::LogData, msg::LogDelete, msg::Ack, msg::HandoverFile,
                              msg::HandoverLog, msg::HandoverDone, msg::HandoverResult,
-                             msg::Switchover, msg::SwitchoverRequest>;
+                             msg::Switchover, msg::SwitchoverRequest, msg::NodeStatus>;
 
 MsgType TypeOf(const Message& m);
 // True for the messages that change the mirror and carry a sequence number.

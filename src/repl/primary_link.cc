@@ -143,6 +143,8 @@ void PrimaryLink::OnFrame(Frame&& f) {
           if (auto reply = handover_(f.msg)) conn_->Send(0, *reply);
         } else if constexpr (std::is_same_v<T, msg::SwitchoverRequest>) {
           if (on_switchover_request_) on_switchover_request_(m);
+        } else if constexpr (std::is_same_v<T, msg::NodeStatus>) {
+          if (on_node_status_) on_node_status_(m);
         } else if constexpr (std::is_same_v<T, msg::Error>) {
           last_error_ = fmt::format("standby refused: {}", m.text);
           spdlog::error("replication: {}", last_error_);

@@ -59,6 +59,9 @@ class PrimaryLink : public Connection::Handler {
   using HandoverFn = std::function<std::optional<Message>(const Message&)>;
   void SetHandover(HandoverFn fn) { handover_ = std::move(fn); }
   // The standby asked for a switchover.
+  void SetOnNodeStatus(std::function<void(const msg::NodeStatus&)> fn) {
+    on_node_status_ = std::move(fn);
+  }
   void SetOnSwitchoverRequest(std::function<void(const msg::SwitchoverRequest&)> fn) {
     on_switchover_request_ = std::move(fn);
   }
@@ -139,6 +142,7 @@ class PrimaryLink : public Connection::Handler {
   HelloJudge judge_;
   HandoverFn handover_;
   std::function<void(const msg::SwitchoverRequest&)> on_switchover_request_;
+  std::function<void(const msg::NodeStatus&)> on_node_status_;
   std::optional<msg::Hello> peer_hello_;
   std::string peer_node_;
   std::string last_error_;

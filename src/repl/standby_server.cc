@@ -156,6 +156,8 @@ void StandbyServer::OnFrame(Frame&& f) {
           if (state_ != State::kLive)
             return conn_->Fail(msg::ErrorCode::kProtocol, "switchover before the mirror is in sync");
           if (on_switchover_) on_switchover_(m);
+        } else if constexpr (std::is_same_v<T, msg::NodeStatus>) {
+          if (on_node_status_) on_node_status_(m);
         } else if constexpr (std::is_same_v<T, msg::Heartbeat>) {
         } else if constexpr (std::is_same_v<T, msg::Error>) {
           last_error_ = fmt::format("primary says: {}", m.text);

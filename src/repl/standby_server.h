@@ -56,6 +56,9 @@ class StandbyServer : public Connection::Handler {
     on_result_ = std::move(on_result);
   }
   // The primary hands its role over (switchover).
+  void SetOnNodeStatus(std::function<void(const msg::NodeStatus&)> fn) {
+    on_node_status_ = std::move(fn);
+  }
   void SetOnSwitchover(std::function<void(const msg::Switchover&)> fn) {
     on_switchover_ = std::move(fn);
   }
@@ -103,6 +106,7 @@ class StandbyServer : public Connection::Handler {
   std::function<msg::Hello()> hello_;
   std::function<void()> on_live_;
   std::function<void(const msg::Switchover&)> on_switchover_;
+  std::function<void(const msg::NodeStatus&)> on_node_status_;
   std::function<void(const msg::HandoverResult&)> on_result_;
   std::function<void(const std::string&)> on_new_file_;
   std::string peer_node_;

@@ -2,6 +2,8 @@
 // situation, the expected role and actions, and words the reason must hold.
 #include "ha/decide.h"
 
+#include <functional>
+
 #include <gtest/gtest.h>
 
 using namespace mailtwin;
@@ -195,6 +197,7 @@ TEST(Decide, FailbackToThePreferredNode) {
   o.self_node = "backup";
   o.peer_node = "main";
   o.caught_up = true;
+  o.peer_queue_ok = true;
   o.link_live_for = 10000ms;
   Decision d = Decide(o, c, T0);
   EXPECT_TRUE(d.actions.empty());
@@ -206,8 +209,18 @@ TEST(Decide, FailbackToThePreferredNode) {
   EXPECT_EQ(d.actions, std::vector<Action>{Action::kFailback}) << d.reason;
   EXPECT_EQ(d.role, NodeRole::kStandby);
   EXPECT_NE(d.reason.find("the preferred node main has been in sync for 61 s"), std::string::npos);
-  // Not while changes are unacknowledged, not when paused, not on the
-  // preferred node itself, not with failback = manual.
+  // Not to a node whose disk is in trouble, or that has not said how its
+  // disk is; not while changes are unacknowledged, not when paused, not on
+  // the preferred node itself, not with failback = manual.
+  o.peer_queue_ok = false;
+  d = Decide(o, c, T0);
+  EXPECT_TRUE(d.actions.empty());
+  EXPECT_NE(d.reason.find("no failback to main: its queue's filesystem is in trouble"),
+            std::string::npos)
+      << d.reason;
+  o.peer_queue_ok.reset();
+  EXPECT_TRUE(Decide(o, c, T0).actions.empty());
+  o.peer_queue_ok = true;
   o.caught_up = false;
   EXPECT_TRUE(Decide(o, c, T0).actions.empty());
   o.caught_up = true;
@@ -228,4 +241,51 @@ TEST(Decide, FailbackToThePreferredNode) {
   d = Decide(o, c, T0);
   EXPECT_TRUE(d.actions.empty());
   EXPECT_NE(d.reason.find("switchover under way"), std::string::npos);
+}
+
+TEST(Decide, QueueTroubleMovesTheRoleToAHealthyStandby) {
+  HaConfig c = Cfg();
+  Observations o = Primary();
+  o.peer_node = "backup";
+  o.caught_up = true;
+  o.peer_queue_ok = true;
+  o.queue_writable = false;
+  o.queue_trouble_for = 3000ms;
+  Decision d = Decide(o, c, T0);
+  EXPECT_TRUE(d.actions.empty());
+  EXPECT_EQ(d.event, "queue-trouble");
+  EXPECT_NE(d.reason.find("cannot be written: the role moves to backup if this lasts 10 s"),
+            std::string::npos)
+      << d.reason;
+  o.queue_trouble_for = 10000ms;
+  d = Decide(o, c, T0);
+  EXPECT_EQ(d.actions, std::vector<Action>{Action::kSwitchover}) << d.reason;
+  EXPECT_EQ(d.role, NodeRole::kStandby);
+  EXPECT_NE(d.reason.find("the queue's filesystem cannot be written for 10 s and backup's is "
+                          "healthy"),
+            std::string::npos)
+      << d.reason;
+  // Low space counts too.
+  o.queue_writable = true;
+  o.queue_free_mb = 50;
+  d = Decide(o, c, T0);
+  EXPECT_EQ(d.actions, std::vector<Action>{Action::kSwitchover}) << d.reason;
+  EXPECT_NE(d.reason.find("50 MB free (min_free_mb 200)"), std::string::npos) << d.reason;
+  // Not when the standby's disk is in trouble too, or unknown, or it lags,
+  // or failover is manual, or paused: then only the administrator is told.
+  for (auto spoil : std::vector<std::function<void(Observations&, HaConfig&)>>{
+           [](Observations& o, HaConfig&) { o.peer_queue_ok = false; },
+           [](Observations& o, HaConfig&) { o.peer_queue_ok.reset(); },
+           [](Observations& o, HaConfig&) { o.caught_up = false; },
+           [](Observations& o, HaConfig&) { o.link_live = false; },
+           [](Observations& o, HaConfig& c) { c.auto_failover = false; },
+           [](Observations& o, HaConfig&) { o.paused = true; }}) {
+    Observations o2 = o;
+    HaConfig c2 = c;
+    spoil(o2, c2);
+    d = Decide(o2, c2, T0);
+    EXPECT_TRUE(d.actions.empty()) << d.reason;
+    EXPECT_EQ(d.event, "queue-trouble");
+    EXPECT_NE(d.reason.find("free space or switch over"), std::string::npos) << d.reason;
+  }
 }

@@ -29,7 +29,23 @@ std::vector<Message> Samples() {
       msg::HandoverResult{"4jbphZ0BYjz1bYpH", msg::HandoverOutcome::kFinished, "in the ledger"},
       msg::Switchover{8, "failback to the preferred node"},
       msg::SwitchoverRequest{"mailtwin failback"},
+      msg::NodeStatus{Role::kPrimary, 3, msg::NodeStatus::kPostfixRunning | msg::NodeStatus::kVipHeld,
+                      {0, 1, 2, 30, 4, 0}, 12034, "serving at epoch 3"},
   };
+}
+
+TEST(FrameCodec, NodeStatusIsChecked) {
+  // Unknown role, unknown flags, negative free space: refused, with a reason.
+  for (Message m : {Message(msg::NodeStatus{Role(7), 1, 0, {}, 5, ""}),
+                    Message(msg::NodeStatus{Role::kStandby, 1, 64, {}, 5, ""}),
+                    Message(msg::NodeStatus{Role::kStandby, 1, 0, {}, -5, ""}),
+                    Message(msg::NodeStatus{Role::kStandby, 1, 0, {}, 5, "bad\x01text"})}) {
+    FrameDecoder d;
+    d.Feed(EncodeFrame(0, m));
+    Frame f;
+    EXPECT_EQ(d.Next(f), FrameDecoder::Status::kError);
+    EXPECT_FALSE(d.error().empty());
+  }
 }
 
 TEST(FrameCodec, HandoverChecksLikeChanges) {
