@@ -273,8 +273,9 @@ int main(int argc, char** argv) {
       fmt::print(stderr, "mailtwin: {} refused: {}\n", cmd, r.value("error", "?"));
       return 1;
     }
-    // Wait for this node's role to flip (10 s at most).
-    for (int i = 0; i < 200; ++i) {
+    // Wait for this node's role to flip (20 s at most: deliveries get 3 s,
+    // intake 1 s, the standby 5 s to acknowledge and 5 s to take over).
+    for (int i = 0; i < 400; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       Json s = mailtwin::ctl::Call(sock, Json{{"cmd", "status"}});
       if (s.value("role", role) != role) {
@@ -289,7 +290,7 @@ int main(int argc, char** argv) {
         return 0;
       }
     }
-    fmt::print(stderr, "mailtwin: {}: the role did not move within 10 s; see `mailtwin status` and "
+    fmt::print(stderr, "mailtwin: {}: the role did not move within 20 s; see `mailtwin status` and "
                        "the log\n", cmd);
     return 1;
   }

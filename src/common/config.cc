@@ -445,7 +445,7 @@ void CheckEnvironment(const Config& c, ConfigErrors& out) {
   while (stat(probe.c_str(), &mst) != 0) {  // nearest existing ancestor
     auto slash = probe.rfind('/');
     if (slash == std::string::npos || slash == 0) {
-      probe = "/";
+      probe.assign(1, '/');  // (= "/": GCC 12 warns -Wrestrict on that)
       stat("/", &mst);
       break;
     }

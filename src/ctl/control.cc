@@ -51,7 +51,7 @@ void ControlServer::Accept() {
                      (cred.uid == 0 || cred.uid == geteuid());
       auto buf = std::make_shared<asio::streambuf>(64 * 1024);
       auto reply = [s](const Json& j) {
-        auto out = std::make_shared<std::string>(j.dump() + "\n");
+        auto out = std::make_shared<std::string>(j.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n");
         asio::async_write(*s, asio::buffer(*out), [s, out](asio::error_code, std::size_t) {});
       };
       if (!allowed) {

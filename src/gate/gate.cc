@@ -25,15 +25,18 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
 
   void Start() {
     back_.async_connect(gate_.after_filter_, [self = shared_from_this()](asio::error_code ec) {
-      if (!*self->alive_) return;
+      // Closed meanwhile (a switchover drains sessions still connecting).
+      if (!*self->alive_ || self->closed_) return;
       if (ec) {
         spdlog::error("gate: cannot reach the after-filter smtpd at {}: {} (Postfix answers the "
                       "client 451; check master.cf: mailtwin postfix-config)",
                       self->gate_.cfg_.gate_after_filter, ec.message());
         return self->Close();
       }
-      if (self->gate_.after_filter_.protocol().family() != AF_UNIX)
-        self->back_.set_option(tcp::no_delay(true));
+      if (self->gate_.after_filter_.protocol().family() != AF_UNIX) {
+        asio::error_code ignored;
+        self->back_.set_option(tcp::no_delay(true), ignored);
+      }
       self->ReadFront();
       self->ReadBack();
     });

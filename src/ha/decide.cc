@@ -77,6 +77,14 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
                                             c.min_free_mb)
                               : std::string("cannot be written");
     if (c.auto_failover && !o.paused && o.link_live && o.caught_up && o.peer_queue_ok == true) {
+      if (o.since_switchover_failed && *o.since_switchover_failed < c.switchover_retry) {
+        Decision d = Stay(P, fmt::format("serving at epoch {}, but the queue's filesystem {}; the "
+                                         "last switchover failed {} s ago: trying again in {} s",
+                                         o.epoch, trouble, o.since_switchover_failed->count() / 1000,
+                                         (c.switchover_retry - *o.since_switchover_failed).count() / 1000));
+        d.event = "queue-trouble";
+        return d;
+      }
       if (o.queue_trouble_for >= c.queue_trouble_delay) {
         Decision d = Stay(NodeRole::kStandby,
                           fmt::format("the queue's filesystem {} for {} s and {}'s is healthy: "
@@ -119,6 +127,15 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
         return Stay(P, fmt::format("serving at epoch {}; no failback to {}: its queue's "
                                    "filesystem is in trouble",
                                    o.epoch, c.preferred));
+      if (!o.peer_queue_ok)
+        return Stay(P, fmt::format("serving at epoch {}; failback to {} waits for its status "
+                                   "report (sent once a second on the link)",
+                                   o.epoch, c.preferred));
+      if (o.since_switchover_failed && *o.since_switchover_failed < c.switchover_retry)
+        return Stay(P, fmt::format("serving at epoch {}; the last switchover failed {} s ago: "
+                                   "failback to {} tried again in {} s",
+                                   o.epoch, o.since_switchover_failed->count() / 1000, c.preferred,
+                                   (c.switchover_retry - *o.since_switchover_failed).count() / 1000));
       if (o.link_live_for >= c.failback_delay && o.caught_up && o.peer_queue_ok == true)
         return Stay(NodeRole::kStandby,
                     fmt::format("failback: the preferred node {} has been in sync for {} s: "

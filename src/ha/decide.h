@@ -60,6 +60,8 @@ struct Observations {
   // The peer's queue filesystem as the peer last reported it (NodeStatus):
   // writable with min_free_mb free. nullopt when no fresh report came.
   std::optional<bool> peer_queue_ok;
+  // Since the last switchover (automatic or asked) failed, if one did.
+  std::optional<Millis> since_switchover_failed;
 
   // Standby side.
   bool primary_seen = false;  // a primary at our epoch connected since we started
@@ -105,6 +107,8 @@ struct HaConfig {
   // A primary whose queue filesystem stays in trouble this long hands the
   // role to a standby whose own is healthy (automatic failover only).
   Millis queue_trouble_delay{10000};
+  // After a failed switchover, automatic ones wait this long to try again.
+  Millis switchover_retry{60000};
   // With the link up, the primary's daemon is alive and restarts its own
   // Postfix; the standby takes over only after this many failed probes.
   int fail_threshold_link_up() const { return fail_threshold * 4; }

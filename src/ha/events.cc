@@ -64,7 +64,7 @@ Event EventLog::Append(Event e) {
   e.time_unix = std::chrono::duration_cast<std::chrono::seconds>(
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
-  std::string line = e.ToJson().dump() + "\n";
+  std::string line = e.ToJson().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   std::string path = dir_ + "/events.jsonl";
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0 || write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||

@@ -65,7 +65,9 @@ std::string GratuitousArp(const std::uint8_t mac[6], in_addr ip) {
 Vip::Vip(VipAddress address, std::string interface)
     : addr_(std::move(address)), if_(std::move(interface)) {}
 
-std::string Vip::Change(bool add) {
+std::string Vip::Change(bool add) { return Change(add, addr_.prefix); }
+
+std::string Vip::Change(bool add, int prefix) {
   unsigned index = if_nametoindex(if_.c_str());
   if (!index) return fmt::format("interface {}: {}", if_, std::strerror(errno));
   std::unique_ptr<nl_sock, void (*)(nl_sock*)> sk(nl_socket_alloc(), nl_socket_free);
@@ -73,14 +75,17 @@ std::string Vip::Change(bool add) {
   if (int e = nl_connect(sk.get(), NETLINK_ROUTE); e < 0)
     return fmt::format("rtnetlink: {}", nl_geterror(e));
   std::unique_ptr<rtnl_addr, void (*)(rtnl_addr*)> a(rtnl_addr_alloc(), rtnl_addr_put);
+  std::string text = addr_.text.substr(0, addr_.text.find('/')) + "/" + std::to_string(prefix);
   nl_addr* local = nullptr;
-  if (int e = nl_addr_parse(addr_.text.c_str(), AF_INET, &local); e < 0)
-    return fmt::format("{}: {}", addr_.text, nl_geterror(e));
+  if (int e = nl_addr_parse(text.c_str(), AF_INET, &local); e < 0)
+    return fmt::format("{}: {}", text, nl_geterror(e));
   rtnl_addr_set_ifindex(a.get(), static_cast<int>(index));
   rtnl_addr_set_local(a.get(), local);  // takes its own reference, prefix included
   nl_addr_put(local);
   // A label marks it as ours for `ip addr` readers: "<if>:mt" if it fits.
-  if (if_.size() + 3 < IFNAMSIZ) rtnl_addr_set_label(a.get(), (if_ + ":mt").c_str());
+  // Not on removal: the kernel would then only remove an address with that
+  // very label, and one added by hand has none.
+  if (add && if_.size() + 3 < IFNAMSIZ) rtnl_addr_set_label(a.get(), (if_ + ":mt").c_str());
   int e = add ? rtnl_addr_add(sk.get(), a.get(), 0) : rtnl_addr_delete(sk.get(), a.get(), 0);
   if (e == -NLE_EXIST && add) return {};
   if ((e == -NLE_NOADDR || e == -NLE_OBJ_NOTFOUND) && !add) return {};
@@ -92,14 +97,38 @@ std::string Vip::Change(bool add) {
 
 std::string Vip::Acquire() {
   if (std::string err = Change(true); !err.empty()) return err;
-  announcements_left_ = 3;
+  announcements_left_ = 6;
   next_announce_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
   return Announce();
 }
 
 std::string Vip::Release() {
   announcements_left_ = 0;
-  return Change(false);
+  if (std::string err = Change(false); !err.empty()) return err;
+  if (!Present()) return {};
+  // There with another prefix (added by hand, or by another tool): the
+  // kernel removes an address only when the prefix matches too.
+  if (int p = PresentPrefix(); p > 0 && p != addr_.prefix)
+    if (std::string err = Change(false, p); !err.empty()) return err;
+  if (Present())
+    return fmt::format("{} is still on {} after its removal", addr_.text, if_);
+  return {};
+}
+
+int Vip::PresentPrefix() const {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return -1;
+  int prefix = -1;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !i->ifa_netmask) continue;
+    std::string_view name(i->ifa_name);
+    if (name != if_ && !name.starts_with(if_ + ":")) continue;
+    if (reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr != addr_.addr.s_addr) continue;
+    prefix = __builtin_popcount(reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr.s_addr);
+    break;
+  }
+  freeifaddrs(list);
+  return prefix;
 }
 
 bool Vip::Present() const {

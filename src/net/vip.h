@@ -48,12 +48,16 @@ class Vip {
   std::string Release();
   // Whether the interface holds the address now.
   bool Present() const;
-  // More announcements after an Acquire (1 per 500 ms, 4 in all, like
-  // keepalived's repeats): a host that missed the first learns from these.
+  // More announcements after an Acquire (at most one per 500 ms, 7 in all,
+  // over about 3 s, like keepalived's repeats): a host that missed the first
+  // learns from these, and they outlast the 2 s during which an old primary
+  // keeps its copy after a switchover.
   void Tick(std::chrono::steady_clock::time_point now);
 
  private:
   std::string Change(bool add);
+  std::string Change(bool add, int prefix);
+  int PresentPrefix() const;  // the prefix it has on the interface, -1 if absent
   std::string Announce();
 
   VipAddress addr_;

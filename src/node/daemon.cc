@@ -85,7 +85,23 @@ Daemon::Daemon(Config cfg)
       tick_timer_(io_) {}
 
 Daemon::~Daemon() {
+  AbandonSwitchover("mailtwind is stopping");
   if (inotify_) inotify_->release();  // the watcher owns the descriptor
+}
+
+void Daemon::AbandonSwitchover(const std::string& why) {
+  // A switchover cut short must not leave Postfix's queue manager stopped
+  // (Postfix would accept mail and deliver none) nor the address lingering
+  // on a node that no longer serves.
+  if (switching_ && switching_->qmgr &&
+      (switching_->phase == Switching::Phase::kDeliveries ||
+       switching_->phase == Switching::Phase::kIntake)) {
+    kill(switching_->qmgr, SIGCONT);
+    spdlog::warn("switchover abandoned ({}): Postfix's queue manager continues", why);
+  }
+  switching_.reset();
+  if (vip_ && state_.role != NodeRole::kPrimary && vip_linger_until_ != ha::Clock::time_point{})
+    ReleaseVip(why);
 }
 
 std::string Daemon::Init() {
@@ -123,6 +139,14 @@ std::string Daemon::Init() {
     spdlog::info("vip: {} on {} follows the primary role ({} here now)", va.text,
                  cfg_.vip_interface, vip_held_ ? "present" : "absent");
   }
+  // A switchover cut short by a crash of this daemon may have left Postfix's
+  // queue manager stopped: Postfix would accept mail and deliver none.
+  for (const auto& p : postfix::ProcessGroup(postfix::RunningMaster(queue_dir_)))
+    if (postfix::IsQueueManager(p) && p.state == 'T') {
+      kill(p.pid, SIGCONT);
+      spdlog::warn("Postfix's {} (pid {}) was stopped, as a switchover leaves it: continued",
+                   p.comm, p.pid);
+    }
   // Postfix's integrity checks run here, once: mailtwind later starts
   // Postfix without them, to keep promotions and switchovers short.
   if (auto chk = RunCommand({"postfix", "-c", cfg_.postfix_config_dir, "check"}); !chk.ok())
@@ -331,6 +355,7 @@ int Daemon::Run() {
   notifier_->Start();
   signals_.async_wait([this](asio::error_code, int sig) {
     spdlog::info("signal {}: stopping", sig);
+    AbandonSwitchover("mailtwind is stopping");
     if (gate_) gate_->Stop();
     if (link_) link_->Stop();
     if (server_) server_->Stop();
@@ -791,14 +816,18 @@ void Daemon::StopPostfix(bool fence) {
   // which passes it to its process group - but polled every 5 ms rather
   // than postfix-script's once a second: this is the intake pause of a
   // switchover and the delay of a fence.
-  std::ifstream in(queue_dir_ + "/pid/master.pid");
-  long pid = 0;
-  if (!(in >> pid) || !Alive(pid)) return;
-  auto t0 = std::chrono::steady_clock::now();
   // A queue manager stopped by a switchover dies of this SIGTERM as soon as
-  // it continues, before it runs another instruction of its own.
+  // it continues, before it runs another instruction of its own (also when
+  // its master is gone already).
   pid_t qmgr = switching_ ? switching_->qmgr : 0;
   if (qmgr) kill(qmgr, SIGTERM);
+  std::ifstream in(queue_dir_ + "/pid/master.pid");
+  long pid = 0;
+  if (!(in >> pid) || !Alive(pid)) {
+    if (qmgr) kill(qmgr, SIGCONT);
+    return;
+  }
+  auto t0 = std::chrono::steady_clock::now();
   kill(static_cast<pid_t>(pid), SIGTERM);
   if (qmgr) kill(qmgr, SIGCONT);
   for (int i = 0; i < 1000 && Alive(pid); ++i)
@@ -936,7 +965,11 @@ repl::msg::NodeStatus Daemon::SelfStatus() const {
   else if (mirror_)
     for (const auto& [id, f] : mirror_->files()) add(f.queue);
   m.queue_free_mb = queue_free_mb_ >= 1e11 ? -1 : static_cast<std::int64_t>(queue_free_mb_);
+  // Printable ASCII only: a standby's reason may quote what a broken SMTP
+  // server answered its probe, and the peer refuses control characters.
   m.decision = last_decision_.reason.substr(0, repl::kMaxName);
+  for (char& c : m.decision)
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
   return m;
 }
 
@@ -994,6 +1027,8 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   } else {
     queue_trouble_since_.reset();
   }
+  if (switchover_failed_at_)
+    o.since_switchover_failed = std::chrono::duration_cast<Millis>(now - *switchover_failed_at_);
   // The peer's word on its own disk counts while fresh (it says it once a
   // second).
   if (peer_status_ && now - peer_status_at_ < std::chrono::seconds(5)) {
@@ -1104,7 +1139,11 @@ ctl::Json Daemon::StartSwitchover(const std::string& reason, const std::string& 
   // that message would arrive twice.
   sw.master = postfix::RunningMaster(queue_dir_);
   for (const auto& p : postfix::ProcessGroup(sw.master))
-    if (p.comm == "qmgr" && kill(p.pid, SIGSTOP) == 0) sw.qmgr = p.pid;
+    if (postfix::IsQueueManager(p) && kill(p.pid, SIGSTOP) == 0) sw.qmgr = p.pid;
+  if (sw.master && !sw.qmgr)
+    spdlog::warn("{}: no queue manager found under Postfix's master {}: deliveries in flight "
+                 "are not waited for",
+                 kind, sw.master);
   switching_ = std::move(sw);
   SwitchoverPoll();
   return {{"ok", true}, {"started", true}, {"standby", link_->peer_node()}};
@@ -1124,7 +1163,6 @@ void Daemon::SwitchoverPoll() {
     // request is new. Quiet must last kDeliveryQuiet: that request may
     // still be in its socket.
     if (now - sw.scanned >= kDeliveryScan) {
-      sw.scanned = now;
       std::string err;
       sw.delivering = sw.master ? postfix::DeliveriesInFlight(sw.master, active_dir_, err) : 0;
       if (!err.empty() && !sw.diag_warned) {
@@ -1135,6 +1173,7 @@ void Daemon::SwitchoverPoll() {
       }
       if (sw.delivering) sw.quiet_since.reset();
       else if (!sw.quiet_since) sw.quiet_since = now;
+      sw.scanned = std::chrono::steady_clock::now();
     }
     bool quiet = sw.quiet_since && now - *sw.quiet_since >= kDeliveryQuiet;
     if (quiet || now > sw.deadline) {
@@ -1216,6 +1255,7 @@ void Daemon::SwitchoverPoll() {
 void Daemon::SwitchoverFailed(const std::string& why) {
   Switching sw = std::move(*switching_);
   switching_.reset();
+  switchover_failed_at_ = std::chrono::steady_clock::now();
   spdlog::error("{} failed: {}; serving again", sw.kind, why);
   bool stopped = sw.phase == Switching::Phase::kReplicate || sw.phase == Switching::Phase::kTakeOver;
   if (!stopped && sw.qmgr) kill(sw.qmgr, SIGCONT);

@@ -69,6 +69,9 @@ class Daemon : private gate::Replicas {
   repl::msg::NodeStatus SelfStatus() const;
   void OnPeerStatus(const std::string& node, const repl::msg::NodeStatus& m);
   void SendStatus(ha::Clock::time_point now);
+  // Undoes what a switchover under way has done to Postfix (SIGCONT to its
+  // queue manager) and lets a lingering address go: mailtwind stops.
+  void AbandonSwitchover(const std::string& why);
   ha::Observations Observe(ha::Clock::time_point now);
   void Evaluate(ha::Clock::time_point now);
   void CheckQueueFilesystem(ha::Clock::time_point now);
@@ -133,6 +136,7 @@ class Daemon : private gate::Replicas {
   std::string peer_status_node_;
   ha::Clock::time_point peer_status_at_{}, status_sent_at_{};
   std::optional<ha::Clock::time_point> queue_trouble_since_;
+  std::optional<ha::Clock::time_point> switchover_failed_at_;
   bool vip_held_ = false;
   // After a switchover the old primary keeps the address a little longer:
   // its Postfix is stopped, so a client that still sends there gets a reset

@@ -60,6 +60,18 @@ pid_t RunningMaster(const std::string& queue_dir) {
 std::vector<PostfixProcess> ProcessGroup(pid_t master) {
   std::vector<PostfixProcess> out;
   if (master <= 1) return out;
+  {
+    std::ifstream children(fmt::format("/proc/{}/task/{}/children", master, master));
+    if (children) {
+      std::vector<pid_t> pids{master};
+      for (long pid; children >> pid;) pids.push_back(static_cast<pid_t>(pid));
+      for (pid_t pid : pids) {
+        ProcStat st;
+        if (ReadStat(pid, st) && Live(st)) out.push_back({pid, st.comm, st.state});
+      }
+      return out;
+    }
+  }
   DIR* d = opendir("/proc");
   if (!d) return out;
   while (dirent* e = readdir(d)) {
@@ -68,7 +80,7 @@ std::vector<PostfixProcess> ProcessGroup(pid_t master) {
     if (pid <= 1 || *end) continue;
     ProcStat st;
     if (ReadStat(static_cast<pid_t>(pid), st) && Live(st) && st.pgrp == master)
-      out.push_back({static_cast<pid_t>(pid), st.comm});
+      out.push_back({static_cast<pid_t>(pid), st.comm, st.state});
   }
   closedir(d);
   return out;
@@ -196,11 +208,12 @@ std::size_t CountStillDelivering(const std::vector<std::vector<std::uint32_t>>& 
 
 std::size_t DeliveriesInFlight(pid_t master, const std::string& active_dir, std::string& error) {
   auto procs = ProcessGroup(master);
-  auto busy = WithFilesOpenUnder(procs, active_dir, "qmgr");
-  if (busy.empty()) return 0;
   pid_t qmgr = 0;
+  std::string qmgr_name = "qmgr";
   for (const auto& p : procs)
-    if (p.comm == "qmgr") qmgr = p.pid;
+    if (IsQueueManager(p)) qmgr = p.pid, qmgr_name = p.comm;
+  auto busy = WithFilesOpenUnder(procs, active_dir, qmgr_name);
+  if (busy.empty()) return 0;
   auto table = UnixSockets(error);
   if (!error.empty()) return busy.size();
   std::vector<std::vector<std::uint32_t>> agents;

@@ -50,9 +50,14 @@ pid_t RunningMaster(const std::string& queue_dir);
 struct PostfixProcess {
   pid_t pid = 0;
   std::string comm;
+  char state = '?';  // as in /proc/PID/stat: 'T' is stopped
 };
-// Every live process in the master's process group (master included).
+// The master and the live processes it runs: its children as
+// /proc/MASTER/task/MASTER/children lists them (every Postfix daemon is one),
+// or, without that file, every process in its process group.
 std::vector<PostfixProcess> ProcessGroup(pid_t master);
+// Postfix's queue manager: qmgr, or oqmgr in old setups.
+inline bool IsQueueManager(const PostfixProcess& p) { return p.comm == "qmgr" || p.comm == "oqmgr"; }
 
 // Of procs, those (other than any named skip) with a file open under dir
 // (a path ending in '/'): for active/, the deliveries in flight.

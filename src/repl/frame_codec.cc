@@ -236,7 +236,7 @@ bool Decode(PayloadDecoder& d, msg::NodeStatus& m) {
   std::uint8_t role;
   if (!d.r_.U8(role) || !d.r_.U64(m.epoch) || !d.r_.U8(m.flags)) return d.Fail("truncated");
   if (role != 1 && role != 2) return d.Fail("unknown role");
-  if (m.flags > 31) return d.Fail("unknown status flags");
+  m.flags &= 31;  // flags a later version adds are ignored
   m.role = static_cast<Role>(role);
   for (auto& n : m.queues)
     if (!d.r_.U32(n)) return d.Fail("truncated");

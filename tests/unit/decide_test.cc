@@ -219,8 +219,22 @@ TEST(Decide, FailbackToThePreferredNode) {
             std::string::npos)
       << d.reason;
   o.peer_queue_ok.reset();
-  EXPECT_TRUE(Decide(o, c, T0).actions.empty());
+  d = Decide(o, c, T0);
+  EXPECT_TRUE(d.actions.empty());
+  EXPECT_NE(d.reason.find("failback to main waits for its status report"), std::string::npos)
+      << d.reason;
   o.peer_queue_ok = true;
+  // A failed switchover is not retried at once.
+  o.since_switchover_failed = 20000ms;
+  d = Decide(o, c, T0);
+  EXPECT_TRUE(d.actions.empty());
+  EXPECT_NE(d.reason.find("the last switchover failed 20 s ago: failback to main tried again in "
+                          "40 s"),
+            std::string::npos)
+      << d.reason;
+  o.since_switchover_failed = 61000ms;
+  EXPECT_EQ(Decide(o, c, T0).actions, std::vector<Action>{Action::kFailback});
+  o.since_switchover_failed.reset();
   o.caught_up = false;
   EXPECT_TRUE(Decide(o, c, T0).actions.empty());
   o.caught_up = true;
@@ -265,6 +279,14 @@ TEST(Decide, QueueTroubleMovesTheRoleToAHealthyStandby) {
                           "healthy"),
             std::string::npos)
       << d.reason;
+  // After a failed switchover: not again for a minute.
+  o.since_switchover_failed = 5000ms;
+  d = Decide(o, c, T0);
+  EXPECT_TRUE(d.actions.empty()) << d.reason;
+  EXPECT_NE(d.reason.find("the last switchover failed 5 s ago: trying again in 55 s"),
+            std::string::npos)
+      << d.reason;
+  o.since_switchover_failed.reset();
   // Low space counts too.
   o.queue_writable = true;
   o.queue_free_mb = 50;
