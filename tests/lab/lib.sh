@@ -17,7 +17,8 @@
 #                            where a killed client makes a duplicate
 #
 # Functions: pair_setup NAME, pair_start (Postfix on main, both daemons,
-# waits until the link is live), send_mail FROM TO... (swaks from client,
+# waits until the link is live), start_sender RATE RCPTS [SERVERS] (mail
+# under load, logged in $log), send_mail FROM TO... (swaks from client,
 # prints the queue ID), fail MSG, pass.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -97,6 +98,21 @@ pair_start() {
 	mt_wait_state main live 20 || fail "replication link did not come up"
 }
 
+# start_sender RATE RCPTS [SERVERS]: the client sends RATE messages a second
+# (lab/sender.py) to SERVERS, tried in order (default: main, then backup,
+# like two MX records), each to the next of the comma-separated RCPTS. Every
+# 250 is a line of $log ($LAB_DIR/accepted.log: ... Message-ID RCPT SERVER
+# TIME). Waits for the first one. It stops at $LAB_DIR/stop (what
+# settle_and_account touches) or after 300 s.
+start_sender() {
+	local rate=$1 rcpts=$2 servers=${3:-$(lab_ip main),$(lab_ip backup)}
+	log=$LAB_DIR/accepted.log
+	lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" --times \
+		--servers "$servers" --rcpt "$rcpts" --rate "$rate" --log "$log" \
+		--stop-file "$LAB_DIR/stop" --max-seconds 300 >/dev/null
+	lab_wait_for 20 test -s "$log" || fail "no mail accepted (servers $servers)"
+}
+
 # queue_settled HOST: true when HOST's queue holds no committed message in
 # incoming, active, deferred or maildrop. Only files with the owner-execute
 # bit count: a kill -9 can leave a cleanup temporary file (USEC.PID, 0600)
@@ -112,7 +128,16 @@ settle_and_account() {
 	shift
 	touch "$LAB_DIR/stop"
 	sleep 2
-	lab_wait_for 60 queue_settled "$host" || fail "$host did not deliver everything"
+	# Mail deferred by the test's own violence (a delivery cut by a kill)
+	# would wait for Postfix's next queue run (5 minutes): retry it now.
+	local deferred
+	deferred=$(find "$LAB_DIR/$host/spool/deferred" -type f 2>/dev/null | wc -l)
+	if ((deferred > 0)); then
+		echo "   ($host had $deferred deferred messages at the end: flushed)"
+		lab_exec "$host" postqueue -c "$(lab_postfix_conf "$host")" -f || true
+	fi
+	lab_wait_for 60 queue_settled "$host" ||
+		fail "$host did not deliver everything: $(lab_exec "$host" postqueue -c "$(lab_postfix_conf "$host")" -p | tail -5)"
 	sleep 1
 	lab_account "$@"
 }

@@ -22,12 +22,7 @@ mt_gate main
 mt_gate backup
 pair_start
 
-log=$LAB_DIR/accepted.log
-lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" \
-	--servers "$(lab_ip main),$(lab_ip backup)" \
-	--rcpt "a@sink.lab.test,b@sink.lab.test" \
-	--rate 40 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 120 >/dev/null
-lab_wait_for 20 test -s "$log" || fail "no mail accepted by main"
+start_sender 40 "a@sink.lab.test,b@sink.lab.test"
 sleep 4
 
 # 1. main dies.

@@ -25,11 +25,7 @@ pair_setup t-08
 mt_gate main
 mt_gate backup
 pair_start
-log=$LAB_DIR/accepted.log
-lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" --times \
-	--servers "$(lab_ip main),$(lab_ip backup)" --rcpt "a@sink.lab.test,b@late.lab.test" \
-	--rate 30 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 300 >/dev/null
-lab_wait_for 20 test -s "$log" || fail "no mail accepted"
+start_sender 30 "a@sink.lab.test,b@late.lab.test"
 sleep 3
 
 # The longest gap between two 250s after time $1 (seconds).

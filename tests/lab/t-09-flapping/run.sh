@@ -20,11 +20,7 @@ sed -i '/^\[failover\]/a min_free_mb = 100000000' "$LAB_DIR/main/mailtwin.toml"
 mt_gate main
 mt_gate backup
 pair_start
-log=$LAB_DIR/accepted.log
-lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" \
-	--servers "$(lab_ip main),$(lab_ip backup)" --rcpt "a@sink.lab.test,b@sink.lab.test" \
-	--rate 20 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 300 >/dev/null
-lab_wait_for 20 test -s "$log" || fail "no mail accepted"
+start_sender 20 "a@sink.lab.test,b@sink.lab.test"
 takeovers() { cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c " warning taking over at epoch" || true; }
 
 decision_has() { mt_ha main decision | grep -q "$1"; }

@@ -43,11 +43,7 @@ lab_wait_for 5 has_vip main || fail "main (primary) does not hold the VIP $vip"
 has_vip backup && fail "backup (standby) holds the VIP too"
 mt main status | grep -q "^vip .* held here" || fail "main's status does not say it holds the VIP: $(mt main status | grep ^vip)"
 mt backup status | grep -q "^vip .* not here" || fail "backup's status: $(mt backup status | grep ^vip)"
-log=$LAB_DIR/accepted.log
-lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" --times \
-	--servers "$vip" --rcpt "a@sink.lab.test,b@sink.lab.test" \
-	--rate 30 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 200 >/dev/null
-lab_wait_for 20 test -s "$log" || fail "no mail accepted through the VIP"
+start_sender 30 "a@sink.lab.test,b@sink.lab.test" "$vip"
 sleep 2
 client_goes_to main || fail "the client does not reach the VIP at main's MAC"
 echo "1. main holds $vip; the client sends to it ($(wc -l <"$log") accepted so far)"

@@ -25,11 +25,7 @@ lab_tmpfs "$LAB_DIR/main" 160m
 mt_gate main
 mt_gate backup
 pair_start
-log=$LAB_DIR/accepted.log
-lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" \
-	--servers "$(lab_ip main),$(lab_ip backup)" --rcpt "a@sink.lab.test,b@sink.lab.test" \
-	--rate 20 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 300 >/dev/null
-lab_wait_for 20 test -s "$log" || fail "no mail accepted"
+start_sender 20 "a@sink.lab.test,b@sink.lab.test"
 
 # 1. Both nodes in one table.
 peer_heard() { mt main status | grep -q "backup (said"; }
