@@ -75,8 +75,12 @@ pair_setup() {
 	local tm="inline:{ sink.lab.test=smtp:[$d]:25, dead.lab.test=smtp:[$d]:2526,"
 	tm+=" bounce.lab.test=smtp:[$d]:2527, slow.lab.test=smtp:[$d]:2528,"
 	tm+=" late.lab.test=smtp:[$d]:2529 }"
+	# Both nodes take both names as local: queued mail moves between them,
+	# Postfix's own notices included (postmaster@backup.lab.test, made on
+	# backup, may be delivered by main) - as in a real pair.
 	for h in main backup; do
-		lab_postfix_create "$h" "transport_maps = $tm"
+		lab_postfix_create "$h" "transport_maps = $tm" \
+			"mydestination = main.lab.test, backup.lab.test, localhost"
 	done
 	SINK_OK=$LAB_DIR/sink-ok
 	SINK_DEAD=$LAB_DIR/sink-dead
