@@ -120,34 +120,20 @@ int Vip::PresentPrefix() const {
   if (getifaddrs(&list) != 0) return -1;
   int prefix = -1;
   for (ifaddrs* i = list; i; i = i->ifa_next) {
-    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !i->ifa_netmask) continue;
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
     std::string_view name(i->ifa_name);
     if (name != if_ && !name.starts_with(if_ + ":")) continue;
     if (reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr != addr_.addr.s_addr) continue;
-    prefix = __builtin_popcount(reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr.s_addr);
+    prefix = i->ifa_netmask
+                 ? __builtin_popcount(reinterpret_cast<sockaddr_in*>(i->ifa_netmask)->sin_addr.s_addr)
+                 : 32;
     break;
   }
   freeifaddrs(list);
   return prefix;
 }
 
-bool Vip::Present() const {
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) != 0) return false;
-  bool found = false;
-  for (ifaddrs* i = list; i && !found; i = i->ifa_next)
-    if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && if_ == i->ifa_name &&
-        reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == addr_.addr.s_addr)
-      found = true;
-  // Labelled addresses appear under their label ("eth0:mt").
-  for (ifaddrs* i = list; i && !found; i = i->ifa_next)
-    if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
-        std::string_view(i->ifa_name).starts_with(if_ + ":") &&
-        reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr == addr_.addr.s_addr)
-      found = true;
-  freeifaddrs(list);
-  return found;
-}
+bool Vip::Present() const { return PresentPrefix() >= 0; }
 
 void Vip::Tick(std::chrono::steady_clock::time_point now) {
   if (announcements_left_ <= 0 || now < next_announce_) return;

@@ -24,19 +24,6 @@
 namespace mailtwin {
 namespace {
 
-// True while pid runs. kill(pid, 0) is not enough: Postfix's master is a
-// daemon whose parent may be a PID 1 that reaps late, so for a while after
-// it exits it is a zombie, which kill(2) still reaches.
-bool Alive(long pid) {
-  if (pid <= 1) return false;
-  std::ifstream st(fmt::format("/proc/{}/stat", pid));
-  std::string text;
-  if (!std::getline(st, text)) return false;
-  auto paren = text.rfind(')');
-  if (paren == std::string::npos || paren + 2 >= text.size()) return false;
-  char state = text[paren + 2];
-  return state != 'Z' && state != 'X';
-}
 
 // A switchover waits at most this long for the deliveries in flight (mail
 // is still accepted meanwhile), then at most kIntakeLimit for the sessions
@@ -788,12 +775,7 @@ void Daemon::StepDown(std::uint64_t epoch, const std::string& reason) {
                                ms, reason, moved.files));
 }
 
-bool Daemon::PostfixUp() const {
-  std::ifstream in(queue_dir_ + "/pid/master.pid");
-  long pid = 0;
-  if (!(in >> pid)) return false;
-  return Alive(pid);
-}
+bool Daemon::PostfixUp() const { return postfix::RunningMaster(queue_dir_) != 0; }
 
 bool Daemon::StartPostfix() {
   Busy busy(*this);
@@ -821,20 +803,19 @@ void Daemon::StopPostfix(bool fence) {
   // its master is gone already).
   pid_t qmgr = switching_ ? switching_->qmgr : 0;
   if (qmgr) kill(qmgr, SIGTERM);
-  std::ifstream in(queue_dir_ + "/pid/master.pid");
-  long pid = 0;
-  if (!(in >> pid) || !Alive(pid)) {
+  pid_t pid = postfix::RunningMaster(queue_dir_);
+  if (!pid) {
     if (qmgr) kill(qmgr, SIGCONT);
     return;
   }
   auto t0 = std::chrono::steady_clock::now();
-  kill(static_cast<pid_t>(pid), SIGTERM);
+  kill(pid, SIGTERM);
   if (qmgr) kill(qmgr, SIGCONT);
-  for (int i = 0; i < 1000 && Alive(pid); ++i)
+  for (int i = 0; i < 1000 && postfix::ProcessLive(pid); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  bool gone = !Alive(pid);
+  bool gone = !postfix::ProcessLive(pid);
   if (!gone) {
-    kill(static_cast<pid_t>(pid), SIGKILL);
+    kill(pid, SIGKILL);
     RunCommand({"postfix", "-c", cfg_.postfix_config_dir, "abort"});
   }
   spdlog::warn("{} Postfix ({}) in {:.0f} ms{}", fence ? "fenced" : "stopped",

@@ -48,12 +48,15 @@ bool ReadStat(pid_t pid, ProcStat& st) {
 bool Live(const ProcStat& st) { return st.state != 'Z' && st.state != 'X'; }
 }  // namespace
 
+bool ProcessLive(pid_t pid) {
+  ProcStat st;
+  return pid > 1 && ReadStat(pid, st) && Live(st);
+}
+
 pid_t RunningMaster(const std::string& queue_dir) {
   std::ifstream in(queue_dir + "/pid/master.pid");
   long pid = 0;
-  if (!(in >> pid) || pid <= 1) return 0;
-  ProcStat st;
-  if (!ReadStat(static_cast<pid_t>(pid), st) || !Live(st)) return 0;
+  if (!(in >> pid) || !ProcessLive(static_cast<pid_t>(pid))) return 0;
   return static_cast<pid_t>(pid);
 }
 

@@ -43,6 +43,10 @@ struct ProcStat {
 // may itself hold spaces and parentheses). False when malformed.
 bool ParseProcStat(std::string_view text, ProcStat& out);
 
+// True while pid runs. kill(pid, 0) is not enough: a process whose parent
+// (PID 1 here) reaps late stays a zombie for a while, which kill(2) reaches.
+bool ProcessLive(pid_t pid);
+
 // The master's PID from <queue_dir>/pid/master.pid, if that process runs
 // (a zombie does not); 0 otherwise.
 pid_t RunningMaster(const std::string& queue_dir);
