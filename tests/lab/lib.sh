@@ -125,6 +125,14 @@ queue_settled() {
 	[[ -z $(find "$LAB_DIR/$1/spool"/{incoming,active,deferred,maildrop} -type f -perm -u=x 2>/dev/null | head -1) ]]
 }
 
+# queue_files HOST: every file in HOST's incoming, active, deferred and
+# maildrop, with its mode and age (for failure messages).
+queue_files() {
+	find "$LAB_DIR/$1/spool"/{incoming,active,deferred,maildrop} -type f \
+		-printf '%P mode %m size %s age %Ts\n' 2>/dev/null |
+		awk -v now="$(date +%s)" '{ $NF = int(now - $NF) "s"; print }'
+}
+
 # settle_and_account HOST LOG SINK_DIR...: stops the sender (touches
 # $LAB_DIR/stop), waits until HOST has delivered everything, then account.
 settle_and_account() {
@@ -141,7 +149,10 @@ settle_and_account() {
 		lab_exec "$host" postqueue -c "$(lab_postfix_conf "$host")" -f || true
 	fi
 	lab_wait_for 60 queue_settled "$host" ||
-		fail "$host did not deliver everything: $(lab_exec "$host" postqueue -c "$(lab_postfix_conf "$host")" -p | tail -5)"
+		fail "$host did not deliver everything: $(queue_files "$host" | tail -5; lab_exec "$host" postqueue -c "$(lab_postfix_conf "$host")" -p | tail -5)"
+	local temps
+	temps=$(queue_files "$host")
+	[[ -z $temps ]] || echo "   ($host still holds uncommitted temporary files: $temps)"
 	sleep 1
 	lab_account "$@"
 }
@@ -182,9 +193,10 @@ queue_has() {
 	[[ -n $(find "$LAB_DIR/$1/spool/$2" -name "$3" -type f 2>/dev/null) ]]
 }
 
-# queue_settled HOST: nothing in flight in HOST's queue (incoming, active,
+# queue_quiet HOST: nothing in flight in HOST's queue (incoming, active,
 # maildrop empty): what remains (deferred, hold) no longer changes by itself.
-queue_settled() {
+# (Not queue_settled, above: that one also wants deferred/ empty.)
+queue_quiet() {
 	local q=$LAB_DIR/$1/spool
 	[[ -z $(find "$q/incoming" "$q/active" "$q/maildrop" -type f 2>/dev/null | head -1) ]]
 }

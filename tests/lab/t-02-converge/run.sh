@@ -18,7 +18,7 @@ pair_start
 queue=$LAB_DIR/main/spool
 
 converged() {
-	lab_wait_for 120 queue_settled main || fail "main's queue did not settle"
+	lab_wait_for 120 queue_quiet main || fail "main's queue did not settle"
 	mt_wait_synced main backup 60 || fail "mirror did not converge after: $1"
 	echo "converged after $1: $(mt_queue_digest "$queue" | wc -l) files and logs"
 }
