@@ -154,6 +154,9 @@ void PrintStatus(const Json& s) {
     fmt::print("protect   {} unprotected now (oldest {:.1f} s), {} since start, {} refused\n",
                g.value("unprotected", 0), g.value("oldest_unprotected_s", 0.0),
                g.value("unprotected_total", 0), g.value("refused", 0));
+    if (g.value("durability", "") == "strict")
+      fmt::print("hold      {} released from hold/ once the standby held them, {} refused (451)\n",
+                 g.value("released", 0), g.value("refused", 0));
   }
   std::string err = r.value("last_error", "");
   if (!err.empty()) fmt::print("last err  {}\n", err);

@@ -16,7 +16,9 @@
 #               smtpd per message, two more TCP hops), without any waiting;
 #      sync   - mailtwind pair, Postfix's smtp service through the gate
 #               (smtpd_proxy_filter), durability sync;
-#      strict - not measured: strict durability is not implemented yet (NA).
+#      strict - as sync, durability strict: the after-filter puts every
+#               message on hold, the gate releases it once the standby holds
+#               it and waits for the release's replica too (two round trips).
 #    ratios = median(mode) / median(plain).
 # 2. Added latency of the final reply at a steady 200 msg/s (paced_send.py,
 #    4 sessions, 4 KB): how long the gate held each "250 ... queued as"
@@ -26,7 +28,8 @@
 # 3. Trials (lab/gate_trial.py) under smtp-source load, durability sync: the
 #    instant a 250 arrives the primary's mailtwind is frozen (SIGSTOP: nothing
 #    more replicates) and the standby's mirror must hold the queue ID.
-#    lost = trials where it did not. 200 trials (quick: 100).
+#    200 trials (quick: 100); then half as many in strict, where the copy must
+#    be outside the mirror's hold/. trials and lost count both.
 #
 # The last line is machine-readable:
 #   RESULT plain_msgs_per_s=.. async_ratio=.. sync_ratio=.. strict_ratio=..
@@ -99,6 +102,18 @@ gate_route off
 BUSY_START=$(bench_cpu_busy 2)
 bench_log "machine CPU busy with the lab idle: $BUSY_START %"
 
+# strict_on / strict_off: the after-filter with and without strict's hold
+# (postfix-config --apply regenerates it from the config's durability).
+strict_on() {
+	mt_set_durability main strict
+	mt_gate main
+	gate_route on
+}
+strict_off() {
+	mt_set_durability main sync
+	mt_gate main
+}
+
 pair_start_idle() {
 	bench_mt_start backup 10
 	bench_mt_start main 30
@@ -116,6 +131,7 @@ round() {
 	async) pair_start_idle ;;
 	relay) gate_route on; mt_set_durability main async; pair_start_idle ;;
 	sync) gate_route on; mt_set_durability main sync; pair_start_idle ;;
+	strict) strict_on; pair_start_idle ;;
 	esac
 	local j0 j1
 	[[ $mode == plain ]] || j0=$(bench_mt_json main)
@@ -129,10 +145,11 @@ round() {
 		j1=$(bench_mt_json main)
 		cpu=", primary mailtwind $(awk -v a="$(bench_json_get "$j1" cpu_ms)" -v b="$(bench_json_get "$j0" cpu_ms)" -v n="$TP_MSGS" 'BEGIN { printf "%.0f", (a - b) * 1000 / n }') ms CPU per 1000 msgs"
 	fi
-	if [[ $mode == sync ]]; then
-		bench_log "  sync: gate held $(bench_json_get "$j1" messages) messages, hold p50 $(bench_fmt "$(bench_json_get "$j1" hold_p50_ms)" %.2f) ms p99 $(bench_fmt "$(bench_json_get "$j1" hold_p99_ms)" %.2f) ms, unprotected $(bench_json_get "$j1" unprotected_total), errors $(bench_json_get "$j1" errors)"
+	if [[ $mode == sync || $mode == strict ]]; then
+		bench_log "  $mode: gate held $(bench_json_get "$j1" messages) messages, hold p50 $(bench_fmt "$(bench_json_get "$j1" hold_p50_ms)" %.2f) ms p99 $(bench_fmt "$(bench_json_get "$j1" hold_p99_ms)" %.2f) ms, unprotected $(bench_json_get "$j1" unprotected_total), refused $(bench_json_get "$j1" refused), errors $(bench_json_get "$j1" errors)"
 	fi
-	[[ $mode == relay || $mode == sync ]] && gate_route off
+	[[ $mode == strict ]] && strict_off
+	[[ $mode == relay || $mode == sync || $mode == strict ]] && gate_route off
 	[[ $mode == plain ]] || pair_stop
 	bench_log "  $mode: $TP_MSGS msgs at $rate msgs/s$cpu"
 	echo "$rate"
@@ -141,22 +158,25 @@ round() {
 bench_log "warm-up"
 lab_source client "$(lab_ip main)" "${SOURCE_OPTS[@]}" -m 500 >/dev/null
 bench_wait_queue main "" 0 120
-declare -a P A R S
+declare -a P A R S X
 for ((r = 1; r <= ROUNDS; r++)); do
 	bench_log "1. throughput round $r/$ROUNDS ($TP_MSGS msgs, 20 sessions)"
 	P+=("$(round plain)")
 	A+=("$(round async)")
 	R+=("$(round relay)")
 	S+=("$(round sync)")
+	X+=("$(round strict)")
 done
 read -r RELAY _ _ <<<"$(bench_stats "${R[@]}")"
 read -r PLAIN _ _ <<<"$(bench_stats "${P[@]}")"
 read -r ASYNC _ _ <<<"$(bench_stats "${A[@]}")"
 read -r SYNC _ _ <<<"$(bench_stats "${S[@]}")"
+read -r STRICT _ _ <<<"$(bench_stats "${X[@]}")"
 ASYNC_RATIO=$(bench_ratio "$ASYNC" "$PLAIN")
 SYNC_RATIO=$(bench_ratio "$SYNC" "$PLAIN")
-bench_log "throughput: plain ${P[*]}, async ${A[*]}, relay ${R[*]}, sync ${S[*]} msgs/s"
-bench_log "  ratios: async $ASYNC_RATIO, relay only (proxy path, no waiting) $(bench_ratio "$RELAY" "$PLAIN"), sync $SYNC_RATIO"
+STRICT_RATIO=$(bench_ratio "$STRICT" "$PLAIN")
+bench_log "throughput: plain ${P[*]}, async ${A[*]}, relay ${R[*]}, sync ${S[*]}, strict ${X[*]} msgs/s"
+bench_log "  ratios: async $ASYNC_RATIO, relay only (proxy path, no waiting) $(bench_ratio "$RELAY" "$PLAIN"), sync $SYNC_RATIO, strict $STRICT_RATIO"
 
 bench_log "2. latency at 200 msg/s for $LAT_SECS s: async, then through the gate"
 paced() {
@@ -191,8 +211,28 @@ bench_log "  $T"
 N_TRIALS=$(bench_field "$T" trials)
 LOST=$(bench_field "$T" missing)
 pair_stop
+bench_log "   and $((TRIALS / 2)) under load in strict (a copy in the mirror's hold/ does not count)"
+# (the sync trials' messages stay in deferred/: wait for the load only)
+bench_wait_queue main "maildrop incoming active hold" 0 120 || true
+strict_on
+pair_start_idle
+lab_bg client "$LAB_DIR/load2.log" smtp-source -M client.lab.test -s 4 -m 100000 -l 3000 \
+	-f s@client.lab.test -t load@dest.lab.test "$(lab_ip main):25" >/dev/null
+LOAD=$LAB_BG_PID
+T=$(lab_exec client "$BENCH_PY" "$REPO/lab/gate_trial.py" --server "$(lab_ip main)" \
+	--trials "$((TRIALS / 2))" --freeze "$MT_PID_main" --mirror "$LAB_DIR/backup/mirror" \
+	--rcpt trial@dead.lab.test --not-on-hold | tail -n 1)
+lab_kill "$LOAD" || true
+bench_log "  $T"
+J=$(bench_mt_json main)
+bench_log "  strict gate: released $(bench_json_get "$J" released), refused $(bench_json_get "$J" refused), hold p50 $(bench_fmt "$(bench_json_get "$J" hold_p50_ms)" %.2f) ms p99 $(bench_fmt "$(bench_json_get "$J" hold_p99_ms)" %.2f) ms"
+N_TRIALS=$((N_TRIALS + $(bench_field "$T" trials)))
+LOST=$((LOST + $(bench_field "$T" missing)))
+pair_stop
+strict_off
+gate_route off
 BUSY_END=$(bench_cpu_busy 2)
 bench_log "machine CPU busy at the end: $BUSY_END %"
 
 bench_log "targets: sync_ratio >= 0.85: $(bench_verdict "$SYNC_RATIO" '>=' 0.85); gate_added_p99_ms <= 5: $(bench_verdict "$ADDED99" '<=' 5); lost == 0: $([[ $LOST == 0 ]] && echo PASS || echo MISS)"
-echo "RESULT plain_msgs_per_s=$PLAIN async_ratio=$ASYNC_RATIO sync_ratio=$SYNC_RATIO strict_ratio=NA gate_added_p50_ms=$ADDED50 gate_added_p99_ms=$ADDED99 trials=${N_TRIALS:-NA} lost=${LOST:-NA}"
+echo "RESULT plain_msgs_per_s=$PLAIN async_ratio=$ASYNC_RATIO sync_ratio=$SYNC_RATIO strict_ratio=$STRICT_RATIO gate_added_p50_ms=$ADDED50 gate_added_p99_ms=$ADDED99 trials=${N_TRIALS:-NA} lost=${LOST:-NA}"

@@ -14,6 +14,9 @@ With --crash-after K and --crash-cmd CMD it instead sends until the K-th 250,
 then freezes PID and runs CMD (which kills the primary), and stops: the
 caller promotes the standby and checks --log against the destination.
 
+With --not-on-hold (strict durability) a copy in the mirror's hold/ does not
+count: the message must be on the standby in a queue it would deliver from.
+
 Prints "trials=N protected=P missing=M" (and the missing IDs); --log FILE
 gets one line per accepted message: "MESSAGE-ID QUEUE-ID".
 """
@@ -31,8 +34,8 @@ import time
 QUEUES = ("incoming", "active", "deferred", "hold", "maildrop")
 
 
-def in_mirror(mirror, qid):
-    for q in QUEUES:
+def in_mirror(mirror, qid, queues=QUEUES):
+    for q in queues:
         base = os.path.join(mirror, q)
         if os.path.exists(os.path.join(base, qid)):
             return True
@@ -75,6 +78,9 @@ def main():
     ap.add_argument("--crash-after", type=int, default=0)
     ap.add_argument("--crash-cmd")
     ap.add_argument("--log")
+    ap.add_argument("--not-on-hold", action="store_true",
+                    help="strict mode: a copy the standby keeps in hold/ does not count "
+                         "(a promoted standby would not deliver it)")
     ap.add_argument("--tag", default=f"{os.getpid()}.{int(time.time())}")
     args = ap.parse_args()
 
@@ -112,7 +118,8 @@ def main():
             sys.exit(f"message {i} refused: {code} {text}")
         if args.mirror:
             try:
-                if in_mirror(args.mirror, qid) or delivered(args.sink, msgid):
+                queues = [q for q in QUEUES if q != "hold"] if args.not_on_hold else QUEUES
+                if in_mirror(args.mirror, qid, queues) or delivered(args.sink, msgid):
                     protected += 1
                 else:
                     missing += 1

@@ -255,9 +255,7 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   gate.CheckUnknown();
   if (durability == "async") c.durability = Durability::kAsync;
   else if (durability == "sync") c.durability = Durability::kSync;
-  else if (durability == "strict")
-    out.errors.push_back(
-        "[gate] durability \"strict\" is not available in this version yet: use \"sync\"");
+  else if (durability == "strict") c.durability = Durability::kStrict;
   else
     out.errors.push_back(fmt::format(
         "[gate] durability is \"{}\": it must be \"async\" (answer 250 at once), \"sync\" (wait "

@@ -193,6 +193,7 @@ struct Gate::Hold {
   asio::steady_timer timer;
   std::function<void(std::optional<std::string>)> release;
   bool answered = false;
+  bool released = false;  // strict: moved out of hold/, waiting for that move's replica
 };
 
 Gate::Gate(asio::io_context& io, const Config& cfg, Replicas& replicas)
@@ -302,14 +303,25 @@ void Gate::HoldReply(const std::string& id,
   // the reply would only slow every client down.
   auto down = replicas_.DownSince();
   if (down && Clock::now() - *down >= cfg_.sync_timeout) return Timeout(h);
+  Arm(h);
+}
+
+void Gate::Arm(const std::shared_ptr<Hold>& h) {
   h->timer.expires_after(cfg_.sync_timeout);
   h->timer.async_wait([this, h, alive = alive_](asio::error_code ec) {
     if (!ec && *alive) Timeout(h);
   });
 }
 
-void Gate::Resolve(const std::shared_ptr<Hold>& h, bool replicated) {
+void Gate::Answer(const std::shared_ptr<Hold>& h, std::optional<std::string> text) {
+  h->answered = true;
+  --waiting_;
   h->timer.cancel();
+  h->release(std::move(text));
+  h->release = nullptr;
+}
+
+void Gate::Resolve(const std::shared_ptr<Hold>& h, bool replicated) {
   if (h->answered) {
     // Answered without a replica before; now it has one (or is delivered).
     unprotected_.erase(h->id);
@@ -319,33 +331,58 @@ void Gate::Resolve(const std::shared_ptr<Hold>& h, bool replicated) {
     }
     return;
   }
-  h->answered = true;
-  --waiting_;
+  if (cfg_.durability == Durability::kStrict && replicated && !h->released) {
+    // The standby holds the message, on hold: let Postfix have it, and wait
+    // until the standby has that move too, so that a promoted standby never
+    // keeps on hold a message whose client was told 250.
+    postfix::HoldResult r = replicas_.Release(h->id);
+    switch (r.outcome) {
+      case postfix::HoldOutcome::kDone:
+        ++stats_.released;
+        h->released = true;
+        Arm(h);
+        replicas_.WaitDurable(h->id, [this, h, alive = alive_](bool replicated) {
+          if (*alive) Resolve(h, replicated);
+        });
+        return;
+      case postfix::HoldOutcome::kNotHeld:
+        // Not on hold: queued for delivery already, and the standby holds
+        // it. Safe to answer 250, but a timeout could not be refused safely.
+        if (!warned_not_held_) {
+          warned_not_held_ = true;
+          spdlog::error("gate: durability is strict, but the after-filter did not put {} on hold "
+                        "({}): a message that times out may then be delivered and refused at "
+                        "once. Run `mailtwin postfix-config -c {} --apply` and reload Postfix",
+                        h->id, r.text, cfg_.path);
+        }
+        break;
+      case postfix::HoldOutcome::kTooLate:
+      case postfix::HoldOutcome::kError:
+        spdlog::error("gate: cannot release {} from hold: {}", h->id, r.text);
+        return Timeout(h);
+    }
+  }
   ++(replicated ? stats_.replicated : stats_.gone);
   hold_ms_.Add(std::chrono::duration<double, std::milli>(Clock::now() - h->t0).count());
-  h->release(std::nullopt);
-  h->release = nullptr;
+  Answer(h, std::nullopt);
 }
 
 void Gate::Timeout(const std::shared_ptr<Hold>& h) {
   if (h->answered) return;
-  h->answered = true;
-  --waiting_;
   if (cfg_.durability == Durability::kStrict) {
-    std::string err = replicas_.Withdraw(h->id);
-    if (err.empty()) {
+    postfix::HoldResult r = replicas_.Withdraw(h->id);
+    if (r.outcome == postfix::HoldOutcome::kDone) {
       ++stats_.refused;
-      spdlog::warn("gate: {} has no replica after {} ms: removed from the queue and refused with "
-                   "451 (strict durability); the sender will retry",
-                   h->id, cfg_.sync_timeout.count());
-      h->release(std::string("451 4.4.0 Message not accepted: the standby server is not "
-                             "reachable, try again later\r\n"));
-      h->release = nullptr;
-      return;
+      spdlog::warn("gate: the standby has not confirmed {} within {} ms: removed from the queue "
+                   "({}) and refused with 451 (strict durability); the sender will retry",
+                   h->id, cfg_.sync_timeout.count(), r.text);
+      return Answer(h, std::string("451 4.4.0 Message not accepted: its copy on the standby "
+                                   "server could not be confirmed, try again later\r\n"));
     }
-    spdlog::error("gate: {} has no replica and cannot be withdrawn ({}): answering 250 without "
-                  "a replica",
-                  h->id, err);
+    spdlog::error("gate: {} has {} and cannot be withdrawn ({}): answering 250 without "
+                  "a confirmed replica",
+                  h->id, h->released ? "a replica on hold on the standby" : "no replica",
+                  r.text);
   }
   ++stats_.unprotected_total;
   unprotected_.emplace(h->id, h->t0);
@@ -356,8 +393,7 @@ void Gate::Timeout(const std::shared_ptr<Hold>& h) {
                   "up (see `mailtwin status`)",
                   h->id, cfg_.sync_timeout.count());
   }
-  h->release(std::nullopt);
-  h->release = nullptr;
+  Answer(h, std::nullopt);
 }
 
 std::optional<double> Gate::oldest_unprotected_s() const {

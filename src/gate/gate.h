@@ -14,9 +14,11 @@
 //            unprotected until a replica exists, and the administrator warned;
 //            while replication has been down longer than sync_timeout,
 //            replies are not held at all (no point making every client wait);
-//   strict - after sync_timeout the queued copy is removed first (Replicas::
-//            Withdraw) and the client gets 451 4.4.0, so its retry cannot make
-//            a duplicate.
+//   strict - the after-filter puts every message on hold. Once the standby
+//            holds it, the gate releases it to incoming/ and waits until the
+//            standby has that move too; only then does the 250 go out. After
+//            sync_timeout (per step) the queued copy is withdrawn first and
+//            the client gets 451 4.4.0, so its retry cannot make a duplicate.
 // Single-threaded, on the daemon's io_context.
 #pragma once
 
@@ -31,6 +33,7 @@
 #include <asio.hpp>
 
 #include "common/config.h"
+#include "postfix/hold.h"
 #include "repl/stats.h"
 
 namespace mailtwin::gate {
@@ -44,9 +47,12 @@ class Replicas {
   virtual void WaitDurable(const std::string& id, std::function<void(bool)> done) = 0;
   // Since when replication has been down (nullopt when up).
   virtual std::optional<std::chrono::steady_clock::time_point> DownSince() const = 0;
-  // strict mode: take id out of the queue before it is delivered. Returns ""
-  // when it is gone for good, else why not (then the gate must answer 250).
-  virtual std::string Withdraw(const std::string& id) = 0;
+  // strict mode (postfix/hold.h): the after-filter put id on hold. Release
+  // lets Postfix deliver it (hold/ -> incoming/); Withdraw deletes it before
+  // it can be delivered (kDone), or says why it cannot (then the gate must
+  // answer 250).
+  virtual postfix::HoldResult Release(const std::string& id) = 0;
+  virtual postfix::HoldResult Withdraw(const std::string& id) = 0;
 };
 
 class Gate {
@@ -76,6 +82,7 @@ class Gate {
     std::uint64_t gone = 0;           // released: delivered before any replica
     std::uint64_t unprotected_total = 0;  // sync: released without a replica
     std::uint64_t refused = 0;        // strict: answered 451, queued copy removed
+    std::uint64_t released = 0;       // strict: moved from hold/ to incoming/
     std::uint64_t errors = 0;         // sessions closed on a protocol error
   };
   const Stats& stats() const { return stats_; }
@@ -97,6 +104,8 @@ class Gate {
                  std::function<void(std::optional<std::string>)> release);
   void Resolve(const std::shared_ptr<Hold>& h, bool replicated);
   void Timeout(const std::shared_ptr<Hold>& h);
+  void Arm(const std::shared_ptr<Hold>& h);
+  void Answer(const std::shared_ptr<Hold>& h, std::optional<std::string> text);
 
   asio::io_context& io_;
   const Config& cfg_;
@@ -111,6 +120,7 @@ class Gate {
   // id -> when its 250 went out without a replica.
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> unprotected_;
   bool warned_degraded_ = false;
+  bool warned_not_held_ = false;
   repl::LatencyStats hold_ms_;
 };
 

@@ -245,8 +245,12 @@ std::optional<std::chrono::steady_clock::time_point> Daemon::DownSince() const {
   return link_ ? link_->down_since() : std::make_optional(started_);
 }
 
-std::string Daemon::Withdraw(const std::string& id) {
-  return "strict durability is not implemented in this version";
+postfix::HoldResult Daemon::Release(const std::string& id) {
+  return postfix::ReleaseHeld(queue_dir_, hash_, id);
+}
+
+postfix::HoldResult Daemon::Withdraw(const std::string& id) {
+  return postfix::WithdrawHeld(queue_dir_, hash_, id);
 }
 
 // The watcher's handlers carry the generation of the primary that started
@@ -498,6 +502,7 @@ ctl::Json Daemon::Status() {
                  {"unprotected_total", gs.unprotected_total},
                  {"oldest_unprotected_s", gate_->oldest_unprotected_s().value_or(0)},
                  {"refused", gs.refused},
+                 {"released", gs.released},
                  {"errors", gs.errors},
                  {"hold_samples", hold.count()},
                  {"hold_p50_ms", hold.Quantile(0.5)},

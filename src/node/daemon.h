@@ -105,7 +105,8 @@ class Daemon : private gate::Replicas {
   // gate::Replicas, on the primary.
   void WaitDurable(const std::string& id, std::function<void(bool)> done) override;
   std::optional<std::chrono::steady_clock::time_point> DownSince() const override;
-  std::string Withdraw(const std::string& id) override;
+  postfix::HoldResult Release(const std::string& id) override;
+  postfix::HoldResult Withdraw(const std::string& id) override;
 
   Config cfg_;
   asio::io_context io_;

@@ -10,6 +10,8 @@
 
 namespace mailtwin::postfix {
 
+const char* const kStrictHold = "check_client_access,static:HOLD";
+
 AfterFilterService AfterFilterOf(const Config& cfg) {
   const std::string& af = cfg.gate_after_filter;
   if (af.rfind("unix:", 0) == 0) {
@@ -34,11 +36,15 @@ std::vector<std::vector<std::string>> GateCommands(const Config& cfg,
                          "smtpd_client_restrictions=", "smtpd_helo_restrictions=",
                          "smtpd_sender_restrictions=", "smtpd_relay_restrictions=",
                          "smtpd_recipient_restrictions=permit_mynetworks,reject",
-                         "smtpd_data_restrictions=", "smtpd_end_of_data_restrictions=",
+                         "smtpd_end_of_data_restrictions=",
                          "mynetworks=127.0.0.0/8", "smtpd_milters=",
                          "receive_override_options=no_unknown_recipient_checks",
                          "syslog_name=postfix/afterfilter"})
     cmds.push_back({"-P", fmt::format("{}/{}/{}", af, type, kv)});
+  // strict: every message goes to hold/, which qmgr never reads, until the
+  // gate releases it (docs/gate.md, "Strict mode").
+  cmds.push_back({"-P", fmt::format("{}/{}/smtpd_data_restrictions={}", af, type,
+                                    cfg.durability == Durability::kStrict ? kStrictHold : "")});
   // The public services hand every message to the gate.
   for (const auto& s : services)
     cmds.push_back({"-P", fmt::format("{}/inet/smtpd_proxy_filter={}", s, cfg.gate_listen)});
@@ -63,7 +69,8 @@ std::optional<Millis> ParsePostfixTime(std::string_view v, char default_unit) {
 
 GateInspection InspectGate(const Config& cfg) {
   GateInspection g;
-  auto pc = Postconf(cfg.postfix_config_dir, {"smtpd_proxy_filter", "smtpd_proxy_timeout"});
+  auto pc = Postconf(cfg.postfix_config_dir,
+                     {"smtpd_proxy_filter", "smtpd_proxy_timeout", "smtpd_data_restrictions"});
   if (!pc.error.empty()) {
     g.error = pc.error;
     return g;
@@ -84,8 +91,10 @@ GateInspection InspectGate(const Config& cfg) {
     std::string key = line.substr(0, eq), value = line.substr(eq + 3);
     auto s2 = key.rfind('/');
     auto s1 = s2 == std::string::npos ? s2 : key.rfind('/', s2 - 1);
-    if (s1 == std::string::npos || key.compare(s1, s2 - s1 + 1, "/inet/") != 0) continue;
-    over[key.substr(0, s1)][key.substr(s2 + 1)] = value;
+    if (s1 == std::string::npos) continue;
+    std::string type = key.substr(s1 + 1, s2 - s1 - 1);
+    if (type != "inet" && type != "unix") continue;
+    over[key.substr(0, s1) + "/" + type][key.substr(s2 + 1)] = value;
   }
   auto af = AfterFilterOf(cfg);
   std::istringstream min(m.output);
@@ -96,10 +105,14 @@ GateInspection InspectGate(const Config& cfg) {
     if (command != "smtpd") continue;
     if (name == af.name && type == af.type) {
       g.after_filter = true;
+      auto& o = over[name + "/" + type];
+      std::string data = o.count("smtpd_data_restrictions") ? o["smtpd_data_restrictions"]
+                                                            : pc.values["smtpd_data_restrictions"];
+      g.after_filter_holds = data.find("static:HOLD") != std::string::npos;
       continue;
     }
     if (type != "inet") continue;
-    auto& o = over[name];
+    auto& o = over[name + "/inet"];
     std::string filter = o.count("smtpd_proxy_filter") ? o["smtpd_proxy_filter"]
                                                        : pc.values["smtpd_proxy_filter"];
     if (filter != cfg.gate_listen && filter != "inet:" + cfg.gate_listen) continue;
@@ -118,6 +131,20 @@ void CheckGate(const Config& cfg, const GateInspection& g, ConfigErrors& out) {
   }
   std::string fix = fmt::format("run `mailtwin postfix-config -c {} --apply`, then `postfix -c {} reload`",
                                 cfg.path, cfg.postfix_config_dir);
+  if (g.after_filter && g.after_filter_holds != (cfg.durability == Durability::kStrict)) {
+    if (g.after_filter_holds)
+      out.errors.push_back(fmt::format(
+          "[gate] the after-filter smtpd \"{}\" puts every message on hold (strict durability's "
+          "smtpd_data_restrictions = {}), but durability is {}: the gate would not release them "
+          "and no mail would be delivered. {}",
+          cfg.gate_after_filter, kStrictHold, DurabilityName(cfg.durability), fix));
+    else
+      out.errors.push_back(fmt::format(
+          "[gate] durability is strict, but the after-filter smtpd \"{}\" does not put messages "
+          "on hold (smtpd_data_restrictions = {}): a message the standby does not confirm in time "
+          "could be delivered and refused at once, and its retry delivered again. {}",
+          cfg.gate_after_filter, kStrictHold, fix));
+  }
   if (cfg.durability == Durability::kAsync) return;
   if (g.gated_services.empty()) {
     out.warnings.push_back(fmt::format(

@@ -24,6 +24,10 @@ struct AfterFilterService {
 };
 AfterFilterService AfterFilterOf(const Config& cfg);
 
+// The after-filter's smtpd_data_restrictions in strict mode: every message
+// on hold until the gate releases it.
+extern const char* const kStrictHold;
+
 // postconf argv lists (without the leading "postconf -c DIR"), in order.
 // services: the master.cf inet services whose mail must pass the gate
 // ("smtp", and e.g. "submission").
@@ -33,6 +37,7 @@ std::vector<std::vector<std::string>> GateCommands(const Config& cfg,
 struct GateInspection {
   std::vector<std::string> gated_services;  // smtpd_proxy_filter = the gate
   bool after_filter = false;                // the after-filter service exists
+  bool after_filter_holds = false;          // it puts every message on hold (strict)
   std::optional<Millis> proxy_timeout;      // smtpd_proxy_timeout of the gated services (min)
   std::string error;                        // postconf could not run
 };

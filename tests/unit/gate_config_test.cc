@@ -31,6 +31,16 @@ TEST(GateConfig, CommandsForInetAndUnixAfterFilters) {
   cmds = GateCommands(c, {"smtp"});
   EXPECT_EQ(cmds[0], (std::vector<std::string>{"-M", "mt-after/unix=mt-after unix - - n - - smtpd"}));
   EXPECT_EQ(cmds[1], (std::vector<std::string>{"-P", "mt-after/unix/smtpd_proxy_filter="}));
+  auto has = [&](const std::string& kv) {
+    for (const auto& cmd : cmds)
+      if (cmd == std::vector<std::string>{"-P", kv}) return true;
+    return false;
+  };
+  EXPECT_TRUE(has("mt-after/unix/smtpd_data_restrictions="));
+  c.durability = Durability::kStrict;  // every message on hold until the gate releases it
+  cmds = GateCommands(c, {"smtp"});
+  EXPECT_TRUE(has("mt-after/unix/smtpd_data_restrictions=check_client_access,static:HOLD"));
+  EXPECT_FALSE(has("mt-after/unix/smtpd_data_restrictions="));
 }
 
 TEST(GateConfig, Checks) {
@@ -65,6 +75,26 @@ TEST(GateConfig, Checks) {
     CheckGate(c, g, out);
     EXPECT_TRUE(out.ok());
     EXPECT_TRUE(out.warnings.empty());
+  }
+  g.after_filter_holds = true;
+  {
+    ConfigErrors out;  // sync with a holding after-filter: nothing would be delivered
+    CheckGate(c, g, out);
+    ASSERT_EQ(out.errors.size(), 1u);
+    EXPECT_NE(out.errors[0].find("no mail would be delivered"), std::string::npos);
+  }
+  c.durability = Durability::kStrict;
+  {
+    ConfigErrors out;
+    CheckGate(c, g, out);
+    EXPECT_TRUE(out.ok()) << ::testing::PrintToString(out.errors);
+  }
+  g.after_filter_holds = false;
+  {
+    ConfigErrors out;  // strict needs the hold: refusing safely depends on it
+    CheckGate(c, g, out);
+    ASSERT_EQ(out.errors.size(), 1u);
+    EXPECT_NE(out.errors[0].find("does not put messages on hold"), std::string::npos);
   }
   c.durability = Durability::kAsync;
   g = {};
