@@ -137,7 +137,7 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
     out_.push_back({n, std::move(r.text), hold});
     if (!hold) return;
     std::weak_ptr<Session> weak = shared_from_this();
-    gate_.HoldReply(r.queue_id, [weak, n](std::optional<std::string> text) {
+    gate_.HoldReply(r.queue_id, weak, [weak, n](std::optional<std::string> text) {
       if (auto s = weak.lock()) s->Release(n, std::move(text));
     });
   }
@@ -192,8 +192,10 @@ struct Gate::Hold {
   Clock::time_point t0 = Clock::now();
   asio::steady_timer timer;
   std::function<void(std::optional<std::string>)> release;
+  std::weak_ptr<void> session;
   bool answered = false;
   bool released = false;  // strict: moved out of hold/, waiting for that move's replica
+  unsigned stage = 0;     // which wait the timer belongs to (a stale expiry is ignored)
 };
 
 Gate::Gate(asio::io_context& io, const Config& cfg, Replicas& replicas)
@@ -291,10 +293,11 @@ void Gate::Resume() {
   draining_ = false;
 }
 
-void Gate::HoldReply(const std::string& id,
+void Gate::HoldReply(const std::string& id, std::weak_ptr<void> session,
                      std::function<void(std::optional<std::string>)> release) {
   auto h = std::make_shared<Hold>(io_, id);
   h->release = std::move(release);
+  h->session = std::move(session);
   ++waiting_;
   replicas_.WaitDurable(id, [this, h, alive = alive_](bool replicated) {
     if (*alive) Resolve(h, replicated);
@@ -307,15 +310,19 @@ void Gate::HoldReply(const std::string& id,
 }
 
 void Gate::Arm(const std::shared_ptr<Hold>& h) {
+  // expires_after() cancels a wait still pending, not one whose expiry is
+  // already queued: the stage tells that one apart.
+  unsigned stage = ++h->stage;
   h->timer.expires_after(cfg_.sync_timeout);
-  h->timer.async_wait([this, h, alive = alive_](asio::error_code ec) {
-    if (!ec && *alive) Timeout(h);
+  h->timer.async_wait([this, h, stage, alive = alive_](asio::error_code ec) {
+    if (!ec && *alive && stage == h->stage) Timeout(h);
   });
 }
 
 void Gate::Answer(const std::shared_ptr<Hold>& h, std::optional<std::string> text) {
   h->answered = true;
   --waiting_;
+  ++h->stage;
   h->timer.cancel();
   h->release(std::move(text));
   h->release = nullptr;
@@ -330,6 +337,22 @@ void Gate::Resolve(const std::shared_ptr<Hold>& h, bool replicated) {
       warned_degraded_ = false;
     }
     return;
+  }
+  if (cfg_.durability == Durability::kStrict && h->session.expired()) {
+    // Postfix's smtpd hung up before the reply (its proxy timeout, the
+    // client went away): nobody was told 250, so the sender will send it
+    // again. Take this copy out while that is still possible.
+    postfix::HoldResult r = replicas_.Withdraw(h->id);
+    if (r.outcome == postfix::HoldOutcome::kDone || r.outcome == postfix::HoldOutcome::kStuck) {
+      ++stats_.abandoned;
+      spdlog::warn("gate: the session of {} ended before its reply: withdrawn ({})", h->id,
+                   r.text);
+    } else {
+      spdlog::warn("gate: the session of {} ended before its reply, and it cannot be withdrawn "
+                   "({}): its sender's retry may deliver it twice",
+                   h->id, r.text);
+    }
+    return Answer(h, std::nullopt);
   }
   if (cfg_.durability == Durability::kStrict && replicated && !h->released) {
     // The standby holds the message, on hold: let Postfix have it, and wait
@@ -357,6 +380,7 @@ void Gate::Resolve(const std::shared_ptr<Hold>& h, bool replicated) {
         }
         break;
       case postfix::HoldOutcome::kTooLate:
+      case postfix::HoldOutcome::kStuck:
       case postfix::HoldOutcome::kError:
         spdlog::error("gate: cannot release {} from hold: {}", h->id, r.text);
         return Timeout(h);
@@ -371,11 +395,16 @@ void Gate::Timeout(const std::shared_ptr<Hold>& h) {
   if (h->answered) return;
   if (cfg_.durability == Durability::kStrict) {
     postfix::HoldResult r = replicas_.Withdraw(h->id);
-    if (r.outcome == postfix::HoldOutcome::kDone) {
+    if (r.outcome == postfix::HoldOutcome::kDone || r.outcome == postfix::HoldOutcome::kStuck) {
       ++stats_.refused;
-      spdlog::warn("gate: the standby has not confirmed {} within {} ms: removed from the queue "
-                   "({}) and refused with 451 (strict durability); the sender will retry",
-                   h->id, cfg_.sync_timeout.count(), r.text);
+      if (r.outcome == postfix::HoldOutcome::kDone)
+        spdlog::warn("gate: the standby has not confirmed {} within {} ms: removed from the "
+                     "queue ({}) and refused with 451 (strict durability); the sender will retry",
+                     h->id, cfg_.sync_timeout.count(), r.text);
+      else  // on hold for good: never delivered, so a 451 is still right
+        spdlog::error("gate: the standby has not confirmed {} within {} ms: refused with 451, "
+                      "but it could not be removed ({}); remove it by hand: postsuper -d {} hold",
+                      h->id, cfg_.sync_timeout.count(), r.text, h->id);
       return Answer(h, std::string("451 4.4.0 Message not accepted: its copy on the standby "
                                    "server could not be confirmed, try again later\r\n"));
     }

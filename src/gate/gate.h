@@ -83,6 +83,7 @@ class Gate {
     std::uint64_t unprotected_total = 0;  // sync: released without a replica
     std::uint64_t refused = 0;        // strict: answered 451, queued copy removed
     std::uint64_t released = 0;       // strict: moved from hold/ to incoming/
+    std::uint64_t abandoned = 0;      // strict: withdrawn, its session gone before the reply
     std::uint64_t errors = 0;         // sessions closed on a protocol error
   };
   const Stats& stats() const { return stats_; }
@@ -100,7 +101,9 @@ class Gate {
   void Refuse(asio::ip::tcp::socket s);
   // Starts holding the reply that ends message id; release() sends it
   // (with its text replaced when given: strict mode's 451).
-  void HoldReply(const std::string& id,
+  // session: the relayed session, to know whether anyone still waits for
+  // the reply (strict mode must not release a message nobody was told 250).
+  void HoldReply(const std::string& id, std::weak_ptr<void> session,
                  std::function<void(std::optional<std::string>)> release);
   void Resolve(const std::shared_ptr<Hold>& h, bool replicated);
   void Timeout(const std::shared_ptr<Hold>& h);

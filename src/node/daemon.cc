@@ -503,6 +503,7 @@ ctl::Json Daemon::Status() {
                  {"oldest_unprotected_s", gate_->oldest_unprotected_s().value_or(0)},
                  {"refused", gs.refused},
                  {"released", gs.released},
+                 {"abandoned", gs.abandoned},
                  {"errors", gs.errors},
                  {"hold_samples", hold.count()},
                  {"hold_p50_ms", hold.Quantile(0.5)},

@@ -147,7 +147,7 @@ void CheckGate(const Config& cfg, const GateInspection& g, ConfigErrors& out) {
   }
   if (cfg.durability == Durability::kAsync) return;
   if (g.gated_services.empty()) {
-    out.warnings.push_back(fmt::format(
+    (cfg.durability == Durability::kStrict ? out.errors : out.warnings).push_back(fmt::format(
         "[gate] durability is {}, but no smtpd service of Postfix in {} passes mail through the "
         "gate at {} (smtpd_proxy_filter): clients get their 250 before the standby holds the "
         "message. To close that window, {}",
@@ -159,13 +159,16 @@ void CheckGate(const Config& cfg, const GateInspection& g, ConfigErrors& out) {
         "[gate] Postfix in {} sends mail to the gate, but has no after-filter smtpd service "
         "\"{}\" for the gate to pass it on to: every message would be refused with 451. {}",
         cfg.postfix_config_dir, cfg.gate_after_filter, fix));
-  if (g.proxy_timeout && *g.proxy_timeout < 2 * cfg.sync_timeout)
+  // strict waits up to sync_timeout twice (the held file, then its release).
+  int factor = cfg.durability == Durability::kStrict ? 4 : 2;
+  if (g.proxy_timeout && *g.proxy_timeout < factor * cfg.sync_timeout)
     out.errors.push_back(fmt::format(
         "[gate] sync_timeout ({} ms) must stay well below Postfix's smtpd_proxy_timeout ({} ms), "
-        "at most half of it: when Postfix gives up on the gate first, the client gets a 451 for a "
+        "at most {} of it{}: when Postfix gives up on the gate first, the client gets a 451 for a "
         "message that is already queued, and its retry delivers it twice. Lower sync_timeout or "
         "raise smtpd_proxy_timeout",
-        cfg.sync_timeout.count(), g.proxy_timeout->count()));
+        cfg.sync_timeout.count(), g.proxy_timeout->count(), factor == 2 ? "half" : "a quarter",
+        factor == 2 ? "" : " in strict mode, which waits for the standby twice"));
 }
 
 }  // namespace mailtwin::postfix

@@ -71,9 +71,10 @@ HoldResult ReleaseHeld(const std::string& queue_dir, const repl::HashLayout& has
       TriggerQmgr(queue_dir);
       return {HoldOutcome::kDone, rel};
     }
-    if (errno != ENOENT)
+    int err = errno;
+    if (access(src.c_str(), F_OK) == 0)  // still on hold: the move itself failed
       return {HoldOutcome::kError,
-              fmt::format("cannot move {} to {}: {}", src, to, std::strerror(errno))};
+              fmt::format("cannot move {} to {}: {}", src, to, std::strerror(err))};
   }
   return {HoldOutcome::kNotHeld, fmt::format("{} is not in {}/hold", id, queue_dir)};
 }
@@ -86,24 +87,16 @@ HoldResult WithdrawHeld(const std::string& queue_dir, const repl::HashLayout& ha
     std::string p = Path(queue_dir, rel);
     if (unlink(p.c_str()) == 0) return {HoldOutcome::kDone, rel};
     if (errno != ENOENT)
-      return {HoldOutcome::kError, fmt::format("cannot remove {}: {}", p, std::strerror(errno))};
+      return {HoldOutcome::kStuck, fmt::format("cannot remove {}: {}", p, std::strerror(errno))};
   }
-  // Released already: take it back from incoming/ unless qmgr was first.
+  // Released already: delete it from incoming/ unless qmgr was first.
   std::vector<std::string> incoming;
   hash.Paths("incoming", id, incoming);
-  std::string back = Path(queue_dir, Target(hash, "hold", id));
   for (const auto& rel : incoming) {
     std::string p = Path(queue_dir, rel);
-    if (Move(p, back) == 0) {
-      if (unlink(back.c_str()) != 0)
-        return {HoldOutcome::kError,
-                fmt::format("moved {} back to hold/ but cannot remove it: {}", id,
-                            std::strerror(errno))};
-      return {HoldOutcome::kDone, rel};
-    }
+    if (unlink(p.c_str()) == 0) return {HoldOutcome::kDone, rel};
     if (errno != ENOENT)
-      return {HoldOutcome::kError,
-              fmt::format("cannot move {} back to hold/: {}", p, std::strerror(errno))};
+      return {HoldOutcome::kError, fmt::format("cannot remove {}: {}", p, std::strerror(errno))};
   }
   return {HoldOutcome::kTooLate,
           fmt::format("{} is neither in hold/ nor in incoming/ (the queue manager has it)", id)};

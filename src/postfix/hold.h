@@ -20,6 +20,7 @@ enum class HoldOutcome {
   kDone,      // released / withdrawn
   kNotHeld,   // Release: the message is not in hold/ (not found there)
   kTooLate,   // Withdraw: qmgr has it already (not in hold/ or incoming/)
+  kStuck,     // Withdraw: could not be deleted, but it is in hold/: never delivered
   kError,     // an unexpected system error (text says which)
 };
 
@@ -34,9 +35,10 @@ HoldResult ReleaseHeld(const std::string& queue_dir, const repl::HashLayout& has
                        const std::string& id);
 
 // Takes id out of the queue before it can be delivered: deletes it from
-// hold/; if it was released to incoming/ already, first moves it back to
-// hold/ (qmgr may win that race: kTooLate). Deleting is what replicates: the
-// standby drops its copy too.
+// hold/, or from incoming/ if it was released already (qmgr may win that
+// race: its rename to active/ and our unlink are both atomic, so exactly one
+// succeeds; then kTooLate). Deleting is what replicates: the standby drops
+// its copy too.
 HoldResult WithdrawHeld(const std::string& queue_dir, const repl::HashLayout& hash,
                         const std::string& id);
 

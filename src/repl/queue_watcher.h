@@ -103,6 +103,12 @@ class QueueWatcher {
   std::vector<std::string> dirty_order_;
   std::unordered_map<std::string, std::vector<std::string>> dirty_;
   std::unordered_set<std::string> suspects_;
+  // Which logs (bit 1 << LogKind) each ID may have, from the log directories'
+  // events and scans: a changed queue file needs its logs looked up only
+  // where one may exist (a miss costs a failed open per hashed and flat
+  // path, ~8 per message otherwise).
+  std::unordered_map<std::string, std::uint8_t> logs_seen_;
+  void NoteLog(const std::string& id, std::string_view relpath, bool present);
   Stats stats_;
 };
 

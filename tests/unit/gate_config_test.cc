@@ -89,6 +89,21 @@ TEST(GateConfig, Checks) {
     CheckGate(c, g, out);
     EXPECT_TRUE(out.ok()) << ::testing::PrintToString(out.errors);
   }
+  g.proxy_timeout = Millis(3000);
+  {
+    ConfigErrors out;  // strict waits twice: a quarter of the proxy timeout at most
+    CheckGate(c, g, out);
+    ASSERT_EQ(out.errors.size(), 1u);
+    EXPECT_NE(out.errors[0].find("a quarter"), std::string::npos);
+  }
+  g.proxy_timeout = Millis(100000);
+  {
+    GateInspection none = g;  // strict with nothing through the gate: an error, not a warning
+    none.gated_services.clear();
+    ConfigErrors out;
+    CheckGate(c, none, out);
+    EXPECT_FALSE(out.ok());
+  }
   g.after_filter_holds = false;
   {
     ConfigErrors out;  // strict needs the hold: refusing safely depends on it

@@ -87,6 +87,17 @@ TEST_F(HoldTest, WithdrawDeletesFromHold) {
   EXPECT_FALSE(Has(std::string("hold/") + kId));
 }
 
+TEST_F(HoldTest, ReleaseThatCannotMoveIsAnErrorNotNotHeld) {
+  // incoming/ hashed two deep and not makeable (a file where the directory
+  // should be): the message is still on hold, and must not be called "not held".
+  repl::HashLayout hashed{2, {"incoming"}};
+  std::ofstream(q_ + "/incoming/D") << "not a directory";
+  Put(std::string("hold/") + kId);
+  HoldResult r = ReleaseHeld(q_, hashed, kId);
+  EXPECT_EQ(r.outcome, HoldOutcome::kError) << r.text;
+  EXPECT_TRUE(Has(std::string("hold/") + kId));
+}
+
 TEST_F(HoldTest, WithdrawTakesAReleasedMessageBackFromIncoming) {
   Put(std::string("incoming/") + kId);
   HoldResult r = WithdrawHeld(q_, flat_, kId);
