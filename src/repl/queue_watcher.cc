@@ -281,6 +281,12 @@ void QueueWatcher::ConfirmSuspects() {
 
 ApplyResult QueueWatcher::Snapshot(const std::string& id) {
   Observation obs;
+  // Where the model says the file is (its logs: where the model and the log
+  // directories' events say they are) first: a catch-up of 100 000 messages
+  // would otherwise cost ~15 failed lookups each. Only a file not found
+  // there (moved since the model saw it) is looked for everywhere.
+  if (model_.Find(id) && Observe(id, {}, true, obs) && obs.file.found)
+    return model_.Apply(obs, /*allow_deletes=*/true, true);
   for (int attempt = 0; attempt < 3; ++attempt)
     if (Observe(id, {}, true, obs, /*probe_all=*/true))
       return model_.Apply(obs, /*allow_deletes=*/true, true);
