@@ -1026,7 +1026,14 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   }
   if (link_) {
     o.link_live = link_->state() == repl::PrimaryLink::State::kLive;
-    if (auto d = link_->down_since()) o.link_down_for = std::chrono::duration_cast<Millis>(now - *d);
+    // A standby that is exchanging its manifest or catching up is reachable
+    // (its heartbeats keep the link open): a catch-up of 100 000 messages
+    // takes ~17 s and is no "standby-lost".
+    auto st = link_->state();
+    bool syncing = st == repl::PrimaryLink::State::kManifest ||
+                   st == repl::PrimaryLink::State::kCatchup;
+    if (auto d = link_->down_since(); d && !syncing)
+      o.link_down_for = std::chrono::duration_cast<Millis>(now - *d);
     if (auto l = link_->live_since()) o.link_live_for = std::chrono::duration_cast<Millis>(now - *l);
     o.caught_up = o.link_live && link_->sent_seq() == link_->acked_seq() && !link_->pending_resend();
     o.peer_node = link_->peer_node();
