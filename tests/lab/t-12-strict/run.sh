@@ -16,6 +16,10 @@
 #     is delivered, once;
 #  4. standby frozen past sync_timeout while a message waits: 451, and the
 #     copy the standby received late is withdrawn there too;
+#  6. (run before 5) Postfix's smtpd gives up on the gate first (its
+#     smtpd_proxy_timeout) while the standby is frozen: the client gets 4xx,
+#     and the gate, once the standby answers, withdraws the message instead
+#     of releasing it; the retry is delivered once;
 #  5. a real crash right after a 250 under load: main killed -9, the standby
 #     promoted: every message answered 250 is delivered (none of them stays
 #     on hold); copies the promoted standby keeps on hold are counted.
@@ -153,6 +157,37 @@ lab_wait_for 30 _one || fail "the retried message did not arrive"
 sleep 2
 (($(copies frozen.t12@client.lab.test) == 1)) || fail "the frozen-then-retried message arrived twice"
 echo "4. standby frozen past sync_timeout: 451, its late copy withdrawn on the standby too; the retry delivered once"
+
+# --- 6. Postfix gives up on the gate first: the message is withdrawn ---------
+# (sync_timeout above smtpd_proxy_timeout on purpose, which check-config
+# forbids: the case the gate must still handle if it happens.)
+mt_stop main
+sed -i 's/^sync_timeout = .*/sync_timeout = "4s"/' "$LAB_DIR/main/mailtwin.toml"
+lab_postconf main -P "smtp/inet/smtpd_proxy_timeout=1s"
+lab_pf main postfix reload >/dev/null
+mt_start main >/dev/null || fail "mailtwind did not restart (sync_timeout 4s)"
+mt_wait_state main live 20 || fail "link not live (sync_timeout 4s)"
+kill -STOP "$bpid"
+c=$(try gone.t12)
+sleep 0.3
+kill -CONT "$bpid"
+[[ $c == 4* ]] || fail "Postfix's proxy timeout: the client got $c, not 4xx"
+sleep 4  # the standby answers, the gate resolves the hold; a release would be delivered by now
+(($(copies gone.t12@client.lab.test) == 0)) || fail "a message whose client got 4xx was delivered"
+(($(gate abandoned) >= 1)) || fail "the gate did not count the withdrawn message (abandoned)"
+c=$(try gone.t12)
+[[ $c == 250 ]] || fail "the retry got $c"
+_one_gone() { (($(copies gone.t12@client.lab.test) >= 1)); }
+lab_wait_for 30 _one_gone || fail "the retried message did not arrive"
+sleep 2
+(($(copies gone.t12@client.lab.test) == 1)) || fail "the message Postfix timed out arrived twice"
+echo "6. Postfix gave up on the gate first (4xx to the client): the gate withdrew the message; the retry delivered once"
+mt_stop main
+sed -i 's/^sync_timeout = .*/sync_timeout = "1s"/' "$LAB_DIR/main/mailtwin.toml"
+lab_postconf main -PX "smtp/inet/smtpd_proxy_timeout"
+lab_pf main postfix reload >/dev/null
+mt_start main >/dev/null || fail "mailtwind did not restart"
+mt_wait_state main live 20 || fail "link not live"
 
 # --- 5. A real crash right after a 250 -------------------------------------
 crash=$LAB_DIR/crash.sh
