@@ -136,10 +136,7 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
     if (r.EndsMessage()) ++gate_.stats_.messages;
     out_.push_back({n, std::move(r.text), hold});
     if (!hold) return;
-    std::weak_ptr<Session> weak = shared_from_this();
-    gate_.HoldReply(r.queue_id, weak, [weak, n](std::optional<std::string> text) {
-      if (auto s = weak.lock()) s->Release(n, std::move(text));
-    });
+    gate_.HoldReply(r.queue_id, weak_from_this(), n);
   }
 
   std::size_t OutBytes() const {
@@ -191,8 +188,10 @@ struct Gate::Hold {
   std::string id;
   Clock::time_point t0 = Clock::now();
   asio::steady_timer timer;
-  std::function<void(std::optional<std::string>)> release;
-  std::weak_ptr<void> session;
+  // The session whose reply number n this is; expired once Postfix's smtpd
+  // has hung up (then nobody waits for the reply any more).
+  std::weak_ptr<Session> session;
+  std::uint64_t n = 0;
   bool answered = false;
   bool released = false;  // strict: moved out of hold/, waiting for that move's replica
   unsigned stage = 0;     // which wait the timer belongs to (a stale expiry is ignored)
@@ -293,11 +292,10 @@ void Gate::Resume() {
   draining_ = false;
 }
 
-void Gate::HoldReply(const std::string& id, std::weak_ptr<void> session,
-                     std::function<void(std::optional<std::string>)> release) {
+void Gate::HoldReply(const std::string& id, std::weak_ptr<Session> session, std::uint64_t n) {
   auto h = std::make_shared<Hold>(io_, id);
-  h->release = std::move(release);
   h->session = std::move(session);
+  h->n = n;
   ++waiting_;
   replicas_.WaitDurable(id, [this, h, alive = alive_](bool replicated) {
     if (*alive) Resolve(h, replicated);
@@ -324,8 +322,7 @@ void Gate::Answer(const std::shared_ptr<Hold>& h, std::optional<std::string> tex
   --waiting_;
   ++h->stage;
   h->timer.cancel();
-  h->release(std::move(text));
-  h->release = nullptr;
+  if (auto s = h->session.lock()) s->Release(h->n, std::move(text));
 }
 
 void Gate::Resolve(const std::shared_ptr<Hold>& h, bool replicated) {

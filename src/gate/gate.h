@@ -99,12 +99,11 @@ class Gate {
   struct Hold;
   void Accept();
   void Refuse(asio::ip::tcp::socket s);
-  // Starts holding the reply that ends message id; release() sends it
-  // (with its text replaced when given: strict mode's 451).
-  // session: the relayed session, to know whether anyone still waits for
-  // the reply (strict mode must not release a message nobody was told 250).
-  void HoldReply(const std::string& id, std::weak_ptr<void> session,
-                 std::function<void(std::optional<std::string>)> release);
+  // Starts holding reply number n of session, the one that ends message
+  // id; Answer() lets it go (with its text replaced when given: strict
+  // mode's 451). An expired session means nobody waits for the reply any
+  // more (strict mode must not release a message nobody was told 250).
+  void HoldReply(const std::string& id, std::weak_ptr<Session> session, std::uint64_t n);
   void Resolve(const std::shared_ptr<Hold>& h, bool replicated);
   void Timeout(const std::shared_ptr<Hold>& h);
   void Arm(const std::shared_ptr<Hold>& h);

@@ -24,7 +24,6 @@
 namespace mailtwin {
 namespace {
 
-
 // A switchover waits at most this long for the deliveries in flight (mail
 // is still accepted meanwhile), then at most kIntakeLimit for the sessions
 // whose message is ended to get their reply (a 10 MB message in the middle
@@ -974,7 +973,6 @@ void Daemon::OnPeerStatus(const std::string& node, const repl::msg::NodeStatus& 
   peer_status_at_ = std::chrono::steady_clock::now();
 }
 
-
 void Daemon::ReleaseVip(const std::string& why) {
   if (!vip_ || !vip_->Present()) {
     vip_held_ = false;
@@ -1025,11 +1023,11 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
                        static_cast<double>(peer_status_->queue_free_mb) >= ha_.min_free_mb);
   }
   if (link_) {
-    o.link_live = link_->state() == repl::PrimaryLink::State::kLive;
+    auto st = link_->state();
+    o.link_live = st == repl::PrimaryLink::State::kLive;
     // A standby that is exchanging its manifest or catching up is reachable
     // (its heartbeats keep the link open): a catch-up of 100 000 messages
     // takes ~17 s and is no "standby-lost".
-    auto st = link_->state();
     bool syncing = st == repl::PrimaryLink::State::kManifest ||
                    st == repl::PrimaryLink::State::kCatchup;
     if (auto d = link_->down_since(); d && !syncing)

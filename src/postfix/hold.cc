@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include <fmt/format.h>
@@ -79,25 +80,32 @@ HoldResult ReleaseHeld(const std::string& queue_dir, const repl::HashLayout& has
   return {HoldOutcome::kNotHeld, fmt::format("{} is not in {}/hold", id, queue_dir)};
 }
 
+namespace {
+
+// Deletes id from queue (hashed or flat path). nullopt when it is not there;
+// a failure other than ENOENT is reported with outcome `failed`.
+std::optional<HoldResult> Unlink(const std::string& queue_dir, const repl::HashLayout& hash,
+                                 std::string_view queue, const std::string& id,
+                                 HoldOutcome failed) {
+  std::vector<std::string> paths;
+  hash.Paths(queue, id, paths);
+  for (const auto& rel : paths) {
+    std::string p = Path(queue_dir, rel);
+    if (unlink(p.c_str()) == 0) return HoldResult{HoldOutcome::kDone, rel};
+    if (errno != ENOENT)
+      return HoldResult{failed, fmt::format("cannot remove {}: {}", p, std::strerror(errno))};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 HoldResult WithdrawHeld(const std::string& queue_dir, const repl::HashLayout& hash,
                         const std::string& id) {
-  std::vector<std::string> held;
-  hash.Paths("hold", id, held);
-  for (const auto& rel : held) {
-    std::string p = Path(queue_dir, rel);
-    if (unlink(p.c_str()) == 0) return {HoldOutcome::kDone, rel};
-    if (errno != ENOENT)
-      return {HoldOutcome::kStuck, fmt::format("cannot remove {}: {}", p, std::strerror(errno))};
-  }
+  // Still on hold: a file that cannot be removed is never delivered either.
+  if (auto r = Unlink(queue_dir, hash, "hold", id, HoldOutcome::kStuck)) return *r;
   // Released already: delete it from incoming/ unless qmgr was first.
-  std::vector<std::string> incoming;
-  hash.Paths("incoming", id, incoming);
-  for (const auto& rel : incoming) {
-    std::string p = Path(queue_dir, rel);
-    if (unlink(p.c_str()) == 0) return {HoldOutcome::kDone, rel};
-    if (errno != ENOENT)
-      return {HoldOutcome::kError, fmt::format("cannot remove {}: {}", p, std::strerror(errno))};
-  }
+  if (auto r = Unlink(queue_dir, hash, "incoming", id, HoldOutcome::kError)) return *r;
   return {HoldOutcome::kTooLate,
           fmt::format("{} is neither in hold/ nor in incoming/ (the queue manager has it)", id)};
 }

@@ -157,6 +157,27 @@ settle_and_account() {
 	lab_account "$@"
 }
 
+# crash_after_250s N LOAD_LOG: under smtp-source load, lab/gate_trial.py
+# sends to main until the N-th 250 (To: crash@sink.lab.test), then every
+# process of main is killed -9 at once and backup is promoted by hand.
+# Sets $accepted (messages answered 250); their IDs are in
+# $LAB_DIR/accepted.log.
+crash_after_250s() {
+	local n=$1 crash=$LAB_DIR/crash.sh main_ip
+	main_ip=$(lab_ip main)
+	echo "for i in 1 2 3; do ip netns pids $LAB_ID-main | xargs -r kill -9; done" >"$crash"
+	lab_bg client "$2" smtp-source -M client.lab.test -s 4 -m 3000 -l 3000 \
+		-f s@client.lab.test -t load@sink.lab.test "$main_ip:25" >/dev/null
+	sleep 0.5
+	lab_exec client python3 "$REPO/lab/gate_trial.py" --server "$main_ip" --rcpt crash@sink.lab.test \
+		--freeze "$(_mt_pid main)" --crash-after "$n" --crash-cmd "bash $crash" \
+		--log "$LAB_DIR/accepted.log" --pause-ms 10 || fail "crash trial client"
+	mt_kill main
+	lab_postfix_kill main
+	mt backup promote --force >/dev/null || fail "promote failed"
+	accepted=$(wc -l <"$LAB_DIR/accepted.log")
+}
+
 # send_mail FROM TO...: one message from client to main; prints its queue ID.
 send_mail() {
 	local from=$1 out id to

@@ -155,20 +155,7 @@ lab_wait_for 20 _protected || fail "messages stayed unprotected after the standb
 echo "standby back: unprotected $(gate unprotected)"
 
 # --- 4. A real crash right after a 250 ---------------------------------------
-crash=$LAB_DIR/crash.sh
-cat >"$crash" <<EOF
-for i in 1 2 3; do ip netns pids $LAB_ID-main | xargs -r kill -9; done
-EOF
-lab_bg client "$LAB_DIR/load2.log" smtp-source -M client.lab.test -s 4 -m 3000 -l 3000 \
-	-f s@client.lab.test -t load@sink.lab.test "$main_ip:25" >/dev/null
-sleep 0.5
-lab_exec client python3 "$REPO/lab/gate_trial.py" --server "$main_ip" --rcpt crash@sink.lab.test \
-	--freeze "$(_mt_pid main)" --crash-after 25 --crash-cmd "bash $crash" \
-	--log "$LAB_DIR/accepted.log" --pause-ms 10 || fail "crash trial client"
-mt_kill main
-lab_postfix_kill main
-mt backup promote --force >/dev/null || fail "promote failed"
-accepted=$(wc -l <"$LAB_DIR/accepted.log")
+crash_after_250s 25 "$LAB_DIR/load2.log"
 _all_arrived() {
 	local got
 	got=$(lab_sink_rcpts "$SINK_OK" | awk '$2 == "crash@sink.lab.test" { print $1 }' | sort -u | wc -l)
