@@ -285,7 +285,11 @@ ApplyResult QueueWatcher::Snapshot(const std::string& id) {
   // directories' events say they are) first: a catch-up of 100 000 messages
   // would otherwise cost ~15 failed lookups each. Only a file not found
   // there (moved since the model saw it) is looked for everywhere.
-  if (model_.Find(id) && Observe(id, {}, true, obs) && obs.file.found)
+  // Logs are probed at every path here rather than found through pending
+  // events: reading inotify outside Poll() would leave what it read waiting
+  // in dirty_ with nothing to wake the watcher up (in CI, t-02 once ended
+  // with two new messages that never reached the mirror).
+  if (model_.Find(id) && Observe(id, {}, true, obs, false, /*probe_logs=*/true) && obs.file.found)
     return model_.Apply(obs, /*allow_deletes=*/true, true);
   for (int attempt = 0; attempt < 3; ++attempt)
     if (Observe(id, {}, true, obs, /*probe_all=*/true))
@@ -296,7 +300,8 @@ ApplyResult QueueWatcher::Snapshot(const std::string& id) {
 }
 
 bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>& hints,
-                           bool full, Observation& obs, bool probe_all) {
+                           bool full, Observation& obs, bool probe_all, bool probe_logs) {
+  probe_logs |= probe_all;
   obs = Observation{};
   obs.id = id;
   const MessageState* known = model_.Find(id);
@@ -365,7 +370,8 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
   if (!log_hint && !known_logs && !file_changed) return true;
   // A log written before the queue file change we just read has its event
   // queued already: read it now, and look only for logs that may exist.
-  if (file_changed && !probe_all) ReadEvents();
+  // (Only inside Poll(), which syncs what this marks dirty: see Snapshot.)
+  if (file_changed && !probe_logs) ReadEvents();
   auto seen = logs_seen_.find(id);
   // (after an overflow the events are incomplete: look everywhere)
   std::uint8_t may_exist = overflow_ ? 0xff : seen == logs_seen_.end() ? 0 : seen->second;
@@ -375,7 +381,7 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
       if (LogKindOfRelpath(*it) == k) AddCandidate(lc, *it);
     if (known && known->logs[static_cast<int>(k) - 1])
       AddCandidate(lc, known->logs[static_cast<int>(k) - 1]->relpath);
-    if (probe_all || (file_changed && (may_exist & (1u << static_cast<int>(k)))))
+    if (probe_logs || (file_changed && (may_exist & (1u << static_cast<int>(k)))))
       hash_.Paths(LogKindName(k), id, lc);
     LogObservation& lo = obs.logs[static_cast<int>(k) - 1];
     for (const std::string& rel : lc) {

@@ -89,8 +89,10 @@ class QueueWatcher {
   // Reads id's state from disk. Returns false when a read raced with a change.
   // probe_all: look in every queue (and log) directory, not only where the
   // events and the model say it is: for snapshots, where no event guides us.
+  // probe_logs: look for the logs at every path (not only where the log
+  // directories' events say one may be); implied by probe_all.
   bool Observe(const std::string& id, const std::vector<std::string>& hints, bool full,
-               Observation& obs, bool probe_all = false);
+               Observation& obs, bool probe_all = false, bool probe_logs = false);
 
   std::string queue_dir_;
   QueueModel& model_;
