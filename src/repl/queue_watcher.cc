@@ -133,9 +133,7 @@ void QueueWatcher::ScanDir(const std::string& relpath, int depth) {
     if (is_dir) {
       if (depth < kMaxDepth) subdirs.emplace_back(name);
     } else if (IsValidQueueId(name)) {
-      std::string rel = relpath + "/" + std::string(name);
-      NoteLog(std::string(name), rel, true);
-      MarkDirty(std::string(name), rel);
+      MarkDirty(std::string(name), relpath + "/" + std::string(name));
     }
   }
   closedir(d);
@@ -149,18 +147,6 @@ void QueueWatcher::Rescan() {
   // Everything the model knows is re-read too: that is how a deletion missed
   // in an overflow is found.
   for (const auto& [id, st] : model_.entries()) MarkDirty(id, st.file.relpath);
-}
-
-void QueueWatcher::NoteLog(const std::string& id, std::string_view relpath, bool present) {
-  auto kind = LogKindOfRelpath(relpath);
-  if (!kind) return;
-  auto bit = static_cast<std::uint8_t>(1u << static_cast<int>(*kind));
-  if (present) {
-    logs_seen_[id] |= bit;
-  } else if (auto it = logs_seen_.find(id); it != logs_seen_.end()) {
-    it->second &= static_cast<std::uint8_t>(~bit);
-    if (!it->second) logs_seen_.erase(it);
-  }
 }
 
 void QueueWatcher::MarkDirty(const std::string& id, const std::string& relpath) {
@@ -206,8 +192,6 @@ bool QueueWatcher::ReadEvents() {
       }
       if (!IsValidQueueId(name)) continue;  // temporary names like USEC.PID
       std::string id(name);
-      if (dir.kind == DirKind::kLog)
-        NoteLog(id, relpath, !(ev->mask & (IN_DELETE | IN_MOVED_FROM)));
       // A committed file announces itself by IN_ATTRIB (the 0700 chmod) or by
       // a rename into place; other events matter only for messages we know.
       bool wanted = dir.kind == DirKind::kQueue && (ev->mask & (IN_ATTRIB | IN_MOVED_TO));
@@ -281,16 +265,6 @@ void QueueWatcher::ConfirmSuspects() {
 
 ApplyResult QueueWatcher::Snapshot(const std::string& id) {
   Observation obs;
-  // Where the model says the file is (its logs: where the model and the log
-  // directories' events say they are) first: a catch-up of 100 000 messages
-  // would otherwise cost ~15 failed lookups each. Only a file not found
-  // there (moved since the model saw it) is looked for everywhere.
-  // Logs are probed at every path here rather than found through pending
-  // events: reading inotify outside Poll() would leave what it read waiting
-  // in dirty_ with nothing to wake the watcher up (in CI, t-02 once ended
-  // with two new messages that never reached the mirror).
-  if (model_.Find(id) && Observe(id, {}, true, obs, false, /*probe_logs=*/true) && obs.file.found)
-    return model_.Apply(obs, /*allow_deletes=*/true, true);
   for (int attempt = 0; attempt < 3; ++attempt)
     if (Observe(id, {}, true, obs, /*probe_all=*/true))
       return model_.Apply(obs, /*allow_deletes=*/true, true);
@@ -300,8 +274,7 @@ ApplyResult QueueWatcher::Snapshot(const std::string& id) {
 }
 
 bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>& hints,
-                           bool full, Observation& obs, bool probe_all, bool probe_logs) {
-  probe_logs |= probe_all;
+                           bool full, Observation& obs, bool probe_all) {
   obs = Observation{};
   obs.id = id;
   const MessageState* known = model_.Find(id);
@@ -368,21 +341,13 @@ bool QueueWatcher::Observe(const std::string& id, const std::vector<std::string>
                                    f.layout.size != known->file.layout.size ||
                                    DigestOf(f.layout, f.mut) != known->file.digest));
   if (!log_hint && !known_logs && !file_changed) return true;
-  // A log written before the queue file change we just read has its event
-  // queued already: read it now, and look only for logs that may exist.
-  // (Only inside Poll(), which syncs what this marks dirty: see Snapshot.)
-  if (file_changed && !probe_logs) ReadEvents();
-  auto seen = logs_seen_.find(id);
-  // (after an overflow the events are incomplete: look everywhere)
-  std::uint8_t may_exist = overflow_ ? 0xff : seen == logs_seen_.end() ? 0 : seen->second;
   for (LogKind k : kAllLogKinds) {
     std::vector<std::string> lc;
     for (auto it = hints.rbegin(); it != hints.rend(); ++it)
       if (LogKindOfRelpath(*it) == k) AddCandidate(lc, *it);
     if (known && known->logs[static_cast<int>(k) - 1])
       AddCandidate(lc, known->logs[static_cast<int>(k) - 1]->relpath);
-    if (probe_logs || (file_changed && (may_exist & (1u << static_cast<int>(k)))))
-      hash_.Paths(LogKindName(k), id, lc);
+    if (probe_all || file_changed) hash_.Paths(LogKindName(k), id, lc);
     LogObservation& lo = obs.logs[static_cast<int>(k) - 1];
     for (const std::string& rel : lc) {
       struct stat st;

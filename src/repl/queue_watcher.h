@@ -89,10 +89,8 @@ class QueueWatcher {
   // Reads id's state from disk. Returns false when a read raced with a change.
   // probe_all: look in every queue (and log) directory, not only where the
   // events and the model say it is: for snapshots, where no event guides us.
-  // probe_logs: look for the logs at every path (not only where the log
-  // directories' events say one may be); implied by probe_all.
   bool Observe(const std::string& id, const std::vector<std::string>& hints, bool full,
-               Observation& obs, bool probe_all = false, bool probe_logs = false);
+               Observation& obs, bool probe_all = false);
 
   std::string queue_dir_;
   QueueModel& model_;
@@ -105,12 +103,6 @@ class QueueWatcher {
   std::vector<std::string> dirty_order_;
   std::unordered_map<std::string, std::vector<std::string>> dirty_;
   std::unordered_set<std::string> suspects_;
-  // Which logs (bit 1 << LogKind) each ID may have, from the log directories'
-  // events and scans: a changed queue file needs its logs looked up only
-  // where one may exist (a miss costs a failed open per hashed and flat
-  // path, ~8 per message otherwise).
-  std::unordered_map<std::string, std::uint8_t> logs_seen_;
-  void NoteLog(const std::string& id, std::string_view relpath, bool present);
   Stats stats_;
 };
 
