@@ -89,8 +89,10 @@ class QueueWatcher {
   // Reads id's state from disk. Returns false when a read raced with a change.
   // probe_all: look in every queue (and log) directory, not only where the
   // events and the model say it is: for snapshots, where no event guides us.
+  // probe_logs: look for the logs at every path, also during the start-up
+  // drain (implied by probe_all).
   bool Observe(const std::string& id, const std::vector<std::string>& hints, bool full,
-               Observation& obs, bool probe_all = false);
+               Observation& obs, bool probe_all = false, bool probe_logs = false);
 
   std::string queue_dir_;
   QueueModel& model_;
@@ -103,6 +105,15 @@ class QueueWatcher {
   std::vector<std::string> dirty_order_;
   std::unordered_map<std::string, std::vector<std::string>> dirty_;
   std::unordered_set<std::string> suspects_;
+  // Until the first Poll() that drains everything (the start-up scan, before
+  // any link exists to ship to), a changed file's logs are looked up only
+  // where an event or the scan of the log directories named one (its hints):
+  // 100 000 queued messages would otherwise cost six failed opens each. A log
+  // made after the scan has its event pending, which marks the message dirty
+  // again with that hint, so the model is whole when the initial drain ends.
+  // Afterwards every changed file probes every log path: a log append must
+  // be read before the 'D' that follows it, even if its event is unread.
+  bool initial_ = true;
   Stats stats_;
 };
 

@@ -168,5 +168,48 @@ TEST_F(WatcherTest, MaildropFileIsShippedWhenComplete) {
   EXPECT_EQ(std::get<msg::File>(out[0]).mode, 0744u);
 }
 
+
+TEST_F(WatcherTest, StartUpScanReadsEveryLogAlsoOnesMadeAfterIt) {
+  // A queue that already holds mail when the daemon starts: the start-up
+  // drain looks logs up only where the scan saw them, so a log made between
+  // the scan and the drain must still end up in the model (its event).
+  const std::string with_logs = "4jbphZ0BYjz1bYpA", late_log = "4jbphZ0BYjz1bYpB";
+  auto q = MakeQueueFile(2, 500);
+  for (const auto& id : {with_logs, late_log}) {
+    std::ofstream f(q_ + "/deferred/" + id);
+    f << q.bytes;
+    f.close();
+    chmod((q_ + "/deferred/" + id).c_str(), 0700);
+  }
+  std::ofstream(q_ + "/defer/" + with_logs) << "recipient=a\n";
+  std::ofstream(q_ + "/bounce/" + with_logs) << "recipient=b\n";
+  QueueModel model;
+  int shipped = 0;
+  QueueWatcher w(q_, model, [&](const std::string&, ApplyResult&&) { ++shipped; });
+  ASSERT_EQ(w.Start(), "");
+  std::ofstream(q_ + "/defer/" + late_log) << "recipient=c\n";
+  while (!w.Poll()) {
+  }
+  EXPECT_GT(shipped, 0);
+  const MessageState* a = model.Find(with_logs);
+  const MessageState* b = model.Find(late_log);
+  ASSERT_TRUE(a && b);
+  EXPECT_TRUE(a->logs[static_cast<int>(LogKind::kDefer) - 1]);
+  EXPECT_TRUE(a->logs[static_cast<int>(LogKind::kBounce) - 1]);
+  EXPECT_FALSE(a->logs[static_cast<int>(LogKind::kTrace) - 1]);
+  EXPECT_TRUE(b->logs[static_cast<int>(LogKind::kDefer) - 1]);
+}
+
+TEST_F(WatcherTest, SnapshotAtTheModelsPathReadsNewLogs) {
+  auto q = MakeQueueFile(1, 100);
+  Commit(q.bytes);
+  Drain();
+  std::ofstream(q_ + "/trace/" + kWatchedId) << "trace\n";
+  ApplyResult r = watcher_->Snapshot(kWatchedId);
+  ASSERT_FALSE(r.changes.empty());
+  EXPECT_EQ(std::get<msg::LogData>(r.changes[0]).data, "trace\n");
+  EXPECT_EQ(model_.Find(kWatchedId)->file.relpath, "incoming/" + kWatchedId);
+}
+
 }  // namespace
 }  // namespace mailtwin::repl
