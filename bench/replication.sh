@@ -333,6 +333,7 @@ LAG_FSYNCS=$(bench_fmt "$(delta "$j1b" "$j0b" fsyncs)" %.0f)
 LAG_COMMITS=$(bench_fmt "$(delta "$j1b" "$j0b" commits)" %.0f)
 LAG_COMMIT_MS="$(bench_fmt "$(bench_json_get "$j1b" commit_ms_avg)")/$(bench_fmt "$(bench_json_get "$j1b" commit_ms_max)" %.0f)"
 LAG_SYNCFS=$(bench_json_get "$j1b" syncfs)
+LAG_RECYCLED=$(bench_fmt "$(delta "$j1b" "$j0b" recycled_inodes)" %.0f)
 bench_log "  lag p50 $LAG_P50 ms, p99 $LAG_P99 ms ($LAG_SAMPLES samples); cpu/1000 msgs: primary $CPU_P ms, standby $CPU_S ms"
 mt_pair_stop main backup
 lab_postfix_stop main
@@ -521,7 +522,7 @@ other labs on this machine: $OTHER_LABS_START at start, $OTHER_LABS_END at end; 
    sender: $PACED_LAG
    lag p50 = $LAG_P50 ms, p99 = $LAG_P99 ms over $LAG_SAMPLES samples        target p99 <= 5 ms   $V_LAG$(
 	awk -v l="$(bench_field "$PACED_LAG" late_p99_ms)" 'BEGIN { if (l + 0 > 50) printf "\n   (the sender itself ran up to %s ms late: the machine was out of CPU during this run)", l }')
-   $LAG_FRAMES frames shipped; standby: $LAG_COMMITS commits (avg/max $LAG_COMMIT_MS ms; $LAG_SYNCFS of them a syncfs), $LAG_FSYNCS fsyncs
+   $LAG_FRAMES frames shipped; standby: $LAG_COMMITS commits (avg/max $LAG_COMMIT_MS ms; $LAG_SYNCFS of them a syncfs), $LAG_FSYNCS fsyncs, $LAG_RECYCLED new files on a recycled inode
 
 3. mailtwind CPU per 1000 messages (same run)
    primary $CPU_P ms + standby $CPU_S ms = $CPU_SUM ms

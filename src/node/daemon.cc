@@ -520,6 +520,7 @@ ctl::Json Daemon::Status() {
                         {"commits", ms.commits},
                         {"fsyncs", ms.fsyncs},
                         {"syncfs", ms.syncfs},
+                        {"recycled_inodes", ms.recycled},
                         {"commit_ms_avg", ms.commits ? ms.commit_ms_total / ms.commits : 0.0},
                         {"commit_ms_max", ms.commit_ms_max},
                         {"last_error", server_->last_error()}};

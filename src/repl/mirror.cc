@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cerrno>
 #include <cstring>
+#include <cstdlib>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -69,7 +70,7 @@ std::string Mirror::Open() {
   if (mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) return Errno("cannot create", root_);
   rootfd_ = open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (rootfd_ < 0) return Errno("cannot open", root_);
-  std::vector<std::string> dirs{"tmp"};
+  std::vector<std::string> dirs{"tmp", "spare"};
   for (Queue q : kAllQueues) dirs.push_back(MirrorDir(q));
   for (LogKind k : kAllLogKinds) dirs.push_back(MirrorDir(k));
   for (const auto& d : dirs)
@@ -101,6 +102,19 @@ std::string Mirror::Scan() {
   // the primary resends them.
   std::string err = list("tmp", [&](const std::string& n) {
     unlinkat(rootfd_, ("tmp/" + n).c_str(), 0);
+  });
+  if (!err.empty()) return err;
+  spare_.clear();
+  err = list("spare", [&](const std::string& n) {
+    std::string rel = "spare/" + n;
+    struct stat st;
+    if (spare_.size() < kMaxSpare && fstatat(rootfd_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(st.st_mode) && st.st_nlink == 1) {
+      spare_.push_back(n);
+      spare_serial_ = std::max<std::uint64_t>(spare_serial_, std::strtoull(n.c_str(), nullptr, 10));
+    } else {
+      unlinkat(rootfd_, rel.c_str(), 0);
+    }
   });
   if (!err.empty()) return err;
   for (Queue q : kAllQueues) {
@@ -147,6 +161,41 @@ int Mirror::OpenFile(const std::string& rel, int flags) {
   return openat(rootfd_, rel.c_str(), flags | O_CLOEXEC | O_NOFOLLOW, 0600);
 }
 
+bool Mirror::Remove(const std::string& rel) {
+  if (spare_.size() < kMaxSpare) {
+    std::string name = std::to_string(++spare_serial_);
+    if (renameat2(rootfd_, rel.c_str(), rootfd_, ("spare/" + name).c_str(), RENAME_NOREPLACE) == 0) {
+      spare_.push_back(std::move(name));
+      return true;
+    }
+    if (errno == ENOENT) return false;
+  }
+  return unlinkat(rootfd_, rel.c_str(), 0) == 0;
+}
+
+int Mirror::CreateFile(const std::string& rel) {
+  while (!spare_.empty()) {
+    std::string from = "spare/" + spare_.back();
+    spare_.pop_back();
+    if (renameat2(rootfd_, from.c_str(), rootfd_, rel.c_str(), RENAME_NOREPLACE) != 0) {
+      if (errno == EEXIST) {  // rel is there already: open it as it is
+        spare_.push_back(from.substr(6));
+        break;
+      }
+      unlinkat(rootfd_, from.c_str(), 0);
+      continue;
+    }
+    int fd = OpenFile(rel, O_WRONLY | O_TRUNC);
+    if (fd >= 0 && fchmod(fd, 0600) == 0) {  // as if just created
+      ++stats_.recycled;
+      return fd;
+    }
+    if (fd >= 0) close(fd);
+    unlinkat(rootfd_, rel.c_str(), 0);
+  }
+  return OpenFile(rel, O_WRONLY | O_CREAT | O_TRUNC);
+}
+
 void Mirror::TouchDir(const std::string& rel) {
   for (const auto& d : dirty_dirs_)
     if (d == rel) return;
@@ -189,7 +238,7 @@ std::string Mirror::ApplyFile(const msg::File& m) {
       close(pit->second.fd);
       partial_.erase(pit);
     }
-    int fd = OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC);
+    int fd = CreateFile(tmp);
     if (fd < 0) return Errno("cannot create", root_ + "/" + tmp);
     pit = partial_.emplace(m.id, Partial{fd, m, 0}).first;
     pit->second.meta.data.clear();
@@ -278,7 +327,7 @@ std::string Mirror::ApplyMove(const msg::Move& m) {
 std::string Mirror::ApplyDelete(const msg::Delete& m) {
   if (auto pit = partial_.find(m.id); pit != partial_.end()) {
     close(pit->second.fd);
-    unlinkat(rootfd_, ("tmp/" + m.id).c_str(), 0);
+    Remove("tmp/" + m.id);
     partial_.erase(pit);
   }
   auto it = files_.find(m.id);
@@ -287,13 +336,12 @@ std::string Mirror::ApplyDelete(const msg::Delete& m) {
   if (auto rit = ready_.find(m.id); rit != ready_.end()) {
     close(rit->second.fd);
     if (!rit->second.old_rel.empty()) {
-      unlinkat(rootfd_, rit->second.old_rel.c_str(), 0);
+      Remove(rit->second.old_rel);
       TouchDir(rit->second.old_rel.substr(0, rit->second.old_rel.find('/')));
     }
     ready_.erase(rit);
   }
-  if (unlinkat(rootfd_, rel.c_str(), 0) != 0 && errno != ENOENT)
-    return Errno("cannot remove", root_ + "/" + rel);
+  if (!Remove(rel) && errno != ENOENT) return Errno("cannot remove", root_ + "/" + rel);
   if (rel.rfind("tmp/", 0) != 0) TouchDir(MirrorDir(it->second.queue));
   files_.erase(it);
   return {};
@@ -305,7 +353,7 @@ std::string Mirror::ApplyLogData(const msg::LogData& m) {
   auto it = logs_.find(key);
   int fd;
   if (m.offset == 0) {
-    fd = OpenFile(rel, O_WRONLY | O_CREAT | O_TRUNC);
+    fd = it == logs_.end() ? CreateFile(rel) : OpenFile(rel, O_WRONLY | O_TRUNC);
     if (fd < 0) return Errno("cannot create", root_ + "/" + rel);
     if (it == logs_.end()) TouchDir(MirrorDir(m.kind));
   } else {
@@ -331,8 +379,7 @@ std::string Mirror::ApplyLogDelete(const msg::LogDelete& m) {
   auto it = logs_.find({m.kind, m.id});
   if (it == logs_.end()) return {};
   std::string rel = MirrorDir(m.kind) + "/" + m.id;
-  if (unlinkat(rootfd_, rel.c_str(), 0) != 0 && errno != ENOENT)
-    return Errno("cannot remove", root_ + "/" + rel);
+  if (!Remove(rel) && errno != ENOENT) return Errno("cannot remove", root_ + "/" + rel);
   TouchDir(MirrorDir(m.kind));
   logs_.erase(it);
   return {};
@@ -372,7 +419,7 @@ std::string Mirror::Commit() {
       }
       TouchDir(dst.substr(0, dst.find('/')));
       if (!r.old_rel.empty() && r.old_rel != dst) {
-        unlinkat(rootfd_, r.old_rel.c_str(), 0);
+        Remove(r.old_rel);
         TouchDir(r.old_rel.substr(0, r.old_rel.find('/')));
       }
     }
