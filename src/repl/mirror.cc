@@ -173,7 +173,8 @@ bool Mirror::Remove(const std::string& rel) {
   return unlinkat(rootfd_, rel.c_str(), 0) == 0;
 }
 
-int Mirror::CreateFile(const std::string& rel) {
+int Mirror::CreateFile(const std::string& rel, bool truncate, std::uint64_t* stale_size) {
+  if (stale_size) *stale_size = 0;
   while (!spare_.empty()) {
     std::string from = "spare/" + spare_.back();
     spare_.pop_back();
@@ -185,8 +186,10 @@ int Mirror::CreateFile(const std::string& rel) {
       unlinkat(rootfd_, from.c_str(), 0);
       continue;
     }
-    int fd = OpenFile(rel, O_WRONLY | O_TRUNC);
-    if (fd >= 0 && fchmod(fd, 0600) == 0) {  // as if just created
+    int fd = OpenFile(rel, O_WRONLY | (truncate ? O_TRUNC : 0));
+    struct stat st;
+    if (fd >= 0 && fchmod(fd, 0600) == 0 && fstat(fd, &st) == 0) {  // as if just created
+      if (stale_size) *stale_size = static_cast<std::uint64_t>(st.st_size);
       ++stats_.recycled;
       return fd;
     }
@@ -238,9 +241,10 @@ std::string Mirror::ApplyFile(const msg::File& m) {
       close(pit->second.fd);
       partial_.erase(pit);
     }
-    int fd = CreateFile(tmp);
+    std::uint64_t stale = 0;
+    int fd = CreateFile(tmp, false, &stale);
     if (fd < 0) return Errno("cannot create", root_ + "/" + tmp);
-    pit = partial_.emplace(m.id, Partial{fd, m, 0}).first;
+    pit = partial_.emplace(m.id, Partial{fd, m, 0, stale}).first;
     pit->second.meta.data.clear();
   } else if (pit == partial_.end() || pit->second.written != m.offset ||
              pit->second.meta.total_size != m.total_size) {
@@ -256,7 +260,12 @@ std::string Mirror::ApplyFile(const msg::File& m) {
   // durable and only then renames it into its queue directory.
   int fd = p.fd;
   msg::File meta = std::move(p.meta);
+  bool stale_tail = p.stale_size > meta.total_size;
   partial_.erase(pit);
+  if (stale_tail && ftruncate(fd, static_cast<off_t>(meta.total_size)) != 0) {
+    close(fd);
+    return Errno("cannot truncate", root_ + "/" + tmp);
+  }
   struct timespec times[2] = {Ts(meta.mtime_ns), Ts(meta.mtime_ns)};
   if (fchmod(fd, meta.mode) != 0 || futimens(fd, times) != 0) {
     close(fd);
@@ -353,7 +362,7 @@ std::string Mirror::ApplyLogData(const msg::LogData& m) {
   auto it = logs_.find(key);
   int fd;
   if (m.offset == 0) {
-    fd = it == logs_.end() ? CreateFile(rel) : OpenFile(rel, O_WRONLY | O_TRUNC);
+    fd = it == logs_.end() ? CreateFile(rel, true) : OpenFile(rel, O_WRONLY | O_TRUNC);
     if (fd < 0) return Errno("cannot create", root_ + "/" + rel);
     if (it == logs_.end()) TouchDir(MirrorDir(m.kind));
   } else {

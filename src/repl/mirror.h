@@ -90,6 +90,7 @@ class Mirror {
     int fd;
     msg::File meta;
     std::uint64_t written;
+    std::uint64_t stale_size;  // bytes of a recycled inode's old content
   };
   struct Ready {  // complete in tmp/, renamed into its queue by Commit
     int fd;
@@ -113,8 +114,12 @@ class Mirror {
   // Removes rel (a file in the index's layout): into spare/ when there is room.
   // Returns false (errno set) only when it could do neither.
   bool Remove(const std::string& rel);
-  // Creates rel for writing, truncated, from a spare inode when one is left.
-  int CreateFile(const std::string& rel);
+  // Creates rel for writing from a spare inode when one is left, else a new
+  // one. truncate: empty it (a log: appends follow). Otherwise the old bytes
+  // stay, to be overwritten (no blocks freed and allocated again, no
+  // discard), and *stale_size says how many there are: cut them off once
+  // the new content is written.
+  int CreateFile(const std::string& rel, bool truncate, std::uint64_t* stale_size = nullptr);
   static constexpr std::size_t kMaxSpare = 1024;
 
   std::string root_;
