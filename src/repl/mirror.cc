@@ -62,10 +62,20 @@ Mirror::~Mirror() {
   DropPartial();
   for (int fd : dirty_fds_) close(fd);
   for (auto& [id, r] : ready_) close(r.fd);
+  for (auto& [rel, fd] : dir_fds_) close(fd);
   if (rootfd_ >= 0) close(rootfd_);
 }
 
+int Mirror::DirFd(const std::string& rel) {
+  if (auto it = dir_fds_.find(rel); it != dir_fds_.end()) return it->second;
+  int fd = openat(rootfd_, rel.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) dir_fds_[rel] = fd;
+  return fd;
+}
+
 std::string Mirror::Open() {
+  for (auto& [rel, fd] : dir_fds_) close(fd);
+  dir_fds_.clear();
   if (rootfd_ >= 0) close(rootfd_);
   if (mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) return Errno("cannot create", root_);
   rootfd_ = open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -439,13 +449,12 @@ std::string Mirror::Commit() {
       sync_fs();
     } else {
       for (const auto& d : dirty_dirs_) {
-        int dfd = openat(rootfd_, d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        int dfd = DirFd(d);
         if (dfd < 0) {
           if (err.empty()) err = Errno("cannot open", root_ + "/" + d);
           continue;
         }
         sync_fd(dfd, root_ + "/" + d);
-        close(dfd);
       }
     }
   }

@@ -131,6 +131,8 @@ class Mirror {
   std::vector<int> dirty_fds_;
   std::unordered_map<std::string, int> batch_fds_;  // rel -> fd in dirty_fds_
   std::vector<std::string> dirty_dirs_;
+  std::unordered_map<std::string, int> dir_fds_;  // open for fsync, kept across commits
+  int DirFd(const std::string& rel);
   std::vector<std::string> spare_;  // names in spare/
   std::uint64_t spare_serial_ = 0;
   Stats stats_;
