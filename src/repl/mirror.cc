@@ -119,7 +119,8 @@ std::string Mirror::Scan() {
     std::string rel = "spare/" + n;
     struct stat st;
     if (spare_.size() < kMaxSpare && fstatat(rootfd_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISREG(st.st_mode) && st.st_nlink == 1) {
+        S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+        static_cast<std::uint64_t>(st.st_size) <= kMaxSpareSize) {
       spare_.push_back(n);
       spare_serial_ = std::max<std::uint64_t>(spare_serial_, std::strtoull(n.c_str(), nullptr, 10));
     } else {
@@ -171,8 +172,8 @@ int Mirror::OpenFile(const std::string& rel, int flags) {
   return openat(rootfd_, rel.c_str(), flags | O_CLOEXEC | O_NOFOLLOW, 0600);
 }
 
-bool Mirror::Remove(const std::string& rel) {
-  if (spare_.size() < kMaxSpare) {
+bool Mirror::Remove(const std::string& rel, std::uint64_t size) {
+  if (spare_.size() < kMaxSpare && size <= kMaxSpareSize) {
     std::string name = std::to_string(++spare_serial_);
     if (renameat2(rootfd_, rel.c_str(), rootfd_, ("spare/" + name).c_str(), RENAME_NOREPLACE) == 0) {
       spare_.push_back(std::move(name));
@@ -346,7 +347,7 @@ std::string Mirror::ApplyMove(const msg::Move& m) {
 std::string Mirror::ApplyDelete(const msg::Delete& m) {
   if (auto pit = partial_.find(m.id); pit != partial_.end()) {
     close(pit->second.fd);
-    Remove("tmp/" + m.id);
+    Remove("tmp/" + m.id, std::max(pit->second.written, pit->second.stale_size));
     partial_.erase(pit);
   }
   auto it = files_.find(m.id);
@@ -355,12 +356,13 @@ std::string Mirror::ApplyDelete(const msg::Delete& m) {
   if (auto rit = ready_.find(m.id); rit != ready_.end()) {
     close(rit->second.fd);
     if (!rit->second.old_rel.empty()) {
-      Remove(rit->second.old_rel);
+      Remove(rit->second.old_rel, kUnknownSize);
       TouchDir(rit->second.old_rel.substr(0, rit->second.old_rel.find('/')));
     }
     ready_.erase(rit);
   }
-  if (!Remove(rel) && errno != ENOENT) return Errno("cannot remove", root_ + "/" + rel);
+  if (!Remove(rel, it->second.size) && errno != ENOENT)
+    return Errno("cannot remove", root_ + "/" + rel);
   if (rel.rfind("tmp/", 0) != 0) TouchDir(MirrorDir(it->second.queue));
   files_.erase(it);
   return {};
@@ -398,7 +400,8 @@ std::string Mirror::ApplyLogDelete(const msg::LogDelete& m) {
   auto it = logs_.find({m.kind, m.id});
   if (it == logs_.end()) return {};
   std::string rel = MirrorDir(m.kind) + "/" + m.id;
-  if (!Remove(rel) && errno != ENOENT) return Errno("cannot remove", root_ + "/" + rel);
+  if (!Remove(rel, it->second.size) && errno != ENOENT)
+    return Errno("cannot remove", root_ + "/" + rel);
   TouchDir(MirrorDir(m.kind));
   logs_.erase(it);
   return {};
@@ -438,7 +441,7 @@ std::string Mirror::Commit() {
       }
       TouchDir(dst.substr(0, dst.find('/')));
       if (!r.old_rel.empty() && r.old_rel != dst) {
-        Remove(r.old_rel);
+        Remove(r.old_rel, kUnknownSize);
         TouchDir(r.old_rel.substr(0, r.old_rel.find('/')));
       }
     }

@@ -14,7 +14,7 @@
 // At Open(), tmp/ is emptied (the primary resends what was in flight).
 //
 // Inodes are recycled: a removed queue file or log is renamed into spare/
-// (up to kMaxSpare of them) and the next new file takes one from there,
+// (up to kMaxSpare of them, each at most kMaxSpareSize) and the next new file takes one from there,
 // truncated, instead of a fresh inode. A mail queue creates and frees an
 // inode per message; on ext4 without a journal, allocating one scans past
 // every inode freed in the last minutes (recently_deleted()), which was 40 %
@@ -111,9 +111,13 @@ class Mirror {
   // An fd open for writing on rel, kept until Commit (one fsync per file).
   int BatchFd(const std::string& rel);
   std::string FilePath(const std::string& id) const;
-  // Removes rel (a file in the index's layout): into spare/ when there is room.
-  // Returns false (errno set) only when it could do neither.
-  bool Remove(const std::string& rel);
+  // Removes rel (a file in the index's layout), of size bytes: into spare/
+  // when there is room and it is at most kMaxSpareSize (spare/ must not hold
+  // much disk: at most 1024 x 64 KiB). Returns false (errno set) only when it
+  // could do neither.
+  bool Remove(const std::string& rel, std::uint64_t size);
+  static constexpr std::uint64_t kMaxSpareSize = 64 * 1024;
+  static constexpr std::uint64_t kUnknownSize = ~std::uint64_t{0};
   // Creates rel for writing from a spare inode when one is left, else a new
   // one. truncate: empty it (a log: appends follow). Otherwise the old bytes
   // stay, to be overwritten (no blocks freed and allocated again, no

@@ -195,6 +195,13 @@ TEST(Mirror, RemovedFilesLendTheirInodesToNewOnesWithoutStaleBytes) {
   EXPECT_EQ(Stat(log).st_ino, big_ino);
   EXPECT_EQ(Slurp(log), "x\n");
   EXPECT_EQ(Stat(log).st_mode & 07777, 0600u);
+  // A large file is not kept: spare/ must not hold much disk.
+  auto huge = MakeQueueFile(1, 3u << 20);
+  for (auto& c : FileChanges(huge.bytes, Queue::kActive, 0)) ASSERT_EQ(m->Apply(c), "");
+  ASSERT_EQ(m->Commit(), "");
+  ASSERT_EQ(m->Apply(msg::Delete{kMirroredId}), "");
+  ASSERT_EQ(m->Commit(), "");
+  EXPECT_TRUE(std::filesystem::is_empty(root + "/spare"));
 }
 
 TEST(Mirror, ManifestDigestMatchesThePrimarysModel) {
