@@ -325,6 +325,8 @@ LAG_N=$(bench_field "$PACED_LAG" sent)
 LAG_P50=$(bench_fmt "$(bench_json_get "$j1m" lag_p50_ms)" %.2f)
 LAG_P99=$(bench_fmt "$(bench_json_get "$j1m" lag_p99_ms)" %.2f)
 LAG_SAMPLES=$(bench_json_get "$j1m" lag_samples)
+SHIP_P50=$(bench_fmt "$(bench_json_get "$j1m" ship_p50_ms)" %.2f)
+SHIP_P99=$(bench_fmt "$(bench_json_get "$j1m" ship_p99_ms)" %.2f)
 CPU_P=$(per1000 "$(delta "$j1m" "$j0m" cpu_ms)" "${LAG_N:-0}")
 CPU_S=$(per1000 "$(delta "$j1b" "$j0b" cpu_ms)" "${LAG_N:-0}")
 CPU_SUM=$(sum "$CPU_P" "$CPU_S")
@@ -522,6 +524,7 @@ other labs on this machine: $OTHER_LABS_START at start, $OTHER_LABS_END at end; 
    sender: $PACED_LAG
    lag p50 = $LAG_P50 ms, p99 = $LAG_P99 ms over $LAG_SAMPLES samples        target p99 <= 5 ms   $V_LAG$(
 	awk -v l="$(bench_field "$PACED_LAG" late_p99_ms)" 'BEGIN { if (l + 0 > 50) printf "\n   (the sender itself ran up to %s ms late: the machine was out of CPU during this run)", l }')
+   of which on the primary (commit -> frame handed to the connection): p50 $SHIP_P50 ms, p99 $SHIP_P99 ms
    $LAG_FRAMES frames shipped; standby: $LAG_COMMITS commits (avg/max $LAG_COMMIT_MS ms; $LAG_SYNCFS of them a syncfs), $LAG_FSYNCS fsyncs, $LAG_RECYCLED new files on a recycled inode
 
 3. mailtwind CPU per 1000 messages (same run)

@@ -167,7 +167,13 @@ std::string Daemon::StartPrimary() {
   link_.reset();
   watcher_ = std::make_unique<repl::QueueWatcher>(
       queue_dir_, *model_, [this](const std::string& id, repl::ApplyResult&& r) {
-        ledger_.Record(id);
+        // A message's first change is its whole file: record it then, not
+        // at every move and patch (two hash lookups each).
+        for (const auto& c : r.changes)
+          if (std::holds_alternative<repl::msg::File>(c)) {
+            ledger_.Record(id);
+            break;
+          }
         if (link_) link_->OnChanges(id, std::move(r));
       },
       hash_);
@@ -476,6 +482,8 @@ ctl::Json Daemon::Status() {
         {"lag_samples", lag.count()},
         {"lag_p50_ms", lag.Quantile(0.5)},
         {"lag_p99_ms", lag.Quantile(0.99)},
+        {"ship_p50_ms", link_->ship_lag().Quantile(0.5)},
+        {"ship_p99_ms", link_->ship_lag().Quantile(0.99)},
         {"last_catchup_s", link_->last_catchup_seconds().value_or(-1)},
         {"last_error", link_->last_error()},
         {"watcher",

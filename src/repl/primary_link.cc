@@ -233,6 +233,8 @@ void PrimaryLink::SendChanges(const std::string& id, ApplyResult&& r, bool live)
         ++files_sent_;
         const MessageState* st = watcher_.model().Find(id);
         inflight_.push_back({seq, st ? st->file.ctime_ns : WallClockNs(), live && r.new_file});
+        if (inflight_.back().live)
+          ship_.Add(static_cast<double>(WallClockNs() - inflight_.back().commit_ns) / 1e6);
         if (spdlog::should_log(spdlog::level::debug))
           spdlog::debug("sent {} seq {} {:.3f} ms after commit", id, seq,
                         (WallClockNs() - inflight_.back().commit_ns) / 1e6);

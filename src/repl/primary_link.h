@@ -93,6 +93,8 @@ class PrimaryLink : public Connection::Handler {
   std::size_t pending_resend() const { return resend_.size(); }
   std::size_t queued_bytes() const { return conn_ ? conn_->queued_bytes() : 0; }
   const LatencyStats& lag() const { return lag_; }
+  // The primary's share of lag(): commit -> the frame handed to the connection.
+  const LatencyStats& ship_lag() const { return ship_; }
   std::uint64_t files_sent() const { return files_sent_; }
   std::uint64_t bytes_sent() const { return bytes_sent_; }
   std::string last_error() const { return last_error_; }
@@ -158,6 +160,7 @@ class PrimaryLink : public Connection::Handler {
   };
   std::deque<Inflight> inflight_;
   LatencyStats lag_;
+  LatencyStats ship_;
   std::uint64_t files_sent_ = 0;
   std::uint64_t bytes_sent_ = 0;
   struct Waiter {
