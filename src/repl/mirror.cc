@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <cstdlib>
+#include <unordered_set>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -87,6 +88,9 @@ std::string Mirror::Open() {
     if (mkdirat(rootfd_, d.c_str(), 0700) != 0 && errno != EEXIST)
       return Errno("cannot create", root_ + "/" + d);
   if (fsync(rootfd_) != 0) return Errno("fsync", root_);
+  // Whatever an earlier run left in the page cache is made durable before
+  // spare/ inodes are handed out again (their old names must be gone on disk).
+  if (syncfs(rootfd_) != 0) return Errno("syncfs", root_);
   return Scan();
 }
 
@@ -108,26 +112,8 @@ std::string Mirror::Scan() {
     for (const auto& n : names) fn(n);
     return {};
   };
-  // Files still arriving (or not yet durable) when we stopped are worthless:
-  // the primary resends them.
-  std::string err = list("tmp", [&](const std::string& n) {
-    unlinkat(rootfd_, ("tmp/" + n).c_str(), 0);
-  });
-  if (!err.empty()) return err;
-  spare_.clear();
-  err = list("spare", [&](const std::string& n) {
-    std::string rel = "spare/" + n;
-    struct stat st;
-    if (spare_.size() < kMaxSpare && fstatat(rootfd_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISREG(st.st_mode) && st.st_nlink == 1 &&
-        static_cast<std::uint64_t>(st.st_size) <= kMaxSpareSize) {
-      spare_.push_back(n);
-      spare_serial_ = std::max<std::uint64_t>(spare_serial_, std::strtoull(n.c_str(), nullptr, 10));
-    } else {
-      unlinkat(rootfd_, rel.c_str(), 0);
-    }
-  });
-  if (!err.empty()) return err;
+  std::unordered_set<ino_t> named;  // inodes of the queue files and logs
+  std::string err;
   for (Queue q : kAllQueues) {
     err = list(MirrorDir(q), [&](const std::string& n) {
       std::string rel = MirrorDir(q) + "/" + n;
@@ -140,6 +126,7 @@ std::string Mirror::Scan() {
         std::string older = MirrorDir(it->second.queue) + "/" + n;
         unlinkat(rootfd_, older.c_str(), 0);
       }
+      named.insert(st.st_ino);
       it->second = FileEntry{q, static_cast<std::uint64_t>(st.st_size), st.st_mode & 07777u,
                              static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 +
                                  st.st_mtim.tv_nsec,
@@ -154,10 +141,45 @@ std::string Mirror::Scan() {
       if (!IsValidQueueId(n) || fstatat(rootfd_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
           !S_ISREG(st.st_mode))
         return;
+      named.insert(st.st_ino);
       logs_[{k, n}] = LogEntry{static_cast<std::uint64_t>(st.st_size), std::nullopt};
     });
     if (!err.empty()) return err;
   }
+  // On a filesystem without a journal, a crash can leave a rename half done:
+  // the same inode named in tmp/ or spare/ and in a queue or log directory.
+  // Unlinking that second name would free a file still in use, and reusing
+  // it would overwrite one: leave it alone (fsck repairs the link count).
+  auto second_name = [&](const std::string& rel, struct stat& st) {
+    if (fstatat(rootfd_, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return true;
+    if (!named.count(st.st_ino)) return false;
+    spdlog::warn("mirror: {}/{} is a second name of a mirrored file (an interrupted rename); "
+                 "left alone", root_, rel);
+    return true;
+  };
+  // Files still arriving (or not yet durable) when we stopped are worthless:
+  // the primary resends them.
+  err = list("tmp", [&](const std::string& n) {
+    std::string rel = "tmp/" + n;
+    struct stat st;
+    if (!second_name(rel, st)) unlinkat(rootfd_, rel.c_str(), 0);
+  });
+  if (!err.empty()) return err;
+  spare_.clear();
+  spare_pending_.clear();
+  err = list("spare", [&](const std::string& n) {
+    std::string rel = "spare/" + n;
+    struct stat st;
+    if (second_name(rel, st)) return;
+    if (spare_.size() < kMaxSpare && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+        static_cast<std::uint64_t>(st.st_size) <= kMaxSpareSize) {
+      spare_.push_back(n);
+      spare_serial_ = std::max<std::uint64_t>(spare_serial_, std::strtoull(n.c_str(), nullptr, 10));
+    } else {
+      unlinkat(rootfd_, rel.c_str(), 0);
+    }
+  });
+  if (!err.empty()) return err;
   spdlog::info("mirror: {} holds {} queue files and {} logs", root_, files_.size(), logs_.size());
   return {};
 }
@@ -173,10 +195,12 @@ int Mirror::OpenFile(const std::string& rel, int flags) {
 }
 
 bool Mirror::Remove(const std::string& rel, std::uint64_t size) {
-  if (spare_.size() < kMaxSpare && size <= kMaxSpareSize) {
+  batch_fds_.erase(rel);  // its fd must not write into the inode's next life
+  if (spare_.size() + spare_pending_.size() < kMaxSpare && size <= kMaxSpareSize) {
     std::string name = std::to_string(++spare_serial_);
     if (renameat2(rootfd_, rel.c_str(), rootfd_, ("spare/" + name).c_str(), RENAME_NOREPLACE) == 0) {
-      spare_.push_back(std::move(name));
+      // Reusable only once Commit() has made the removal of rel durable.
+      spare_pending_.push_back(std::move(name));
       return true;
     }
     if (errno == ENOENT) return false;
@@ -184,28 +208,25 @@ bool Mirror::Remove(const std::string& rel, std::uint64_t size) {
   return unlinkat(rootfd_, rel.c_str(), 0) == 0;
 }
 
-int Mirror::CreateFile(const std::string& rel, bool truncate, std::uint64_t* stale_size) {
-  if (stale_size) *stale_size = 0;
-  while (!spare_.empty()) {
-    std::string from = "spare/" + spare_.back();
+int Mirror::CreateFile(const std::string& rel, std::uint64_t& stale_size) {
+  stale_size = 0;
+  if (!spare_.empty()) {
+    std::string name = std::move(spare_.back());
     spare_.pop_back();
-    if (renameat2(rootfd_, from.c_str(), rootfd_, rel.c_str(), RENAME_NOREPLACE) != 0) {
-      if (errno == EEXIST) {  // rel is there already: open it as it is
-        spare_.push_back(from.substr(6));
-        break;
+    std::string from = "spare/" + name;
+    if (renameat2(rootfd_, from.c_str(), rootfd_, rel.c_str(), RENAME_NOREPLACE) == 0) {
+      int fd = OpenFile(rel, O_WRONLY);
+      struct stat st;
+      if (fd >= 0 && fstat(fd, &st) == 0) {
+        stale_size = static_cast<std::uint64_t>(st.st_size);
+        ++stats_.recycled;
+        return fd;
       }
-      unlinkat(rootfd_, from.c_str(), 0);
-      continue;
+      if (fd >= 0) close(fd);
+      unlinkat(rootfd_, rel.c_str(), 0);
+    } else if (errno == EEXIST) {
+      spare_.push_back(std::move(name));
     }
-    int fd = OpenFile(rel, O_WRONLY | (truncate ? O_TRUNC : 0));
-    struct stat st;
-    if (fd >= 0 && fchmod(fd, 0600) == 0 && fstat(fd, &st) == 0) {  // as if just created
-      if (stale_size) *stale_size = static_cast<std::uint64_t>(st.st_size);
-      ++stats_.recycled;
-      return fd;
-    }
-    if (fd >= 0) close(fd);
-    unlinkat(rootfd_, rel.c_str(), 0);
   }
   return OpenFile(rel, O_WRONLY | O_CREAT | O_TRUNC);
 }
@@ -245,17 +266,25 @@ std::string Mirror::Apply(const Message& change) {
 }
 
 std::string Mirror::ApplyFile(const msg::File& m) {
-  std::string tmp = "tmp/" + m.id;
   auto pit = partial_.find(m.id);
   if (m.offset == 0) {
-    if (pit != partial_.end()) {  // a resend restarts the file
+    std::string rel;
+    std::uint64_t stale = 0;
+    int fd;
+    if (pit != partial_.end()) {  // a resend restarts the file where it was
+      rel = pit->second.rel;
       close(pit->second.fd);
       partial_.erase(pit);
+      fd = OpenFile(rel, O_WRONLY | O_TRUNC);
+    } else {
+      // A complete copy waiting in tmp/ID for its commit stays whole while a
+      // resend arrives beside it: should the link drop mid-resend, Commit()
+      // still gives the waiting copy its name.
+      rel = ready_.count(m.id) ? "tmp/" + m.id + ".resend" : "tmp/" + m.id;
+      fd = CreateFile(rel, stale);
     }
-    std::uint64_t stale = 0;
-    int fd = CreateFile(tmp, false, &stale);
-    if (fd < 0) return Errno("cannot create", root_ + "/" + tmp);
-    pit = partial_.emplace(m.id, Partial{fd, m, 0, stale}).first;
+    if (fd < 0) return Errno("cannot create", root_ + "/" + rel);
+    pit = partial_.emplace(m.id, Partial{fd, m, 0, stale, rel}).first;
     pit->second.meta.data.clear();
   } else if (pit == partial_.end() || pit->second.written != m.offset ||
              pit->second.meta.total_size != m.total_size) {
@@ -263,7 +292,7 @@ std::string Mirror::ApplyFile(const msg::File& m) {
                        m.offset);
   }
   Partial& p = pit->second;
-  if (!PwriteFull(p.fd, m.data, m.offset)) return Errno("cannot write", root_ + "/" + tmp);
+  if (!PwriteFull(p.fd, m.data, m.offset)) return Errno("cannot write", root_ + "/" + p.rel);
   p.written += m.data.size();
   if (p.written < p.meta.total_size) return {};
 
@@ -271,17 +300,20 @@ std::string Mirror::ApplyFile(const msg::File& m) {
   // durable and only then renames it into its queue directory.
   int fd = p.fd;
   msg::File meta = std::move(p.meta);
+  std::string rel = std::move(p.rel);
   bool stale_tail = p.stale_size > meta.total_size;
   partial_.erase(pit);
-  if (stale_tail && ftruncate(fd, static_cast<off_t>(meta.total_size)) != 0) {
+  auto fail = [&](std::string_view what) {
+    std::string e = Errno(what, root_ + "/" + rel);
     close(fd);
-    return Errno("cannot truncate", root_ + "/" + tmp);
-  }
+    unlinkat(rootfd_, rel.c_str(), 0);
+    return e;
+  };
+  if (stale_tail && ftruncate(fd, static_cast<off_t>(meta.total_size)) != 0)
+    return fail("cannot truncate");
   struct timespec times[2] = {Ts(meta.mtime_ns), Ts(meta.mtime_ns)};
-  if (fchmod(fd, meta.mode) != 0 || futimens(fd, times) != 0) {
-    close(fd);
-    return Errno("cannot set mode/time of", root_ + "/" + tmp);
-  }
+  if (fchmod(fd, meta.mode) != 0 || futimens(fd, times) != 0) return fail("cannot set mode/time of");
+  std::string tmp = "tmp/" + meta.id;
   std::string old;
   if (auto rit = ready_.find(meta.id); rit != ready_.end()) {
     old = rit->second.old_rel;  // a resend within one batch replaces the first copy
@@ -289,6 +321,10 @@ std::string Mirror::ApplyFile(const msg::File& m) {
     ready_.erase(rit);
   } else {
     old = FilePath(meta.id);
+  }
+  if (rel != tmp) {
+    if (renameat(rootfd_, rel.c_str(), rootfd_, tmp.c_str()) != 0) return fail("cannot rename");
+    batch_fds_.erase(tmp);  // it wrote to the copy just replaced
   }
   ready_[meta.id] = Ready{fd, old};
   files_[meta.id] = FileEntry{meta.queue, meta.total_size, meta.mode, meta.mtime_ns, std::nullopt};
@@ -347,7 +383,7 @@ std::string Mirror::ApplyMove(const msg::Move& m) {
 std::string Mirror::ApplyDelete(const msg::Delete& m) {
   if (auto pit = partial_.find(m.id); pit != partial_.end()) {
     close(pit->second.fd);
-    Remove("tmp/" + m.id, std::max(pit->second.written, pit->second.stale_size));
+    unlinkat(rootfd_, pit->second.rel.c_str(), 0);
     partial_.erase(pit);
   }
   auto it = files_.find(m.id);
@@ -374,7 +410,9 @@ std::string Mirror::ApplyLogData(const msg::LogData& m) {
   auto it = logs_.find(key);
   int fd;
   if (m.offset == 0) {
-    fd = it == logs_.end() ? CreateFile(rel, true) : OpenFile(rel, O_WRONLY | O_TRUNC);
+    // (always a fresh inode: a log takes its final name at once, so a
+    // recycled one could be seen with old bytes after a crash)
+    fd = OpenFile(rel, O_WRONLY | O_CREAT | O_TRUNC);
     if (fd < 0) return Errno("cannot create", root_ + "/" + rel);
     if (it == logs_.end()) TouchDir(MirrorDir(m.kind));
   } else {
@@ -467,6 +505,12 @@ std::string Mirror::Commit() {
   dirty_dirs_.clear();
   for (auto& [id, r] : ready_) close(r.fd);
   ready_.clear();
+  // The removals that put inodes in spare/ are durable now (their directories
+  // were synced above): only now may new files take them. After a failed
+  // commit they wait for the next Open(), which syncs everything first.
+  if (err.empty())
+    for (auto& n : spare_pending_) spare_.push_back(std::move(n));
+  spare_pending_.clear();
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   stats_.commit_ms_total += ms;
   stats_.commit_ms_max = std::max(stats_.commit_ms_max, ms);
@@ -476,7 +520,7 @@ std::string Mirror::Commit() {
 void Mirror::DropPartial() {
   for (auto& [id, p] : partial_) {
     close(p.fd);
-    if (rootfd_ >= 0) unlinkat(rootfd_, ("tmp/" + id).c_str(), 0);
+    if (rootfd_ >= 0) unlinkat(rootfd_, p.rel.c_str(), 0);
   }
   partial_.clear();
 }

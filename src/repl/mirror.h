@@ -13,13 +13,16 @@
 // its bytes are durable: a queue file in the mirror always has every byte.
 // At Open(), tmp/ is emptied (the primary resends what was in flight).
 //
-// Inodes are recycled: a removed queue file or log is renamed into spare/
-// (up to kMaxSpare of them, each at most kMaxSpareSize) and the next new file takes one from there,
-// truncated, instead of a fresh inode. A mail queue creates and frees an
-// inode per message; on ext4 without a journal, allocating one scans past
-// every inode freed in the last minutes (recently_deleted()), which was 40 %
-// of the standby's CPU at 200 msg/s (docs/benchmarks.md). spare/ holds no
-// data anyone reads: it is never in the index, and Open() keeps what it holds.
+// Inodes are recycled: a removed queue file or log (at most kMaxSpareSize)
+// is renamed into spare/ (up to kMaxSpare of them) and, once a commit has
+// made that removal durable, a new queue file takes one from there
+// (overwritten in tmp/ like any new file) instead of a fresh inode. A mail
+// queue creates and frees an inode per message; on ext4 without a journal,
+// allocating one scans past every inode freed in the last minutes
+// (recently_deleted()), which was 40 % of the standby's CPU at 200 msg/s
+// (docs/benchmarks.md). Logs always get fresh inodes: they take their final
+// name at once. spare/ holds no data anyone reads: it is never in the index;
+// Open() syncs the filesystem, then keeps what spare/ holds.
 //
 // Errors are values: a bad change (a patch outside the file, a log append
 // with a gap) or a disk error returns a message; the caller drops the link
@@ -91,6 +94,7 @@ class Mirror {
     msg::File meta;
     std::uint64_t written;
     std::uint64_t stale_size;  // bytes of a recycled inode's old content
+    std::string rel;           // tmp/ID, or tmp/ID.resend beside a Ready copy
   };
   struct Ready {  // complete in tmp/, renamed into its queue by Commit
     int fd;
@@ -118,12 +122,11 @@ class Mirror {
   bool Remove(const std::string& rel, std::uint64_t size);
   static constexpr std::uint64_t kMaxSpareSize = 64 * 1024;
   static constexpr std::uint64_t kUnknownSize = ~std::uint64_t{0};
-  // Creates rel for writing from a spare inode when one is left, else a new
-  // one. truncate: empty it (a log: appends follow). Otherwise the old bytes
-  // stay, to be overwritten (no blocks freed and allocated again, no
-  // discard), and *stale_size says how many there are: cut them off once
-  // the new content is written.
-  int CreateFile(const std::string& rel, bool truncate, std::uint64_t* stale_size = nullptr);
+  // Creates rel (in tmp/) for writing from a spare inode when one is ready,
+  // else a new one. A spare keeps its old bytes, to be overwritten (no blocks
+  // freed and allocated again, no discard); stale_size says how many there
+  // are: cut them off once the new content is written.
+  int CreateFile(const std::string& rel, std::uint64_t& stale_size);
   static constexpr std::size_t kMaxSpare = 1024;
 
   std::string root_;
@@ -137,7 +140,8 @@ class Mirror {
   std::vector<std::string> dirty_dirs_;
   std::unordered_map<std::string, int> dir_fds_;  // open for fsync, kept across commits
   int DirFd(const std::string& rel);
-  std::vector<std::string> spare_;  // names in spare/
+  std::vector<std::string> spare_;          // names in spare/, ready for reuse
+  std::vector<std::string> spare_pending_;  // put there since the last Commit()
   std::uint64_t spare_serial_ = 0;
   Stats stats_;
 };

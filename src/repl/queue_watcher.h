@@ -113,6 +113,9 @@ class QueueWatcher {
   // again with that hint, so the model is whole when the initial drain ends.
   // Afterwards every changed file probes every log path: a log append must
   // be read before the 'D' that follows it, even if its event is unread.
+  // (This relies on Postfix writing no defer/bounce/trace record for a
+  // message before cleanup commits it: a log made for a file still seen
+  // uncommitted during the drain would lose its hint.)
   bool initial_ = true;
   Stats stats_;
 };

@@ -2,6 +2,7 @@
 #include "repl/mirror.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <memory>
@@ -186,15 +187,34 @@ TEST(Mirror, RemovedFilesLendTheirInodesToNewOnesWithoutStaleBytes) {
   EXPECT_EQ(Slurp(path), small.bytes);
   EXPECT_EQ(Stat(path).st_mode & 07777, 0700u);
   EXPECT_TRUE(std::filesystem::is_empty(root + "/spare"));
-  // A log takes the next one: empty before its first record, mode 0600.
+  // Removed and needed again in one batch: the inode may not be taken before
+  // a commit has made its old name's removal durable (after a crash without
+  // a journal, incoming/ID could still name it, holding the new bytes).
   ASSERT_EQ(m->Apply(msg::Delete{kMirroredId}), "");
+  for (auto& c : FileChanges(small.bytes, Queue::kIncoming, 0)) {
+    auto f = std::get<msg::File>(c);
+    f.id = other;
+    ASSERT_EQ(m->Apply(f), "");
+  }
+  ASSERT_EQ(m->Commit(), "");
+  EXPECT_EQ(m->stats().recycled, 1u);
+  EXPECT_NE(Stat(root + "/incoming/" + other).st_ino, big_ino);
+  // A log never takes one (it has its final name at once).
   ASSERT_EQ(m->Apply(msg::LogData{LogKind::kDefer, other, 0, "x\n"}), "");
   ASSERT_EQ(m->Commit(), "");
-  EXPECT_EQ(m->stats().recycled, 2u);
+  EXPECT_EQ(m->stats().recycled, 1u);
   std::string log = root + "/defer/" + other;
-  EXPECT_EQ(Stat(log).st_ino, big_ino);
+  EXPECT_NE(Stat(log).st_ino, big_ino);
   EXPECT_EQ(Slurp(log), "x\n");
   EXPECT_EQ(Stat(log).st_mode & 07777, 0600u);
+  // After that commit it is free to take.
+  for (auto& c : FileChanges(small.bytes, Queue::kIncoming, 0)) ASSERT_EQ(m->Apply(c), "");
+  ASSERT_EQ(m->Commit(), "");
+  EXPECT_EQ(m->stats().recycled, 2u);
+  EXPECT_EQ(Stat(path).st_ino, big_ino);
+  EXPECT_EQ(Slurp(path), small.bytes);
+  ASSERT_EQ(m->Apply(msg::Delete{kMirroredId}), "");
+  ASSERT_EQ(m->Commit(), "");
   // A large file is not kept: spare/ must not hold much disk.
   auto huge = MakeQueueFile(1, 3u << 20);
   for (auto& c : FileChanges(huge.bytes, Queue::kActive, 0)) ASSERT_EQ(m->Apply(c), "");
@@ -202,6 +222,71 @@ TEST(Mirror, RemovedFilesLendTheirInodesToNewOnesWithoutStaleBytes) {
   ASSERT_EQ(m->Apply(msg::Delete{kMirroredId}), "");
   ASSERT_EQ(m->Commit(), "");
   EXPECT_TRUE(std::filesystem::is_empty(root + "/spare"));
+}
+
+TEST(Mirror, AResendMidWayLeavesTheWaitingCopyWhole) {
+  // A complete copy waits for its commit when a resend of the same message
+  // starts, and the link drops mid-resend: the standby commits what it has
+  // (StandbyServer::OnClosed), and that must be the whole waiting copy.
+  TempDir dir;
+  std::string root = dir.path() + "/mirror";
+  Mirror m(root);
+  ASSERT_EQ(m.Open(), "");
+  auto v1 = MakeQueueFile(2, 3000);
+  for (auto& c : FileChanges(v1.bytes, Queue::kIncoming, 0)) ASSERT_EQ(m.Apply(c), "");
+  ASSERT_EQ(m.Commit(), "");
+  std::string v2 = v1.bytes;
+  v2[v1.rcpt_offsets[0]] = 'D';
+  for (auto& c : FileChanges(v2, Queue::kActive, 0)) ASSERT_EQ(m.Apply(c), "");
+  auto resend = FileChanges(v2, Queue::kActive, 0);
+  ASSERT_GT(resend.size(), 0u);
+  auto first = std::get<msg::File>(resend[0]);
+  first.data.resize(first.data.size() / 2);  // only part of it arrives
+  ASSERT_EQ(m.Apply(first), "");
+  ASSERT_EQ(m.Commit(), "");
+  m.DropPartial();
+  EXPECT_EQ(Slurp(root + "/active/" + kMirroredId), v2);
+  EXPECT_FALSE(std::filesystem::exists(root + "/incoming/" + kMirroredId));
+  EXPECT_TRUE(std::filesystem::is_empty(root + "/tmp"));
+  // And a resend that completes replaces the waiting copy, patches after it
+  // landing in the new one.
+  for (auto& c : FileChanges(v1.bytes, Queue::kActive, 0)) ASSERT_EQ(m.Apply(c), "");
+  ASSERT_EQ(m.Apply(msg::Meta{kMirroredId, 0700, 3000000000}), "");
+  for (auto& c : FileChanges(v2, Queue::kActive, 0)) ASSERT_EQ(m.Apply(c), "");
+  ASSERT_EQ(m.Apply(msg::Patch{kMirroredId, v1.rcpt_offsets[1], "D"}), "");
+  ASSERT_EQ(m.Commit(), "");
+  std::string v3 = v2;
+  v3[v1.rcpt_offsets[1]] = 'D';
+  EXPECT_EQ(Slurp(root + "/active/" + kMirroredId), v3);
+}
+
+TEST(Mirror, ASecondNameLeftByACrashIsNeitherRemovedNorReused) {
+  // Without a journal a crash can leave an inode named both in spare/ (or
+  // tmp/) and in a queue directory. Open() must not unlink that name (it
+  // would free a file in use) nor hand the inode to a new file.
+  TempDir dir;
+  std::string root = dir.path() + "/mirror";
+  auto m = std::make_unique<Mirror>(root);
+  ASSERT_EQ(m->Open(), "");
+  auto q = MakeQueueFile(1, 500);
+  for (auto& c : FileChanges(q.bytes, Queue::kDeferred, 0)) ASSERT_EQ(m->Apply(c), "");
+  ASSERT_EQ(m->Commit(), "");
+  std::string path = root + "/deferred/" + kMirroredId;
+  ASSERT_EQ(link(path.c_str(), (root + "/spare/77").c_str()), 0);
+  ASSERT_EQ(link(path.c_str(), (root + "/tmp/" + kMirroredId).c_str()), 0);
+  m = std::make_unique<Mirror>(root);
+  ASSERT_EQ(m->Open(), "");
+  EXPECT_TRUE(std::filesystem::exists(root + "/spare/77"));
+  EXPECT_TRUE(std::filesystem::exists(root + "/tmp/" + kMirroredId));
+  const std::string other = "4jbphZ0BYjz1bYpX";
+  for (auto& c : FileChanges(std::string(100, 'x'), Queue::kIncoming, 0)) {
+    auto f = std::get<msg::File>(c);
+    f.id = other;
+    ASSERT_EQ(m->Apply(f), "");
+  }
+  ASSERT_EQ(m->Commit(), "");
+  EXPECT_EQ(m->stats().recycled, 0u);
+  EXPECT_EQ(Slurp(path), q.bytes);
 }
 
 TEST(Mirror, ManifestDigestMatchesThePrimarysModel) {
