@@ -232,12 +232,13 @@ void PrimaryLink::SendChanges(const std::string& id, ApplyResult&& r, bool live)
       if (file->offset + file->data.size() == file->total_size) {
         ++files_sent_;
         const MessageState* st = watcher_.model().Find(id);
-        inflight_.push_back({seq, st ? st->file.ctime_ns : WallClockNs(), live && r.new_file});
-        if (inflight_.back().live)
-          ship_.Add(static_cast<double>(WallClockNs() - inflight_.back().commit_ns) / 1e6);
+        std::int64_t now = WallClockNs();
+        const Inflight& f = inflight_.emplace_back(
+            Inflight{seq, st ? st->file.ctime_ns : now, live && r.new_file});
+        double after_ms = static_cast<double>(now - f.commit_ns) / 1e6;
+        if (f.live) ship_.Add(after_ms);
         if (spdlog::should_log(spdlog::level::debug))
-          spdlog::debug("sent {} seq {} {:.3f} ms after commit", id, seq,
-                        (WallClockNs() - inflight_.back().commit_ns) / 1e6);
+          spdlog::debug("sent {} seq {} {:.3f} ms after commit", id, seq, after_ms);
       }
     }
     conn_->Send(seq, c);
