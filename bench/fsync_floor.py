@@ -10,7 +10,19 @@ runs in the same filesystem as the standby's mirror, while Postfix takes the
 same paced load, so it shares the disk as the standby does.  No network, no
 TLS, no queue watcher: a replication's lag cannot be below this.
 
-Prints one line:  floor: n=.. p50_ms=.. p90_ms=.. p99_ms=.. max_ms=..
+Two latencies per write:
+  p50_ms .. max_ms         from the start of the write to its end: what the
+                           disk itself takes, a floor for any replica;
+  serial_p50_ms ..         from the moment the write was due (its slot in the
+                           paced schedule) to its end: a write that had to
+                           wait for a slow one before it counts that wait too.
+                           This is the floor for a replica that makes one
+                           change durable after another, as the standby does
+                           (without it, one slow fsync would hide the writes
+                           queued behind it).
+
+Prints one line:
+  floor: n=.. p50_ms=.. p90_ms=.. p99_ms=.. max_ms=.. serial_p50_ms=.. serial_p99_ms=.. serial_max_ms=..
 """
 
 import argparse
@@ -32,6 +44,7 @@ def main():
     qfd = os.open(a.dir + "/q", os.O_RDONLY | os.O_DIRECTORY)
     data = os.urandom(a.size)
     lat = []
+    serial = []
     t0 = time.monotonic()
     due = t0
     n = 0
@@ -40,6 +53,7 @@ def main():
             now = time.monotonic()
             if now < due:
                 time.sleep(due - now)
+            slot = due
             due += 1.0 / a.rate
             start = time.monotonic()
             tmp = f"{a.dir}/tmp/{n}"
@@ -51,7 +65,9 @@ def main():
                 os.close(fd)
             os.rename(tmp, f"{a.dir}/q/{n}")
             os.fsync(qfd)
-            lat.append((time.monotonic() - start) * 1000.0)
+            end = time.monotonic()
+            lat.append((end - start) * 1000.0)
+            serial.append((end - slot) * 1000.0)
             if n >= 400:
                 os.unlink(f"{a.dir}/q/{n - 400}")
             n += 1
@@ -59,11 +75,15 @@ def main():
         os.close(qfd)
         shutil.rmtree(a.dir, ignore_errors=True)
     lat.sort()
+    serial.sort()
 
-    def q(f):
-        return lat[min(len(lat) - 1, int(f * len(lat)))] if lat else float("nan")
+    def q(v, f):
+        return v[min(len(v) - 1, int(f * len(v)))] if v else float("nan")
 
-    print(f"floor: n={len(lat)} p50_ms={q(0.50):.2f} p90_ms={q(0.90):.2f} p99_ms={q(0.99):.2f} max_ms={lat[-1] if lat else float('nan'):.2f}")
+    print(f"floor: n={len(lat)} p50_ms={q(lat, 0.50):.2f} p90_ms={q(lat, 0.90):.2f} "
+          f"p99_ms={q(lat, 0.99):.2f} max_ms={q(lat, 1.0):.2f} "
+          f"serial_p50_ms={q(serial, 0.50):.2f} serial_p99_ms={q(serial, 0.99):.2f} "
+          f"serial_max_ms={q(serial, 1.0):.2f}")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@
 #    2b. The disk's floor for that lag: plain Postfix takes the same paced
 #    load while bench/fsync_floor.py makes, at the same rate, the least any
 #    replica must do per new message (4 KB write, fsync, rename, directory
-#    fsync) in the standby's filesystem: disk_floor_p99_ms.
+#    fsync) in the standby's filesystem: disk_floor_p99_ms, and
+#    disk_floor_serial_p99_ms counted from when each write was due (a write
+#    queued behind a slow one counts its wait, as a change queued behind a
+#    slow commit on the standby does).
 # 3. CPU: the daemons' cpu_ms (getrusage of each mailtwind) before and after
 #    the run of 2, per 1000 messages sent; primary + standby = cpu_ms_per_1000.
 # 4. rsync baseline.  On qmain, with 1 000 and then 10 000 messages deferred
@@ -57,8 +60,8 @@
 # The last line is machine-readable:
 #   RESULT plain_msgs_per_s=.. async_ratio=.. lag_p50_ms=.. lag_p99_ms=..
 #          cpu_ms_per_1000=.. rsync_cpu_ratio_10k=.. rsync_lag_ratio_10k=..
-#          initial_sync_100k_s=.. disk_floor_p99_ms=.. rsync_run_cpu_ratio_10k=..
-#   (the last two are context, not targets)
+#          initial_sync_100k_s=.. disk_floor_p99_ms=.. disk_floor_serial_p99_ms=..
+#          rsync_run_cpu_ratio_10k=..   (the last three are context, not targets)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -344,6 +347,8 @@ LAG_FSYNCS=$(bench_fmt "$(delta "$j1b" "$j0b" fsyncs)" %.0f)
 LAG_COMMITS=$(bench_fmt "$(delta "$j1b" "$j0b" commits)" %.0f)
 LAG_COMMIT_MS="$(bench_fmt "$(bench_json_get "$j1b" commit_ms_avg)")/$(bench_fmt "$(bench_json_get "$j1b" commit_ms_max)" %.0f)"
 LAG_SYNCFS=$(bench_json_get "$j1b" syncfs)
+LAG_COMMIT_Q="$(bench_fmt "$(bench_json_get "$j1b" commit_p50_ms)" %.2f)/$(bench_fmt "$(bench_json_get "$j1b" commit_p99_ms)" %.2f)"
+LAG_BATCH_Q="$(bench_fmt "$(bench_json_get "$j1b" batch_p50_ms)" %.2f)/$(bench_fmt "$(bench_json_get "$j1b" batch_p99_ms)" %.2f)"
 LAG_RECYCLED=$(bench_fmt "$(delta "$j1b" "$j0b" recycled_inodes)" %.0f)
 bench_log "  lag p50 $LAG_P50 ms, p99 $LAG_P99 ms ($LAG_SAMPLES samples); cpu/1000 msgs: primary $CPU_P ms, standby $CPU_S ms"
 mt_pair_stop main backup
@@ -360,7 +365,8 @@ lab_wait_for 60 grep -q '^floor:' "$LAB_DIR/floor.out" || { bench_log "WARNING: 
 FLOOR_LINE=$(grep '^floor:' "$LAB_DIR/floor.out" || true)
 FLOOR_P50=$(bench_field "$FLOOR_LINE" p50_ms)
 FLOOR_P99=$(bench_field "$FLOOR_LINE" p99_ms)
-FLOOR_P50=${FLOOR_P50:-NA} FLOOR_P99=${FLOOR_P99:-NA}
+FLOOR_SERIAL_P99=$(bench_field "$FLOOR_LINE" serial_p99_ms)
+FLOOR_P50=${FLOOR_P50:-NA} FLOOR_P99=${FLOOR_P99:-NA} FLOOR_SERIAL_P99=${FLOOR_SERIAL_P99:-NA}
 bench_log "  $FLOOR_LINE; sender: $PACED_FLOOR"
 bench_wait_queue main "" 0 120 || bench_log "WARNING: main's queue did not empty"
 lab_postfix_stop main
@@ -554,8 +560,12 @@ other labs on this machine: $OTHER_LABS_START at start, $OTHER_LABS_END at end; 
    lag p50 = $LAG_P50 ms, p99 = $LAG_P99 ms over $LAG_SAMPLES samples        target p99 <= 5 ms   $V_LAG$(
 	awk -v l="$(bench_field "$PACED_LAG" late_p99_ms)" 'BEGIN { if (l + 0 > 50) printf "\n   (the sender itself ran up to %s ms late: the machine was out of CPU during this run)", l }')
    of which on the primary (commit -> frame handed to the connection): p50 $SHIP_P50 ms, p99 $SHIP_P99 ms
+   on the standby, per ack (first change applied -> ack sent) p50/p99 $LAG_BATCH_Q ms; its commits alone p50/p99 $LAG_COMMIT_Q ms
+     (the rest of the lag: network both ways, and changes waiting in the socket while a commit ran)
    the disk's floor (bench/fsync_floor.py: 4 KB write + fsync + rename + directory fsync at $LAG_RATE/s,
-   beside plain Postfix taking $LAG_RATE msg/s, $FLOOR_SECS s): p50 $FLOOR_P50 ms, p99 $FLOOR_P99 ms
+   beside plain Postfix taking $LAG_RATE msg/s, $FLOOR_SECS s): p50 $FLOOR_P50 ms, p99 $FLOOR_P99 ms;
+   counted from when each write was due, so that a write queued behind a slow one
+   counts its wait (the floor for one commit after another): p99 $FLOOR_SERIAL_P99 ms
      ($FLOOR_LINE)
    $LAG_FRAMES frames shipped; standby: $LAG_COMMITS commits (avg/max $LAG_COMMIT_MS ms; $LAG_SYNCFS of them a syncfs), $LAG_FSYNCS fsyncs, $LAG_RECYCLED new files on a recycled inode
 
@@ -601,4 +611,4 @@ fi
 echo "phases (s): $(for p in 1 2 4 5; do [[ -n ${PHASE_S[$p]:-} ]] && printf '%s=%.0f ' "$p" "${PHASE_S[$p]}"; done)total=$(bench_fmt "$T_TOTAL" %.0f)"
 for t in "${MT_TROUBLE[@]}"; do echo "mailtwind trouble: $t"; done
 echo "daemon logs kept in $OUT"
-echo "RESULT plain_msgs_per_s=$PLAIN_MED async_ratio=$ASYNC_RATIO lag_p50_ms=$LAG_P50 lag_p99_ms=$LAG_P99 cpu_ms_per_1000=$CPU_SUM rsync_cpu_ratio_10k=$RSYNC_CPU_RATIO_10K rsync_lag_ratio_10k=$RSYNC_LAG_RATIO_10K initial_sync_100k_s=$INITIAL_SYNC disk_floor_p99_ms=$FLOOR_P99 rsync_run_cpu_ratio_10k=$RSYNC_RUN_CPU_RATIO_10K"
+echo "RESULT plain_msgs_per_s=$PLAIN_MED async_ratio=$ASYNC_RATIO lag_p50_ms=$LAG_P50 lag_p99_ms=$LAG_P99 cpu_ms_per_1000=$CPU_SUM rsync_cpu_ratio_10k=$RSYNC_CPU_RATIO_10K rsync_lag_ratio_10k=$RSYNC_LAG_RATIO_10K initial_sync_100k_s=$INITIAL_SYNC disk_floor_p99_ms=$FLOOR_P99 disk_floor_serial_p99_ms=$FLOOR_SERIAL_P99 rsync_run_cpu_ratio_10k=$RSYNC_RUN_CPU_RATIO_10K"

@@ -531,6 +531,10 @@ ctl::Json Daemon::Status() {
                         {"recycled_inodes", ms.recycled},
                         {"commit_ms_avg", ms.commits ? ms.commit_ms_total / ms.commits : 0.0},
                         {"commit_ms_max", ms.commit_ms_max},
+                        {"commit_p50_ms", mirror_->commit_latency().Quantile(0.5)},
+                        {"commit_p99_ms", mirror_->commit_latency().Quantile(0.99)},
+                        {"batch_p50_ms", server_->batch_latency().Quantile(0.5)},
+                        {"batch_p99_ms", server_->batch_latency().Quantile(0.99)},
                         {"last_error", server_->last_error()}};
   }
   return j;
@@ -866,11 +870,14 @@ void Daemon::CheckQueueFilesystem(ha::Clock::time_point now) {
   if (now - last_write_test_ < std::chrono::seconds(5)) return;
   last_write_test_ = now;
   std::string path = mirror_dir_ + "/.mailtwin-write-test";
+  auto t0 = std::chrono::steady_clock::now();
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   bool ok = fd >= 0 && write(fd, "x", 1) == 1 && fsync(fd) == 0;
   int err = errno;
   if (fd >= 0) close(fd);
   unlink(path.c_str());
+  spdlog::debug("write test of the queue's filesystem: {:.3f} ms",
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   if (!ok && queue_writable_)
     spdlog::error("the queue's filesystem cannot be written ({}: {})", path, std::strerror(err));
   queue_writable_ = ok;

@@ -38,6 +38,7 @@
 
 #include "common/queue_id.h"
 #include "repl/messages.h"
+#include "repl/stats.h"
 
 namespace mailtwin::repl {
 
@@ -87,6 +88,8 @@ class Mirror {
     double commit_ms_max = 0;
   };
   const Stats& stats() const { return stats_; }
+  // How long each Commit() took (its fsyncs, renames and syncfs), in ms.
+  const LatencyStats& commit_latency() const { return commit_latency_; }
 
  private:
   struct Partial {
@@ -144,6 +147,7 @@ class Mirror {
   std::vector<std::string> spare_pending_;  // put there since the last Commit()
   std::uint64_t spare_serial_ = 0;
   Stats stats_;
+  LatencyStats commit_latency_;
 };
 
 // Relative path of the mirror's directory for a queue or a log kind.

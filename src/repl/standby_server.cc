@@ -108,6 +108,7 @@ void StandbyServer::OnFrame(Frame&& f) {
       return conn_->Fail(msg::ErrorCode::kApply, err);
     }
     last_seq_ = f.seq;
+    if (!uncommitted_) batch_start_ = std::chrono::steady_clock::now();
     if (on_new_file_)
       if (const auto* file = std::get_if<msg::File>(&f.msg); file && file->offset == 0)
         on_new_file_(file->id);
@@ -188,6 +189,9 @@ void StandbyServer::OnReadDone(bool more_pending) {
   if (last_seq_ > acked_) {
     acked_ = last_seq_;
     conn_->Send(0, msg::Ack{acked_});
+    batch_latency_.Add(std::chrono::duration<double, std::milli>(
+                           std::chrono::steady_clock::now() - batch_start_)
+                           .count());
   }
 }
 

@@ -83,6 +83,10 @@ class StandbyServer : public Connection::Handler {
   std::uint64_t applied_seq() const { return last_seq_; }
   std::string last_error() const { return last_error_; }
   std::chrono::system_clock::time_point last_change() const { return last_change_; }
+  // Per acknowledgement: from applying the first change it covers to sending
+  // it (applying the batch + its commit), in ms. With the primary's lag and
+  // its ship time, it tells where a change waited.
+  const LatencyStats& batch_latency() const { return batch_latency_; }
 
  private:
   void Accept();
@@ -115,6 +119,8 @@ class StandbyServer : public Connection::Handler {
   std::uint64_t acked_ = 0;
   bool uncommitted_ = false;
   std::size_t uncommitted_frames_ = 0;
+  std::chrono::steady_clock::time_point batch_start_{};
+  LatencyStats batch_latency_;
   std::chrono::system_clock::time_point last_change_{};
 };
 

@@ -57,6 +57,12 @@ TEST(Mirror, CommittedFileHasItsBytesModeAndMtime) {
   EXPECT_EQ(st.st_mtim.tv_sec, 1795820330);
   EXPECT_EQ(st.st_mtim.tv_nsec, 123000000);
   EXPECT_EQ(Slurp(path), q.bytes);
+  // The commit is counted in the status's commit_p50_ms/commit_p99_ms; one
+  // with nothing to do is not.
+  EXPECT_EQ(m.commit_latency().count(), 1u);
+  EXPECT_GT(m.commit_latency().Quantile(0.99), 0.0);
+  ASSERT_EQ(m.Commit(), "");
+  EXPECT_EQ(m.commit_latency().count(), 1u);
 }
 
 TEST(Mirror, PartialAndUncommittedFilesAreDroppedOnReopen) {
