@@ -44,8 +44,9 @@
 #    both).  The paper runs rsync once per transition, which cannot keep up
 #    here; what one run costs is reported beside (rsync_run_cpu_ratio_10k =
 #    CPU per rsync run / mailtwind's CPU per change).  Lag: rsync = commit
-#    event (chmod 0700 in incoming/) -> end of the first rsync started after it; mailtwind = its lag_p50_ms.  The ratios
-#    use the 10 000 values and p50 lags.
+#    event (chmod 0700 in incoming/) -> end of the first rsync started after
+#    it; mailtwind = its lag_p50_ms.  The ratios use the 10 000 values and p50
+#    lags.
 # 5. Initial sync (full run only).  100 000 messages held on big, mirror empty,
 #    standby started; time from launching the primary until its state is live
 #    AND the standby's mirror_files = 100000.
@@ -452,13 +453,13 @@ for size in "${Q_SIZES[@]}"; do
 done
 lab_postfix_stop qmain
 # Per change: both divided by the changes mailtwind shipped for the workload.
-rs_per_change() { awk -v c="${RS_CPU[$1]}" -v n="${MT_CHANGES[$1]}" 'BEGIN { if (c != "NA" && n != "NA" && n > 0) printf "%.3f\n", c / n; else print "NA" }'; }
-mt_per_change() { awk -v c="${MT_QCPU[$1]}" -v n="${MT_CHANGES[$1]}" 'BEGIN { if (c != "NA" && n != "NA" && n > 0) printf "%.4f\n", c / n; else print "NA" }'; }
+rs_per_change() { bench_ratio "${RS_CPU[$1]}" "${MT_CHANGES[$1]}" %.3f; }
+mt_per_change() { bench_ratio "${MT_QCPU[$1]}" "${MT_CHANGES[$1]}" %.4f; }
 RSYNC_CPU_RATIO_10K=$(bench_ratio "$(rs_per_change 10000)" "$(mt_per_change 10000)")
 RSYNC_LAG_RATIO_10K=$(bench_ratio "${RS_LAG50[10000]}" "${MT_QLAG50[10000]}")
 # The paper runs rsync at each transition, without coalescing: one run per
 # change.  What one run costs (its CPU / runs) is then rsync's CPU per change.
-rs_per_run() { awk -v c="${RS_CPU[$1]}" -v n="${RS_RUNS[$1]}" 'BEGIN { if (c != "NA" && n != "NA" && n > 0) printf "%.1f\n", c / n; else print "NA" }'; }
+rs_per_run() { bench_ratio "${RS_CPU[$1]}" "${RS_RUNS[$1]}" %.1f; }
 RSYNC_RUN_CPU_RATIO_10K=$(bench_ratio "$(rs_per_run 10000)" "$(mt_per_change 10000)")
 PHASE_S[4]=$(bench_sub "$(bench_now)" "$phase_t0")
 
