@@ -529,7 +529,8 @@ ctl::Json Daemon::Status() {
                         {"fsyncs", ms.fsyncs},
                         {"syncfs", ms.syncfs},
                         {"recycled_inodes", ms.recycled},
-                        {"commit_ms_avg", ms.commits ? ms.commit_ms_total / ms.commits : 0.0},
+                        {"commit_ms_avg", ms.commits ? mirror_->commit_latency().sum() / ms.commits
+                                                     : 0.0},
                         {"commit_ms_max", ms.commit_ms_max},
                         {"commit_p50_ms", mirror_->commit_latency().Quantile(0.5)},
                         {"commit_p99_ms", mirror_->commit_latency().Quantile(0.99)},
@@ -876,8 +877,9 @@ void Daemon::CheckQueueFilesystem(ha::Clock::time_point now) {
   int err = errno;
   if (fd >= 0) close(fd);
   unlink(path.c_str());
-  spdlog::debug("write test of the queue's filesystem: {:.3f} ms",
-                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  spdlog::debug(
+      "write test of the queue's filesystem: {:.3f} ms",
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   if (!ok && queue_writable_)
     spdlog::error("the queue's filesystem cannot be written ({}: {})", path, std::strerror(err));
   queue_writable_ = ok;

@@ -512,7 +512,6 @@ std::string Mirror::Commit() {
     for (auto& n : spare_pending_) spare_.push_back(std::move(n));
   spare_pending_.clear();
   double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  stats_.commit_ms_total += ms;
   stats_.commit_ms_max = std::max(stats_.commit_ms_max, ms);
   commit_latency_.Add(ms);
   return err;

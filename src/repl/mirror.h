@@ -84,11 +84,11 @@ class Mirror {
     std::uint64_t fsyncs = 0;
     std::uint64_t syncfs = 0;
     std::uint64_t recycled = 0;  // new files that reused a spare inode
-    double commit_ms_total = 0;
     double commit_ms_max = 0;
   };
   const Stats& stats() const { return stats_; }
-  // How long each Commit() took (its fsyncs, renames and syncfs), in ms.
+  // How long each Commit() took (its fsyncs, renames and syncfs), in ms;
+  // its sum() is the total time spent committing.
   const LatencyStats& commit_latency() const { return commit_latency_; }
 
  private:
