@@ -209,9 +209,12 @@ int PostfixConfig(const std::string& path, const std::vector<std::string>& servi
 int main(int argc, char** argv) {
   CLI::App app{"mailtwin: administer a mailtwin node"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "mailtwin " MAILTWIN_VERSION);
   std::string config = "/etc/mailtwin/mailtwin.toml";
   std::string socket;
-  app.add_option("-c,--config", config, "configuration file (to find the control socket)")
+  app.add_option("-c,--config", config,
+                 "this node's configuration file: status and the other commands find the "
+                 "control socket there, postfix-config the Postfix instance and the gate")
       ->capture_default_str();
   app.add_option("--socket", socket, "control socket path (overrides the config)");
 

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   std::string level = "info";
   app.add_option("-c,--config", config, "configuration file")->capture_default_str();
   app.add_option("--log-level", level, "trace, debug, info, warn, error")->capture_default_str();
+  app.set_version_flag("--version", "mailtwind " MAILTWIN_VERSION);
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_color_mt("mailtwind");
