@@ -95,6 +95,7 @@ cleanup() {
 }
 trap cleanup EXIT
 tar -C "$root" -xf "$base"
+chmod 755 "$root"  # its "/" (the tarball has debootstrap's 0700): Postfix runs as its own user
 mount -t proc proc "$root/proc"
 mount --bind /dev "$root/dev"
 mount -t devpts -o newinstance,ptmxmode=0666 devpts "$root/dev/pts"
@@ -222,12 +223,20 @@ wait "$pid" || fail "mailtwind (primary) exited $? on SIGTERM: $(tail -5 "$log")
 pid=
 grep -q '"role": *"primary"' "$root/var/lib/mailtwin/state.json" ||
 	fail "no primary state: $(cat "$root/var/lib/mailtwin/state.json")"
-# Its stale queue: one message for a local user, in maildrop (postdrop;
-# Postfix does not run), which Postfix would deliver as soon as it starts.
+# Its stale queue: one message for a local user in incoming/, which
+# Postfix's queue manager delivers as soon as Postfix starts. Queued by
+# this root's own Postfix, in a private network, without its queue manager.
 in_root useradd -m alice
-in_root postconf -e alias_maps= alias_database= mydestination=localhost
-echo "Subject: stale" | in_root sendmail -f root@localhost alice@localhost 2>/dev/null || true
-[[ -n $(ls "$root/var/spool/postfix/maildrop") ]] || fail "no message in maildrop"
+in_root postconf -e alias_maps= alias_database= mydestination=localhost master_service_disable=qmgr.unix \
+	maillog_file=/var/log/postfix.log
+unshare --net -- bash -c 'ip link set lo up && exec chroot "$0" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin postfix start' \
+	"$root" >"$root/tmp/postfix-start.log" 2>&1 || fail "postfix start (to queue the stale message): $(cat "$root/tmp/postfix-start.log" "$root/var/log/postfix.log")"
+echo "Subject: stale" | in_root sendmail -f root@localhost alice@localhost || fail "sendmail"
+incoming() { [[ -n $(find "$root/var/spool/postfix/incoming" -type f -perm -u=x) ]]; }
+for ((i = 0; i < 100; i++)); do incoming && break; sleep 0.1; done
+in_root postfix stop >/dev/null 2>&1 || fail "postfix stop"
+incoming || fail "no message in incoming/"
+in_root postconf -X master_service_disable
 # Debian's units as after a normal installation, mailtwind enabled.
 in_root systemctl enable mailtwind.service postfix.service >/dev/null 2>&1
 [[ -e $root/etc/systemd/system/multi-user.target.wants/postfix.service ]] || fail "postfix.service not enabled"
@@ -249,11 +258,11 @@ booted() {
 for ((i = 0; i < 600; i++)); do booted && break; sleep 0.1; done
 booted || fail "the container did not boot in 60 s: $(tail -5 "$root.console")"
 sleep 5  # a Postfix started at boot would have delivered by now
+[[ -s $root/var/mail/alice ]] && fail "the stale queue was delivered at boot: $(grep -c '^From ' "$root/var/mail/alice") message(s) in alice's mailbox"
 cond=$(in_ct systemctl show -P ConditionResult postfix@-.service)
 [[ $cond == no ]] || fail "Debian's postfix@-.service was not skipped (ConditionResult=$cond)"
 in_ct postfix status >/dev/null 2>&1 && fail "Postfix runs after the boot: $(in_ct systemctl status postfix@-.service | head)"
-[[ -s $root/var/mail/alice ]] && fail "the stale queue was delivered: $(grep -c '^From ' "$root/var/mail/alice") message(s) in alice's mailbox"
-[[ -n $(ls "$root/var/spool/postfix/maildrop") ]] || fail "the stale message is gone from maildrop"
+incoming || fail "the stale message is gone from incoming/"
 state=$(in_ct systemctl show -P ActiveState mailtwind.service)
 mpid=$(in_ct systemctl show -P MainPID mailtwind.service)
 # Waiting for its peer is not "ready": activating (the daemon does not
