@@ -270,6 +270,8 @@ mpid=$(in_ct systemctl show -P MainPID mailtwind.service)
 [[ $state == activating && $mpid != 0 ]] || fail "mailtwind.service is $state (pid $mpid), want activating (waiting for its peer)"
 st=$(in_ct mailtwin status) || fail "mailtwin status in the container: $st"
 grep -q 'EPOCH UNCONFIRMED' <<<"$st" || fail "mailtwind is not waiting for its peer: $st"
+pre=$(in_ct systemctl show -P ExecStartPre mailtwind.service)
+[[ $pre == *configure-instance.sh*"status=0/0"* ]] || fail "ExecStartPre (Postfix's chroot) did not run well: $pre"
 nnp=$(in_ct systemctl show -P NoNewPrivileges mailtwind.service)
 [[ $nnp == no ]] || fail "NoNewPrivileges=$nnp: sendmail's set-group-ID postdrop would fail under the unit"
 echo "6. old primary booted under systemd: postfix@-.service skipped (ConditionResult=$cond), Postfix not running, 0 deliveries of its queued message; mailtwind.service $state (pid $mpid), epoch unconfirmed"
