@@ -271,7 +271,8 @@ mpid=$(in_ct systemctl show -P MainPID mailtwind.service)
 st=$(in_ct mailtwin status) || fail "mailtwin status in the container: $st"
 grep -q 'EPOCH UNCONFIRMED' <<<"$st" || fail "mailtwind is not waiting for its peer: $st"
 pre=$(in_ct systemctl show -P ExecStartPre mailtwind.service)
-[[ $pre == *configure-instance.sh*"status=0/0"* ]] || fail "ExecStartPre (Postfix's chroot) did not run well: $pre"
+[[ $pre == *configure-instance.sh*"code=exited ; status=0 }"* && -f $root/var/spool/postfix/etc/services ]] ||
+	fail "ExecStartPre did not prepare Postfix's chroot: $pre"
 nnp=$(in_ct systemctl show -P NoNewPrivileges mailtwind.service)
 [[ $nnp == no ]] || fail "NoNewPrivileges=$nnp: sendmail's set-group-ID postdrop would fail under the unit"
 echo "6. old primary booted under systemd: postfix@-.service skipped (ConditionResult=$cond), Postfix not running, 0 deliveries of its queued message; mailtwind.service $state (pid $mpid), epoch unconfirmed"
