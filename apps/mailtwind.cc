@@ -6,6 +6,11 @@
 #include "common/config.h"
 #include "node/daemon.h"
 
+// EX_CONFIG (sysexits.h): the configuration does not load. mailtwind.service
+// does not restart it then (RestartPreventExitStatus); other failures at
+// start (exit 2: an address not up yet, Postfix not ready) are retried.
+constexpr int kExitConfig = 78;
+
 int main(int argc, char** argv) {
   CLI::App app{"mailtwind: keeps a live twin of a Postfix queue on a standby"};
   std::string config = "/etc/mailtwin/mailtwin.toml";
@@ -25,7 +30,7 @@ int main(int argc, char** argv) {
   if (!cfg) {
     for (const auto& e : errs.errors) spdlog::critical("{}: {}", config, e);
     spdlog::critical("not starting; `mailtwin check-config {}` explains the configuration", config);
-    return 2;
+    return kExitConfig;
   }
   for (const auto& w : errs.warnings) spdlog::warn("{}: {}", config, w);
   mailtwin::Daemon d(std::move(*cfg));

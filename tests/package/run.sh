@@ -9,7 +9,7 @@
 #      brings its dependencies (Postfix) from the archive;
 #   3. systemd-analyze verify the units; the postfix@.service drop-in is in place;
 #   4. run the unit's ExecStart on the installed example configuration: it
-#      refuses the placeholders (exit 2, which the unit does not restart);
+#      refuses the placeholders (exit 78, which the unit does not restart);
 #   5. configure a standby (certificates, Postfix with long queue IDs, its
 #      directories as the unit creates them), run ExecStart again in a
 #      private network namespace: it follows as standby (`mailtwin status`,
@@ -140,16 +140,16 @@ read -r -a exec_start <<<"$(sed -n 's/^ExecStart=//p' "$root$unit")"
 cfg=$(sed -n 's/.*--config \(\S*\).*/\1/p' <<<"${exec_start[*]}")
 [[ -n $cfg && -f $root$cfg ]] || fail "the unit's configuration '$cfg' is not installed"
 
-# 4. The example configuration is refused with a clear message, exit 2.
+# 4. The example configuration is refused with a clear message, exit 78.
 set +e
 out=$(in_root "${exec_start[@]}" 2>&1)
 rc=$?
 set -e
-((rc == 2)) || fail "ExecStart on the example config exited $rc, want 2: $out"
+((rc == 78)) || fail "ExecStart on the example config exited $rc, want 78 (EX_CONFIG): $out"
 grep -q "name may use only letters" <<<"$out" && grep -q "not starting" <<<"$out" ||
 	fail "no clear message for the example's placeholders: $out"
-grep -q '^RestartPreventExitStatus=2$' "$root$unit" || fail "the unit would restart a refused configuration"
-echo "4. ExecStart on the example $cfg: exit 2, '$(grep -o 'not starting.*' <<<"$out")'"
+grep -q '^RestartPreventExitStatus=78$' "$root$unit" || fail "the unit would restart a refused configuration"
+echo "4. ExecStart on the example $cfg: exit 78, '$(grep -o 'not starting.*' <<<"$out")'"
 
 # 5. A configured standby.
 pki=$root/etc/mailtwin
