@@ -6,6 +6,8 @@
 
 #include <cctype>
 #include <charconv>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 
@@ -384,7 +386,25 @@ void CheckCertificates(const Config& c, ConfigErrors& out) {
 
 }  // namespace
 
+void CheckBootGuard(const Config& c, const std::string& dropin, ConfigErrors& out) {
+  std::ifstream in(dropin);
+  if (!in) return;  // not installed (no package, or another init system)
+  const std::string key = "ConditionPathExists=!";
+  std::string line, guarded;
+  while (std::getline(in, line))
+    if (line.rfind(key, 0) == 0) guarded = line.substr(key.size());
+  auto norm = [](const std::string& p) { return std::filesystem::path(p).lexically_normal(); };
+  if (!guarded.empty() && norm(guarded) == norm(c.state_dir + "/state.json")) return;
+  out.warnings.push_back(fmt::format(
+      "{} keeps Debian's postfix@.service from starting Postfix only where {} exists, but this "
+      "node's state is {}/state.json: at boot Postfix may start and deliver a stale queue before "
+      "mailtwind knows the epoch. Keep state_dir = \"/var/lib/mailtwin\", or point the drop-in "
+      "at this state_dir (docs/deploy.md, \"Boot order\")",
+      dropin, guarded.empty() ? "(no ConditionPathExists=!)" : guarded, c.state_dir));
+}
+
 void CheckEnvironment(const Config& c, ConfigErrors& out) {
+  CheckBootGuard(c, kPostfixDropIn, out);
   CheckReadable("[tls] ca_file", c.ca_file, out);
   CheckReadable("[tls] cert_file", c.cert_file, out);
   CheckReadable("[tls] key_file", c.key_file, out);

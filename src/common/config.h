@@ -101,6 +101,16 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out);
 // Checks that need the machine: files, certificates, Postfix. Appends to out.
 void CheckEnvironment(const Config& cfg, ConfigErrors& out);
 
+// The Debian package's drop-in for Debian's postfix@.service: it skips
+// starting Postfix once <state_dir>/state.json exists, so that only
+// mailtwind starts it (docs/deploy.md, "Boot order").
+inline constexpr const char* kPostfixDropIn = "/lib/systemd/system/postfix@.service.d/mailtwin.conf";
+
+// Warns when the drop-in at `dropin` is installed but looks for another
+// node state than this configuration's: Debian's unit would then start
+// Postfix at boot, before mailtwind knows the epoch. Nothing if not installed.
+void CheckBootGuard(const Config& cfg, const std::string& dropin, ConfigErrors& out);
+
 // Parses "500us", "250ms", "2s", "1m" or a bare number of milliseconds.
 std::optional<std::chrono::microseconds> ParseDurationUs(std::string_view text);
 std::optional<Millis> ParseDuration(std::string_view text);

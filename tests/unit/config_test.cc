@@ -234,4 +234,27 @@ TEST(Config, FailoverDefaultsAndErrors) {
     EXPECT_NE(all.find(want), std::string::npos) << want << " in " << all;
 }
 
+// The package's postfix@.service drop-in must look for this node's state.
+TEST(Config, BootGuardFollowsStateDir) {
+  mailtwin::testing::TempDir dir;
+  std::string dropin = dir.path() + "/mailtwin.conf";
+  std::ofstream(dropin) << "[Unit]\nConditionPathExists=!/var/lib/mailtwin/state.json\n";
+  Config c;
+  c.state_dir = "/var/lib/mailtwin/";
+  ConfigErrors ok;
+  CheckBootGuard(c, dropin, ok);
+  EXPECT_TRUE(ok.warnings.empty()) << ok.warnings[0];
+
+  c.state_dir = "/srv/mailtwin";
+  ConfigErrors moved;
+  CheckBootGuard(c, dropin, moved);
+  ASSERT_EQ(moved.warnings.size(), 1u);
+  EXPECT_NE(moved.warnings[0].find("/srv/mailtwin/state.json"), std::string::npos) << moved.warnings[0];
+  EXPECT_NE(moved.warnings[0].find("stale queue"), std::string::npos);
+
+  ConfigErrors none;  // no package: nothing to say
+  CheckBootGuard(c, dir.path() + "/absent.conf", none);
+  EXPECT_TRUE(none.warnings.empty() && none.errors.empty());
+}
+
 }  // namespace mailtwin
