@@ -19,7 +19,9 @@
 #      Debian's postfix.service is enabled. The root boots with systemd as
 #      PID 1 (systemd-nspawn, private network, no peer): Debian's unit skips
 #      Postfix (the package's drop-in), mailtwind runs under its unit,
-#      waits for its peer, and nothing is delivered.
+#      waits for its peer, and nothing is delivered;
+#   7. `mailtwin promote --force` there: mailtwind starts Postfix inside its
+#      unit's sandbox, and Postfix delivers the message to the mailbox.
 # Needs root and the Debian archive (deb.debian.org). Never starts a
 # service: a policy-rc.d forbids it, and the root has no systemd running.
 set -euo pipefail
@@ -276,6 +278,17 @@ pre=$(in_ct systemctl show -P ExecStartPre mailtwind.service)
 nnp=$(in_ct systemctl show -P NoNewPrivileges mailtwind.service)
 [[ $nnp == no ]] || fail "NoNewPrivileges=$nnp: sendmail's set-group-ID postdrop would fail under the unit"
 echo "6. old primary booted under systemd: postfix@-.service skipped (ConditionResult=$cond), Postfix not running, 0 deliveries of its queued message; mailtwind.service $state (pid $mpid), epoch unconfirmed"
+
+# 7. Serving under the unit's hardening: Postfix runs and delivers.
+out=$(in_ct mailtwin promote --force 2>&1) || fail "promote --force: $out"
+delivered() { [[ -s $root/var/mail/alice ]]; }
+for ((i = 0; i < 300; i++)); do delivered && break; sleep 0.1; done
+delivered || fail "Postfix under mailtwind.service did not deliver: $(tail -5 "$root/var/log/postfix.log")"
+in_ct postfix status >/dev/null 2>&1 || fail "Postfix does not run after promote"
+master=$(head -1 "$root/var/spool/postfix/pid/master.pid" | tr -d ' ')
+cg=$(in_ct cat "/proc/$master/cgroup" | grep -o 'mailtwind.service' | head -1)
+[[ $cg == mailtwind.service ]] || fail "Postfix's master is not in mailtwind.service: $(in_ct cat "/proc/$master/cgroup")"
+echo "7. promote --force: Postfix started inside mailtwind.service (master pid $master), the message delivered to alice"
 container_poweroff
 boot=
 echo "PASS: package"
