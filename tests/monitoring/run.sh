@@ -1,7 +1,7 @@
 #!/bin/bash
 # monitoring: the shipped alert rules load (promtool check rules) and fire as
 # monitoring/mailtwin-alerts-test.yml says (promtool test rules); the Grafana
-# dashboard is JSON whose every panel has a query. (tests/lab/t-13-monitoring
+# dashboard is JSON whose every panel has a query. (tests/lab/t-15-monitoring
 # runs them in a real Prometheus against a real pair.)
 set -euo pipefail
 cd "$(dirname "$0")/../../monitoring"
