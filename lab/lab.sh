@@ -821,9 +821,10 @@ lab_source() {
 # and TCP), the lab's DNS server. It knows only what it is told: an A record
 # NAME.lab.test for every host of the lab made so far, and for each of the
 # comma-separated DOMAINS one MX record per MXHOST:PREF (to
-# MXHOST.lab.test). Other names under lab.test are NXDOMAIN, anything else
-# REFUSED: no system configuration is read (--conf-file=/dev/null,
-# --no-resolv, --no-hosts) and nothing is forwarded. Queries are logged to
+# MXHOST.lab.test). Other names under lab.test do not exist
+# (--local=/lab.test/); no system configuration is read
+# (--conf-file=/dev/null, --no-resolv, --no-hosts) and nothing is
+# forwarded. Queries are logged to
 # $LAB_DIR/dns-HOST.log. Waits until it answers; prints the PID.
 lab_dns_start() {
 	local host=${1:?usage: lab_dns_start HOST DOMAINS MXHOST:PREF...} domains=${2:?usage: lab_dns_start HOST DOMAINS MXHOST:PREF...}
@@ -915,8 +916,8 @@ lab_mx_relayed() {
 #   may_dup          "message may be sent more than once" lines: SENDER lost
 #                    a connection after the end of a message's data
 #   via_MX           lab_mx_relayed: messages delivered through MX host MX
-# Also sets TOTAL LOST DUPS (lab_account) and MX_REFUSED_BOTH MX_DEFERRED
-# MX_MAY_DUP.
+# Also sets MX_ACCOUNT (that line), TOTAL LOST DUPS (lab_account) and
+# MX_REFUSED_BOTH MX_DEFERRED MX_MAY_DUP: call it outside $(...).
 lab_mx_account() {
 	local log=${1:?usage: lab_mx_account LOG SENDER SINK_DIR...} sender=${2:?usage: lab_mx_account LOG SENDER SINK_DIR...}
 	shift 2
@@ -929,9 +930,10 @@ lab_mx_account() {
 		"$LAB_DIR/$sender/maillog")
 	local via
 	via=$(lab_mx_relayed "$sender")
-	echo "sent=$TOTAL delivered=$(comm -12 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | wc -l)" \
-		"lost=$LOST duplicated=$DUPS refused_both=$MX_REFUSED_BOTH sender_deferred=$MX_DEFERRED" \
-		"may_dup=$MX_MAY_DUP${via:+ $via}"
+	MX_ACCOUNT="sent=$TOTAL delivered=$(comm -12 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | wc -l)"
+	MX_ACCOUNT+=" lost=$LOST duplicated=$DUPS refused_both=$MX_REFUSED_BOTH sender_deferred=$MX_DEFERRED"
+	MX_ACCOUNT+=" may_dup=$MX_MAY_DUP${via:+ $via}"
+	echo "$MX_ACCOUNT"
 }
 
 #
