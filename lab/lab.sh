@@ -67,6 +67,8 @@
 #   lab_mx_account LOG SENDER SINK_DIR...  mail sent by MX: prints "sent=..
 #                                      delivered=.. lost=.. duplicated=..
 #                                      refused_both=.. sender_deferred=.. may_dup=.."
+#   lab_mx_relayed SENDER              "via_main=N via_backup=N": messages SENDER
+#                                      delivered through each MX host
 #   lab_wait_port HOST IP PORT [TIMEOUT]
 #   lab_wait_for TIMEOUT CMD...        retry CMD until it succeeds
 #   lab_cleanup                        stop and remove everything (idempotent)
@@ -824,8 +826,8 @@ lab_source() {
 # MXHOST.lab.test). Other names under lab.test do not exist
 # (--local=/lab.test/); no system configuration is read
 # (--conf-file=/dev/null, --no-resolv, --no-hosts) and nothing is
-# forwarded. Queries are logged to
-# $LAB_DIR/dns-HOST.log. Waits until it answers; prints the PID.
+# forwarded. Queries are logged to $LAB_DIR/dns-HOST.log. Waits until it
+# answers; prints the PID.
 lab_dns_start() {
 	local host=${1:?usage: lab_dns_start HOST DOMAINS MXHOST:PREF...} domains=${2:?usage: lab_dns_start HOST DOMAINS MXHOST:PREF...}
 	shift 2
