@@ -7,7 +7,7 @@
 #                          backup (.2: Postfix + mailtwind, standby)
 #   with mx_setup, mail from the Internet:
 #   sender (.30: Postfix) --SMTP, by MX--> main (MX 10), else backup (MX 20)
-#   dns (.53): dnsmasq, the MX records of sink.lab.test and dead.lab.test
+#   dns (.53): dnsmasq, the MX records of the five domains below
 #   dest (.9): smtp-sink on four ports, one per kind of destination:
 #     sink.lab.test   :25    accepts              -> $SINK_OK
 #     dead.lab.test   :2526  nothing listens      -> mail is deferred
@@ -21,10 +21,11 @@
 #
 # Functions: pair_setup NAME, pair_start (Postfix on main, both daemons,
 # waits until the link is live), mx_setup [KEY=VALUE...] (hosts dns and
-# sender: a Postfix that finds main and backup by MX), start_sender RATE RCPTS [SERVERS [HOST]]
-# (mail under load, logged in $log), settle HOST (stop the sender, wait until
-# HOST has delivered everything), settle_and_account, send_mail FROM TO...
-# (swaks from client, prints the queue ID), fail MSG, pass.
+# sender: a Postfix that finds main and backup by MX), start_sender RATE
+# RCPTS [SERVERS [HOST]] (mail under load, logged in $log), settle HOST (stop
+# the sender, wait until HOST has delivered everything), settle_and_account,
+# send_mail FROM TO... (swaks from client, prints the queue ID), fail MSG,
+# pass.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../../lab/lab.sh
@@ -101,8 +102,8 @@ pair_setup() {
 }
 
 # mx_setup [KEY=VALUE...]: mail from the Internet, by MX. Adds host dns
-# (.53: dnsmasq, the MX records of sink.lab.test and dead.lab.test are main
-# at 10 and backup at 20) and host sender (.30: a Postfix that delivers by
+# (.53: dnsmasq; the MX records of each domain above, sink.lab.test to
+# late.lab.test, are main at 10 and backup at 20) and host sender (.30: a Postfix that delivers by
 # MX, with the settings KEY=VALUE; Postfix's default retry times unless they
 # say otherwise, e.g. "${MX_FAST_RETRY[@]}"), and starts both. Feed it
 # with start_sender RATE RCPTS 127.0.0.1 sender.
@@ -110,7 +111,8 @@ MX_FAST_RETRY=(minimal_backoff_time=2s maximal_backoff_time=4s queue_run_delay=2
 mx_setup() {
 	lab_host dns 53
 	lab_host sender 30
-	lab_dns_start dns sink.lab.test,dead.lab.test main:10 backup:20 >/dev/null
+	lab_dns_start dns sink.lab.test,dead.lab.test,bounce.lab.test,slow.lab.test,late.lab.test \
+		main:10 backup:20 >/dev/null
 	lab_mx_sender_create sender dns "$@"
 	lab_postfix_start sender
 }
