@@ -1,6 +1,6 @@
 #!/bin/bash
 #
-# t-13-mx-failover: inbound mail by MX, as the Internet sends it. A real
+# t-14-mx-failover: inbound mail by MX, as the Internet sends it. A real
 # sending Postfix on its own host (sender) looks up the MX records of
 # sink.lab.test and slow.lab.test (main 10, backup 20) at the lab's DNS
 # server (dnsmasq on host dns) and delivers a steady stream to the pair,
@@ -23,7 +23,7 @@
 . "$(dirname "$0")/../lib.sh"
 
 export SLOW_SECONDS=1
-pair_setup t-13
+pair_setup t-14
 mx_setup "${MX_FAST_RETRY[@]}"
 mt_gate main
 mt_gate backup
