@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/process.h"
+#include "common/systemd.h"
 #include "metrics/exposition.h"
 #include "node/transitions.h"
 #include "postfix/promote.h"
@@ -155,7 +156,7 @@ int Daemon::Run() {
     spdlog::critical("{}", err);
     return 2;
   }
-  spdlog::info("mailtwind {} starting: node {} of cluster {}, role {}, epoch {}", "0.1.0",
+  spdlog::info("mailtwind {} starting: node {} of cluster {}, role {}, epoch {}", MAILTWIN_VERSION,
                cfg_.node_name, cfg_.cluster, RoleName(roles_.role()), roles_.epoch());
   // The control socket first: `mailtwin status` answers during a long
   // start-up scan too.
@@ -182,8 +183,14 @@ int Daemon::Run() {
     spdlog::warn("{} queue files set aside at a step-down wait in {} (docs/failover.md)",
                  handover_pending_, HandoverDir());
   notifier_->Start();
+  NotifyIfReady();
+  if (!ready_sent_)
+    systemd::NotifyStatus(fmt::format("primary at epoch {}: waiting for the peer to confirm the "
+                                      "epoch (not serving)",
+                                      roles_.epoch()));
   signals_.async_wait([this](asio::error_code, int sig) {
     spdlog::info("signal {}: stopping", sig);
+    systemd::NotifyStopping();
     AbandonSwitchover("mailtwind is stopping");
     primary_.reset();
     mirror_side_->Stop();
@@ -437,6 +444,20 @@ void Daemon::SendStatus(ha::Clock::time_point now) {
   bool sent = roles_.primary() ? primary_ && primary_->link().SendControl(SelfStatus())
                                : mirror_side_->server().SendUp(SelfStatus());
   if (sent) status_sent_at_ = now;
+}
+
+void Daemon::NotifyIfReady() {
+  if (ready_sent_) return;
+  std::string status;
+  if (!roles_.primary())
+    status = fmt::format("standby at epoch {}, listening on {}", roles_.epoch(), cfg_.listen);
+  else if (epoch_confirmed_ && (!cfg_.manage_postfix || postfix_->Running()))
+    status = fmt::format("primary at epoch {}, serving", roles_.epoch());
+  else
+    return;
+  ready_sent_ = true;
+  if (auto r = systemd::NotifyReady(status); !r.ok())
+    spdlog::warn("systemd: cannot say the node is ready: {}", r.error);
 }
 
 // ---- Postfix -----------------------------------------------------------------

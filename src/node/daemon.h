@@ -100,6 +100,12 @@ class Daemon {
   void OnPeerStatus(const std::string& node, const repl::msg::NodeStatus& m);
   void SendStatus(ha::Clock::time_point now);
 
+  // systemd (Type=notify): READY=1 once the node follows as standby or
+  // serves as primary (epoch confirmed, Postfix running); the decision's
+  // reason as the unit's status line.
+  void NotifyIfReady();
+  bool ready_sent_ = false;
+
   bool StartPostfix();
   void StopPostfix(bool fence);
 

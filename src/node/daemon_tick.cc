@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/systemd.h"
 #include "node/daemon.h"
 
 namespace mailtwin {
@@ -30,6 +31,7 @@ void Daemon::Tick() {
                // failure that makes the threshold.
                [this] { Evaluate(std::chrono::steady_clock::now()); });
   Evaluate(now);
+  NotifyIfReady();
   SyncVip(now);
   SendStatus(now);
   stalled_ = Millis(0);  // a stall is seen by this tick's decision only
@@ -117,6 +119,8 @@ void Daemon::Apply(const ha::Decision& d, ha::Clock::time_point now) {
     for (auto a : d.actions) acts += fmt::format("{}{}", acts.empty() ? "" : ",", ha::ActionName(a));
     spdlog::info("decide: {}{}", d.reason, acts.empty() ? "" : " -> " + acts);
     last_decision_at_ = std::chrono::system_clock::now();
+    systemd::NotifyStatus(fmt::format("{} at epoch {}: {}", RoleName(roles_.role()),
+                                      roles_.epoch(), d.reason));
   }
   last_decision_ = d;
   TellConditions(d);
