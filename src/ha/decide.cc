@@ -220,6 +220,15 @@ Judgement JudgePeer(const PeerView& self, const PeerView& peer) {
   using enum Verdict;
   const bool self_primary = self.role == NodeRole::kPrimary;
   const bool peer_primary = peer.role == NodeRole::kPrimary;
+  // Checked before any other rule: a claim far ahead of ours cannot be
+  // verified without a witness, so it never becomes anybody's epoch.
+  if (!EpochBelievable(self.epoch, peer.epoch))
+    return {kRefuse, self.epoch,
+            fmt::format("{} claims epoch {}, beyond what this node (epoch {}) can believe: epochs "
+                        "grow by one per promotion, at most {} ahead; refusing it. Check the "
+                        "peer's state directory (a corrupt or forged node state); this node keeps "
+                        "its role and epoch",
+                        peer.node, peer.epoch, self.epoch, kMaxEpochLead)};
   auto top = std::max(self.epoch, peer.epoch);
   if (self_primary && !peer_primary) {
     if (peer.epoch <= self.epoch)

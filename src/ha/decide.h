@@ -22,6 +22,8 @@
 //   to take over fences itself - Postfix stopped - until the peer confirms.
 // - Whoever sees a higher epoch than its own steps down; equal epochs on two
 //   primaries (split brain after forced promotions) go to the smaller name.
+// - A peer's epoch more than kMaxEpochLead ahead of ours, or at kMaxEpoch
+//   (common/epoch.h), is refused whatever the roles: nobody adopts it.
 #pragma once
 
 #include <chrono>
@@ -31,6 +33,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/epoch.h"
 
 namespace mailtwin::ha {
 
