@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -138,7 +139,10 @@ class PrimaryLink : public Connection::Handler {
   std::shared_ptr<Connection> conn_;
   State state_ = State::kDisconnected;
   bool stopped_ = false;
-  int failures_ = 0;  // consecutive connection attempts that did not go live
+  // Consecutive connection attempts that did not stay live for kStableSession.
+  int failures_ = 0;
+  static constexpr Millis kStableSession{10000};
+  std::minstd_rand jitter_{std::random_device{}()};
   // Shared with every pending handler: false once this object is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   HelloJudge judge_;
