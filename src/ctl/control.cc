@@ -123,8 +123,13 @@ Json Call(const std::string& path, const Json& request, int timeout_ms) {
   }
   std::strcpy(sa.sun_path, path.c_str());
   if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    std::string why = fmt::format("cannot reach mailtwind at {}: {} (is it running?)", path,
-                                  std::strerror(errno));
+    int err = errno;
+    // Only a missing or dead socket means the daemon is not running.
+    std::string hint = err == ENOENT || err == ECONNREFUSED ? " (is mailtwind running?)"
+                       : err == EACCES ? " (only root may control mailtwind)"
+                                       : "";
+    std::string why =
+        fmt::format("cannot reach mailtwind at {}: {}{}", path, std::strerror(err), hint);
     close(fd);
     return fail(why);
   }
