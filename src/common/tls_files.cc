@@ -27,20 +27,14 @@ using KeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
 using StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free>>;
 using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
 
-X509Ptr ReadCert(const std::string& path) {
+// One PEM object from path, read by PEM_read_X509 or PEM_read_PrivateKey.
+template <typename Ptr, typename Reader>
+Ptr ReadPem(const std::string& path, Reader read) {
   FILE* f = std::fopen(path.c_str(), "r");
   if (!f) return nullptr;
-  X509Ptr cert(PEM_read_X509(f, nullptr, nullptr, nullptr));
+  Ptr p(read(f, nullptr, nullptr, nullptr));
   std::fclose(f);
-  return cert;
-}
-
-KeyPtr ReadKey(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "r");
-  if (!f) return nullptr;
-  KeyPtr key(PEM_read_PrivateKey(f, nullptr, nullptr, nullptr));
-  std::fclose(f);
-  return key;
+  return p;
 }
 
 // The certificate carries name as a DNS subjectAltName or as its CN: what
@@ -80,8 +74,8 @@ void CheckKeyPermissions(const Config& c, ConfigErrors& out) {
 }  // namespace
 
 void CheckTlsFiles(const Config& c, ConfigErrors& out) {
-  X509Ptr cert = ReadCert(c.cert_file);
-  KeyPtr key = ReadKey(c.key_file);
+  auto cert = ReadPem<X509Ptr>(c.cert_file, PEM_read_X509);
+  auto key = ReadPem<KeyPtr>(c.key_file, PEM_read_PrivateKey);
   if (!cert)
     out.errors.push_back(fmt::format("[tls] cert_file {} is not a PEM certificate", c.cert_file));
   if (!key)
