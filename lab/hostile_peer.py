@@ -363,6 +363,26 @@ def wrong_cluster(args, victim):
     print(f"{'hello: Hello of another cluster':<28} refused (code 2), frames behind it not applied")
 
 
+def far_epochs(args, victim):
+    """A Hello claiming an epoch far ahead (or at 2^64-1): refused (Error 4),
+    never stored, nothing behind it applied."""
+    for epoch in (args.epoch + 1001, 2**64 - 1):
+        before = (mirror_digest(args.mirror), node_view(args))
+        p = Peer(args)
+        pid = Case(args).fresh_id("E")
+        p.send(frame(HELLO, hello(args.cluster, epoch)) + frame(SYNCDONE, struct.pack(">Q", 0))
+               + frame(FILE, file_payload(pid), 1) + frame(DELETE, s(victim), 2)
+               + frame(SWITCHOVER, struct.pack(">Q", epoch + 1 if epoch < 2**64 - 1 else 0)
+                       + s("wrap")))
+        code, text = expect_refused(p, f"epoch {epoch}")
+        p.close()
+        time.sleep(0.2)
+        check_unchanged(args, before, f"Hello at epoch {epoch}")
+        if code != 4:
+            raise SystemExit(f"FAIL: Hello at epoch {epoch}: Error code {code} ({text}), wanted 4")
+        print(f"hello: Hello at epoch {epoch}: refused (code 4), epoch unchanged")
+
+
 def main():
     ap = argparse.ArgumentParser()
     for k in ("addr", "ca", "cert", "key", "cluster", "mirror", "cli"):
@@ -378,6 +398,7 @@ def main():
     victim = victims[0]
     print(f"standby is {role} at epoch {epoch}; protecting {victim} among {len(victims)} files")
     wrong_cluster(args, victim)
+    far_epochs(args, victim)
     for state in ("hello", "catchup", "live"):
         for t in ALL:
             if args.only_refusals and (state != "hello" or legal(state, t)):
