@@ -115,7 +115,29 @@ void PrimaryLink::Connect() {
       });
 }
 
+bool PrimaryLink::Legal(State s, MsgType t) {
+  if (t == MsgType::kHeartbeat || t == MsgType::kError) return true;
+  switch (s) {
+    case State::kHello: return t == MsgType::kHello;
+    case State::kManifest: return t == MsgType::kManifest;
+    case State::kCatchup:
+    case State::kLive:
+      return t == MsgType::kAck || t == MsgType::kHandoverFile || t == MsgType::kHandoverLog ||
+             t == MsgType::kHandoverDone || t == MsgType::kSwitchoverRequest ||
+             t == MsgType::kNodeStatus;
+    case State::kDisconnected:
+    case State::kConnecting: break;
+  }
+  return false;
+}
+
 void PrimaryLink::OnFrame(Frame&& f) {
+  // The standby's frames, like the primary's, follow its connection state
+  // (docs/protocol.md §5): anything else ends the session, nothing applied.
+  if (!Legal(state_, TypeOf(f.msg)))
+    return conn_->Fail(msg::ErrorCode::kProtocol,
+                       fmt::format("message type {} is not allowed in state {}",
+                                   static_cast<int>(TypeOf(f.msg)), StateName(state_)));
   std::visit(
       [&](auto& m) {
         using T = std::decay_t<decltype(m)>;

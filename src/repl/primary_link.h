@@ -88,6 +88,10 @@ class PrimaryLink : public Connection::Handler {
 
   State state() const { return state_; }
   static std::string_view StateName(State s);
+  // Which of the standby's frames are legal in a state (docs/protocol.md §5):
+  // Hello only in hello, Manifest only in manifest, acks, handover frames,
+  // status and switchover requests only once catching up or live.
+  static bool Legal(State s, MsgType t);
   std::string peer_node() const { return peer_node_; }
   std::uint64_t sent_seq() const { return seq_; }
   std::uint64_t acked_seq() const { return acked_; }

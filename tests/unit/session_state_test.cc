@@ -2,6 +2,8 @@
 // every state, legal or not, and where it leads (docs/protocol.md §5).
 #include "repl/session_state.h"
 
+#include "repl/primary_link.h"
+
 #include <gtest/gtest.h>
 
 using namespace mailtwin;
@@ -71,4 +73,22 @@ TEST(SessionState, SwitchoverEpochIsHelloPlusOne) {
   EXPECT_NE(CheckSwitchoverEpoch(4, UINT64_MAX), std::nullopt);
   EXPECT_NE(CheckSwitchoverEpoch(UINT64_MAX, 0), std::nullopt);
   EXPECT_NE(CheckSwitchoverEpoch(kMaxEpoch, kMaxEpoch + 1), std::nullopt);
+}
+
+// The dialing primary's side: the standby's frames by the link's state.
+TEST(PrimaryLinkStates, StandbyFramesByState) {
+  using S = PrimaryLink::State;
+  for (MsgType t : kAll) {
+    bool common = t == MsgType::kHeartbeat || t == MsgType::kError;
+    EXPECT_EQ(PrimaryLink::Legal(S::kHello, t), common || t == MsgType::kHello);
+    EXPECT_EQ(PrimaryLink::Legal(S::kManifest, t), common || t == MsgType::kManifest);
+    bool later = common || t == MsgType::kAck || t == MsgType::kNodeStatus ||
+                 t == MsgType::kSwitchoverRequest ||
+                 (t >= MsgType::kHandoverFile && t <= MsgType::kHandoverDone);
+    EXPECT_EQ(PrimaryLink::Legal(S::kCatchup, t), later) << static_cast<int>(t);
+    EXPECT_EQ(PrimaryLink::Legal(S::kLive, t), later) << static_cast<int>(t);
+  }
+  // A standby that asks for the role before it said who it is.
+  EXPECT_FALSE(PrimaryLink::Legal(S::kHello, MsgType::kSwitchoverRequest));
+  EXPECT_FALSE(PrimaryLink::Legal(S::kHello, MsgType::kNodeStatus));
 }
