@@ -191,6 +191,8 @@ def mirror_digest(root):
     for dirpath, dirs, files in sorted(os.walk(root)):
         dirs.sort()
         for name in sorted(files):
+            if dirpath == root and name.startswith("."):
+                continue  # mailtwind's own write test of the filesystem, every 5 s
             p = os.path.join(dirpath, name)
             try:
                 st = os.stat(p)
