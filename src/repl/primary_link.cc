@@ -176,7 +176,7 @@ void PrimaryLink::OnFrame(Frame&& f) {
           if (on_node_status_) on_node_status_(m);
         } else if constexpr (std::is_same_v<T, msg::Error>) {
           last_error_ = fmt::format("standby refused: {}", m.text);
-          spdlog::error("replication: {}", last_error_);
+          spdlog::error("replication: {} ({})", last_error_, conn_->peer());
           conn_->Close(last_error_);
         } else {
           conn_->Fail(msg::ErrorCode::kProtocol, "unexpected message from the standby");

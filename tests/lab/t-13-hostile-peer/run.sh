@@ -10,6 +10,8 @@
 #      mirrored message) are not applied, backup's mirror, role and epoch are
 #      unchanged, and main's session is never replaced (no reconnect);
 #   2. 20 more such connections in a row: main's session stays the same one;
+#      an idle connection that never starts TLS is closed after peer_timeout
+#      and logged with its address and "timed out";
 #   3. with main's mailtwind stopped: every frame type in every state (hello,
 #      catchup, live): illegal ones refused, nothing changed; legal ones
 #      after a proper Hello applied and acknowledged; a Switchover at an
@@ -61,6 +63,14 @@ sleep 1
 [[ $(mt_status main state) == live ]] || fail "main's link is not live after 20 hostile connections"
 [[ $(sessions) == "$before" ]] || fail "hostile connections replaced main's session ($before -> $(sessions))"
 echo "2. 20 connections of another cluster: main's session never replaced"
+
+# An idle TCP connection that never starts TLS: closed after peer_timeout,
+# and the log says from where and that it timed out.
+lab_exec main timeout 5 bash -c "exec 3<>/dev/tcp/$(lab_ip backup)/$MT_PORT; sleep 4" || true
+grep -q "TLS handshake from $(lab_ip main):[0-9]* failed: no handshake within 2000 ms (timed out)" \
+	"$LAB_DIR/backup/mailtwind.log" ||
+	fail "an idle connection is not logged with its address and a timeout: $(grep 'TLS handshake' "$LAB_DIR/backup/mailtwind.log" | tail -1)"
+echo "   an idle connection: $(grep -o 'TLS handshake from .*(timed out)' "$LAB_DIR/backup/mailtwind.log" | tail -1)"
 
 # 3. Every frame type in every state, with the real primary gone.
 mt_stop main
