@@ -1,6 +1,6 @@
 #!/bin/bash
 #
-# t-14-startup-checks: a careless administrator cannot start what would hurt.
+# t-15-startup-checks: a careless administrator cannot start what would hurt.
 #   1. a second mailtwind with the same configuration refuses to start (the
 #      node's lock), and the running daemon stays reachable: its control
 #      socket is neither replaced nor removed;
@@ -12,7 +12,7 @@
 . "$(dirname "$0")/../lib.sh"
 export MT_FAILOVER=manual
 
-pair_setup t-14
+pair_setup t-15
 mkdir -p "$LAB_DIR/other-fs"
 lab_tmpfs "$LAB_DIR/other-fs" 16m
 mt_gate backup || fail "postfix-config --apply on backup"

@@ -1,6 +1,6 @@
 #!/bin/bash
 #
-# t-15-standby-disk-full: the standby's disk is full, so every session ends
+# t-16-standby-disk-full: the standby's disk is full, so every session ends
 # in an apply error right after the catch-up; the primary backs off (with
 # jitter) instead of reconnecting, and sending a full manifest, several
 # times a second. Once the disk has room, the mirror converges.
@@ -13,7 +13,7 @@
 . "$(dirname "$0")/../lib.sh"
 export MT_FAILOVER=manual
 
-pair_setup t-15
+pair_setup t-16
 lab_tmpfs "$LAB_DIR/backup" 24m
 pair_start
 
