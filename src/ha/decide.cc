@@ -16,6 +16,16 @@ std::string_view ActionName(Action a) {
   return "?";
 }
 
+std::string_view ConditionName(Condition c) {
+  switch (c) {
+    case Condition::kNone: return "";
+    case Condition::kPrimaryLost: return "primary-lost";
+    case Condition::kStandbyLost: return "standby-lost";
+    case Condition::kQueueTrouble: return "queue-trouble";
+  }
+  return "?";
+}
+
 std::string_view VerdictName(Verdict v) {
   switch (v) {
     case Verdict::kAccept: return "accept";
@@ -42,15 +52,17 @@ HaConfig HaConfigOf(const Config& cfg) {
 
 namespace {
 
-Decision Stay(NodeRole role, std::string reason, std::vector<Action> actions = {}) {
-  return Decision{role, std::move(actions), std::move(reason), {}};
+// The decision: the role after the actions (which may change it: kPromote
+// makes a standby primary), the actions, and why.
+Decision Decided(NodeRole role, std::string reason, std::vector<Action> actions = {}) {
+  return Decision{role, std::move(actions), std::move(reason), Condition::kNone};
 }
 
 Decision DecidePrimary(const Observations& o, const HaConfig& c) {
   const auto P = NodeRole::kPrimary;
-  if (o.switching) return Stay(P, "switchover under way: deliveries, then intake, stop; the standby gets every change");
+  if (o.switching) return Decided(P, "switchover under way: deliveries, then intake, stop; the standby gets every change");
   if (o.epoch_confirmed && o.stalled >= c.lease())
-    return Stay(P,
+    return Decided(P,
                 fmt::format("this daemon stalled for {} ms (lease {} ms): the standby may have "
                             "taken over, so Postfix stops until the peer confirms epoch {}",
                             o.stalled.count(), c.lease().count(), o.epoch),
@@ -66,7 +78,7 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
         o.epoch,
         o.postfix_running ? (fence ? "fencing Postfix" : "Postfix keeps running a little longer")
                           : "Postfix stays stopped");
-    return fence ? Stay(P, why, {Action::kFence}) : Stay(P, why);
+    return fence ? Decided(P, why, {Action::kFence}) : Decided(P, why);
   }
   if (o.postfix_running && (!o.queue_writable || o.queue_free_mb < c.min_free_mb)) {
     // Postfix itself answers 4xx when it cannot write (nothing is lost).
@@ -78,30 +90,30 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
                               : std::string("cannot be written");
     if (c.auto_failover && !o.paused && o.link_live && o.caught_up && o.peer_queue_ok == true) {
       if (o.since_switchover_failed && *o.since_switchover_failed < c.switchover_retry) {
-        Decision d = Stay(P, fmt::format("serving at epoch {}, but the queue's filesystem {}; the "
+        Decision d = Decided(P, fmt::format("serving at epoch {}, but the queue's filesystem {}; the "
                                          "last switchover failed {} s ago: trying again in {} s",
                                          o.epoch, trouble, o.since_switchover_failed->count() / 1000,
                                          (c.switchover_retry - *o.since_switchover_failed).count() / 1000));
-        d.event = "queue-trouble";
+        d.condition = Condition::kQueueTrouble;
         return d;
       }
       if (o.queue_trouble_for >= c.queue_trouble_delay) {
-        Decision d = Stay(NodeRole::kStandby,
+        Decision d = Decided(NodeRole::kStandby,
                           fmt::format("the queue's filesystem {} for {} s and {}'s is healthy: "
                                       "handing the role over (switchover)",
                                       trouble, o.queue_trouble_for.count() / 1000, o.peer_node),
                           {Action::kSwitchover});
-        d.event = "queue-trouble";
+        d.condition = Condition::kQueueTrouble;
         return d;
       }
-      Decision d = Stay(P, fmt::format("serving at epoch {}, but the queue's filesystem {}: the "
+      Decision d = Decided(P, fmt::format("serving at epoch {}, but the queue's filesystem {}: the "
                                        "role moves to {} if this lasts {} s",
                                        o.epoch, trouble, o.peer_node,
                                        c.queue_trouble_delay.count() / 1000));
-      d.event = "queue-trouble";
+      d.condition = Condition::kQueueTrouble;
       return d;
     }
-    Decision d = Stay(P, o.queue_writable
+    Decision d = Decided(P, o.queue_writable
                              ? fmt::format("serving at epoch {}, but the queue's filesystem has "
                                            "{:.0f} MB free (min_free_mb {:.0f}): free space or "
                                            "switch over",
@@ -110,53 +122,53 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
                                            "cannot be written: Postfix answers 4xx; fix the disk "
                                            "or switch over",
                                            o.epoch));
-    d.event = "queue-trouble";
+    d.condition = Condition::kQueueTrouble;
     return d;
   }
   if (o.postfix_running) {
     if (!o.link_live && o.link_down_for >= c.peer_timeout) {
-      Decision d = Stay(P, fmt::format("serving at epoch {}; the standby is unreachable for {} ms: "
+      Decision d = Decided(P, fmt::format("serving at epoch {}; the standby is unreachable for {} ms: "
                                        "mail is not replicated",
                                        o.epoch, o.link_down_for.count()));
-      d.event = "standby-lost";
+      d.condition = Condition::kStandbyLost;
       return d;
     }
     if (c.auto_failback && !c.preferred.empty() && o.self_node != c.preferred &&
         o.peer_node == c.preferred && o.link_live && !o.paused) {
       if (o.peer_queue_ok == false)
-        return Stay(P, fmt::format("serving at epoch {}; no failback to {}: its queue's "
+        return Decided(P, fmt::format("serving at epoch {}; no failback to {}: its queue's "
                                    "filesystem is in trouble",
                                    o.epoch, c.preferred));
       if (!o.peer_queue_ok)
-        return Stay(P, fmt::format("serving at epoch {}; failback to {} waits for its status "
+        return Decided(P, fmt::format("serving at epoch {}; failback to {} waits for its status "
                                    "report (sent once a second on the link)",
                                    o.epoch, c.preferred));
       if (o.since_switchover_failed && *o.since_switchover_failed < c.switchover_retry)
-        return Stay(P, fmt::format("serving at epoch {}; the last switchover failed {} s ago: "
+        return Decided(P, fmt::format("serving at epoch {}; the last switchover failed {} s ago: "
                                    "failback to {} tried again in {} s",
                                    o.epoch, o.since_switchover_failed->count() / 1000, c.preferred,
                                    (c.switchover_retry - *o.since_switchover_failed).count() / 1000));
       if (o.link_live_for >= c.failback_delay && o.caught_up && o.peer_queue_ok == true)
-        return Stay(NodeRole::kStandby,
+        return Decided(NodeRole::kStandby,
                     fmt::format("failback: the preferred node {} has been in sync for {} s: "
                                 "handing the role back (switchover)",
                                 c.preferred, o.link_live_for.count() / 1000),
                     {Action::kFailback});
-      return Stay(P, fmt::format("serving at epoch {}; failback to {} once it has been in sync "
+      return Decided(P, fmt::format("serving at epoch {}; failback to {} once it has been in sync "
                                  "for {} s ({} s so far)",
                                  o.epoch, c.preferred, c.failback_delay.count() / 1000,
                                  o.link_live_for.count() / 1000));
     }
-    return Stay(P, fmt::format("serving at epoch {}", o.epoch));
+    return Decided(P, fmt::format("serving at epoch {}", o.epoch));
   }
-  if (o.paused) return Stay(P, "paused: Postfix is not running and is not started");
+  if (o.paused) return Decided(P, "paused: Postfix is not running and is not started");
   if (!c.manage_postfix)
-    return Stay(P, "Postfix is not running (manage_postfix = false: not starting it)");
+    return Decided(P, "Postfix is not running (manage_postfix = false: not starting it)");
   if (o.postfix_start_failures >= c.max_postfix_starts)
-    return Stay(P, fmt::format("Postfix failed to start {} times: see its log; the standby "
+    return Decided(P, fmt::format("Postfix failed to start {} times: see its log; the standby "
                                "takes over when its probes keep failing",
                                o.postfix_start_failures));
-  return Stay(P,
+  return Decided(P,
               fmt::format("Postfix is not running: starting it (attempt {})",
                           o.postfix_start_failures + 1),
               {Action::kStartPostfix});
@@ -165,8 +177,8 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
 Decision DecideStandby(const Observations& o, const HaConfig& c, Clock::time_point now) {
   const auto S = NodeRole::kStandby;
   if (o.postfix_running && c.manage_postfix)
-    return Stay(S, "a standby's Postfix must not serve: stopping it", {Action::kStopPostfix});
-  if (o.paused) return Stay(S, "paused: no automatic failover");
+    return Decided(S, "a standby's Postfix must not serve: stopping it", {Action::kStopPostfix});
+  if (o.paused) return Decided(S, "paused: no automatic failover");
   bool silent = !o.link_up || !o.last_from_primary ||
                 now - *o.last_from_primary >= c.peer_timeout;
   auto silence = [&] {
@@ -188,26 +200,26 @@ Decision DecideStandby(const Observations& o, const HaConfig& c, Clock::time_poi
                            probes);
     Decision d;
     if (!o.primary_seen)
-      d = Stay(S, what + "; but no primary has connected since this daemon started, so this "
+      d = Decided(S, what + "; but no primary has connected since this daemon started, so this "
                          "mirror may be stale: not taking over (promote --force does)");
     else if (!c.auto_failover)
-      d = Stay(S, what + "; failover = manual: run `mailtwin promote` to take over");
+      d = Decided(S, what + "; failover = manual: run `mailtwin promote` to take over");
     else
-      d = Stay(NodeRole::kPrimary, fmt::format("{}: taking over at epoch {}", what, o.epoch + 1),
+      d = Decided(NodeRole::kPrimary, fmt::format("{}: taking over at epoch {}", what, o.epoch + 1),
                {Action::kPromote});
-    d.event = "primary-lost";
+    d.condition = Condition::kPrimaryLost;
     return d;
   }
   if (silent && o.probe_failures == 0)
-    return Stay(S, fmt::format("{}, but the primary answers SMTP: replication degraded, not "
+    return Decided(S, fmt::format("{}, but the primary answers SMTP: replication degraded, not "
                                "failing over",
                                silence()));
   if (o.probe_failures > 0)
-    return Stay(S, fmt::format("{} (threshold {}{}): waiting", probes,
+    return Decided(S, fmt::format("{} (threshold {}{}): waiting", probes,
                                silent ? c.fail_threshold : c.fail_threshold_link_up(),
                                silent ? "" : ", its daemon is alive"));
-  if (!o.primary_seen) return Stay(S, "waiting for the primary to connect");
-  return Stay(S, fmt::format("following the primary at epoch {}", o.epoch));
+  if (!o.primary_seen) return Decided(S, "waiting for the primary to connect");
+  return Decided(S, fmt::format("following the primary at epoch {}", o.epoch));
 }
 
 }  // namespace

@@ -84,13 +84,16 @@ enum class Action {
 };
 std::string_view ActionName(Action a);
 
+// A condition a decision reports to the administrator; the daemon raises
+// it as an event once while it lasts (its name is the event's kind).
+enum class Condition { kNone, kPrimaryLost, kStandbyLost, kQueueTrouble };
+std::string_view ConditionName(Condition c);  // "primary-lost", ...; "" for kNone
+
 struct Decision {
   NodeRole role = NodeRole::kStandby;  // the role after the actions
   std::vector<Action> actions;
   std::string reason;  // one line for the log and `mailtwin status`
-  // The condition this decision reports, for the administrator (raised once
-  // while it lasts): "primary-lost", "standby-lost", or empty.
-  std::string event;
+  Condition condition = Condition::kNone;
   bool operator==(const Decision&) const = default;
 };
 

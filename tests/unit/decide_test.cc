@@ -135,7 +135,7 @@ TEST(Decide, Table) {
     EXPECT_EQ(d.actions, r.actions) << r.name << ": " << d.reason;
     EXPECT_NE(d.reason.find(r.reason_has), std::string::npos)
         << r.name << "\n  reason: " << d.reason << "\n  wanted: " << r.reason_has;
-    EXPECT_EQ(d.event, r.event) << r.name;
+    EXPECT_EQ(ConditionName(d.condition), r.event) << r.name;
   }
 }
 
@@ -304,7 +304,7 @@ TEST(Decide, QueueTroubleMovesTheRoleToAHealthyStandby) {
   o.queue_trouble_for = 3000ms;
   Decision d = Decide(o, c, T0);
   EXPECT_TRUE(d.actions.empty());
-  EXPECT_EQ(d.event, "queue-trouble");
+  EXPECT_EQ(d.condition, Condition::kQueueTrouble);
   EXPECT_NE(d.reason.find("cannot be written: the role moves to backup if this lasts 10 s"),
             std::string::npos)
       << d.reason;
@@ -344,7 +344,7 @@ TEST(Decide, QueueTroubleMovesTheRoleToAHealthyStandby) {
     spoil(o2, c2);
     d = Decide(o2, c2, T0);
     EXPECT_TRUE(d.actions.empty()) << d.reason;
-    EXPECT_EQ(d.event, "queue-trouble");
+    EXPECT_EQ(d.condition, Condition::kQueueTrouble);
     EXPECT_NE(d.reason.find("free space or switch over"), std::string::npos) << d.reason;
   }
 }

@@ -49,6 +49,19 @@ grep -h "decide: primary down" "$LAB_DIR/backup/mailtwind.log" | head -1 | sed '
 grep -ho "promote: this node is the primary now.*" "$LAB_DIR/backup/mailtwind.log" | sed 's/^/   /'
 # Its own promotion (a second of blocking work) must not look like a freeze.
 ! grep -q "stalled for" "$LAB_DIR/backup/mailtwind.log" || fail "backup fenced itself: $(grep -h 'stalled for' "$LAB_DIR/backup/mailtwind.log" | head -1)"
+# With no standby yet, the new primary's gate has no replica to wait for:
+# it answers at once instead of holding each client for sync_timeout (1 s).
+[[ $(mt_status backup no_standby_since_takeover) == True ]] ||
+	fail "backup's status does not say it has had no standby since the take-over"
+took=$(lab_exec client python3 -c '
+import smtplib, sys, time
+s = smtplib.SMTP(sys.argv[1], 25, timeout=10); s.ehlo("t06")
+t = time.monotonic()
+s.sendmail("a@client.lab.test", ["a@sink.lab.test"], "Message-ID: <t06-no-standby@client.lab.test>\r\nSubject: t-06 no standby\r\n\r\nx\r\n")
+print(f"{time.monotonic() - t:.3f}"); s.quit()' "$(lab_ip backup)") || fail "backup refused a message after the take-over"
+echo "   with no standby yet, a message took $took s from MAIL to 250 (sync_timeout 1 s)"
+python3 -c "import sys; sys.exit(0 if $took < 0.8 else 1)" ||
+	fail "backup held a client ${took} s for a replica that cannot exist (no standby since the take-over)"
 sleep 3
 
 # 2. main comes back: fenced until it knows the epoch, then a standby.
