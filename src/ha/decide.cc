@@ -61,6 +61,15 @@ Decision Decided(NodeRole role, std::string reason, std::vector<Action> actions 
 Decision DecidePrimary(const Observations& o, const HaConfig& c) {
   const auto P = NodeRole::kPrimary;
   if (o.switching) return Decided(P, "switchover under way: deliveries, then intake, stop; the standby gets every change");
+  // A take-over that could not move the mirror into the queue: serving would
+  // strand the mirrored mail, so Postfix stays stopped until it is fixed.
+  if (!o.promotion_failed.empty())
+    return Decided(P,
+                   fmt::format("the take-over did not complete ({}): Postfix stays stopped; fix "
+                               "it, then run `mailtwin promote` again",
+                               o.promotion_failed),
+                   o.postfix_running ? std::vector<Action>{Action::kStopPostfix}
+                                     : std::vector<Action>{});
   if (o.epoch_confirmed && o.stalled >= c.lease())
     return Decided(P,
                 fmt::format("this daemon stalled for {} ms (lease {} ms): the standby may have "

@@ -57,6 +57,10 @@ struct Observations {
   std::string self_node, peer_node;
   bool switching = false;     // a switchover is under way
   int postfix_start_failures = 0;  // consecutive failed `postfix start`
+  // The last take-over could not make the mirror live (a file could not be
+  // moved into the queue): what it says. Postfix must not serve a queue
+  // missing the mirrored mail; empty when no take-over failed.
+  std::string promotion_failed;
   bool queue_writable = true;      // a test file on the queue's filesystem could be written
   double queue_free_mb = 1e12;     // free space there
   Millis queue_trouble_for{0};     // since the queue's filesystem got into trouble

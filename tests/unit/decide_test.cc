@@ -154,6 +154,25 @@ TEST(Decide, ManagePostfixOff) {
   EXPECT_EQ(Decide(p, c, T0).actions, std::vector<Action>{Action::kFence});
 }
 
+// A take-over whose mirror could not be moved into the queue (EXDEV): the
+// node is primary, its epoch confirmed, but Postfix must not serve.
+TEST(Decide, NoServingAfterAnIncompleteTakeOver) {
+  HaConfig c = Cfg();
+  Observations o = Primary();
+  o.postfix_running = false;
+  o.promotion_failed = "promotion stopped: cannot move mirror/deferred/X: Invalid cross-device link";
+  Decision d = Decide(o, c, T0);
+  EXPECT_EQ(d.role, NodeRole::kPrimary);
+  EXPECT_TRUE(d.actions.empty()) << d.reason;
+  EXPECT_NE(d.reason.find("Postfix stays stopped"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.find("cross-device"), std::string::npos) << d.reason;
+  o.postfix_running = true;  // started by hand meanwhile: stopped again
+  EXPECT_EQ(Decide(o, c, T0).actions, std::vector<Action>{Action::kStopPostfix});
+  o.promotion_failed.clear();
+  o.postfix_running = false;
+  EXPECT_EQ(Decide(o, c, T0).actions, std::vector<Action>{Action::kStartPostfix});
+}
+
 TEST(JudgePeer, Table) {
   const auto S = NodeRole::kStandby, P = NodeRole::kPrimary;
   struct J {
