@@ -12,6 +12,7 @@
 #include "common/config.h"
 #include "ctl/control.h"
 #include "common/process.h"
+#include "postfix/config_check.h"
 #include "postfix/gate_config.h"
 
 namespace {
@@ -26,11 +27,10 @@ std::string SocketFor(const std::string& config, const std::string& socket) {
 }
 
 int CheckConfig(const std::string& path) {
-  mailtwin::ConfigErrors errs;
-  auto cfg = mailtwin::LoadConfig(path, errs);
-  if (cfg) mailtwin::CheckEnvironment(*cfg, errs);
-  if (cfg && errs.ok())
-    mailtwin::postfix::CheckGate(*cfg, mailtwin::postfix::InspectGate(*cfg), errs);
+  // The same routine mailtwind runs at start: it refuses what this rejects.
+  auto check = mailtwin::postfix::CheckConfigFile(path);
+  const auto& errs = check.problems;
+  const auto& cfg = check.config;
   for (const auto& w : errs.warnings) fmt::print("warning: {}\n", w);
   for (const auto& e : errs.errors) fmt::print("error: {}\n", e);
   if (!errs.ok()) {

@@ -4,7 +4,9 @@
 #include <spdlog/spdlog.h>
 
 #include "common/config.h"
+#include "common/instance_lock.h"
 #include "node/daemon.h"
+#include "postfix/config_check.h"
 
 // EX_CONFIG (sysexits.h): the configuration does not load. mailtwind.service
 // does not restart it then (RestartPreventExitStatus); other failures at
@@ -25,14 +27,24 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
   spdlog::set_level(spdlog::level::from_str(level));
 
-  mailtwin::ConfigErrors errs;
-  auto cfg = mailtwin::LoadConfig(config, errs);
-  if (!cfg) {
-    for (const auto& e : errs.errors) spdlog::critical("{}: {}", config, e);
-    spdlog::critical("not starting; `mailtwin check-config {}` explains the configuration", config);
+  // Exactly what `mailtwin check-config` checks, in the same words: a file
+  // it rejects never runs (a mirror on another filesystem would strand the
+  // mirrored mail at promotion).
+  auto check = mailtwin::postfix::CheckConfigFile(config);
+  for (const auto& w : check.problems.warnings) spdlog::warn("{}: {}", config, w);
+  for (const auto& e : check.problems.errors) spdlog::critical("{}: {}", config, e);
+  if (!check.ok()) {
+    spdlog::critical("{}: {} error(s); not starting (`mailtwin check-config {}` shows the same)",
+                     config, check.problems.errors.size(), config);
     return kExitConfig;
   }
-  for (const auto& w : errs.warnings) spdlog::warn("{}: {}", config, w);
-  mailtwin::Daemon d(std::move(*cfg));
+  // One daemon per node, before anything is touched (control socket, mirror,
+  // Postfix): a second one must leave the running one alone.
+  mailtwin::InstanceLock lock;
+  if (std::string err = lock.Take(check.config->state_dir); !err.empty()) {
+    spdlog::critical("not starting: {}", err);
+    return 2;
+  }
+  mailtwin::Daemon d(std::move(*check.config));
   return d.Run();
 }

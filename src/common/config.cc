@@ -12,12 +12,10 @@
 #include <set>
 
 #include <fmt/format.h>
-#include <openssl/pem.h>
-#include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <toml++/toml.h>
 
 #include "common/process.h"
+#include "common/tls_files.h"
 #include "net/vip.h"
 
 namespace mailtwin {
@@ -370,20 +368,6 @@ void CheckReadable(const std::string& what, const std::string& path, ConfigError
     out.errors.push_back(fmt::format("{} {} cannot be read: {}", what, path, std::strerror(errno)));
 }
 
-void CheckCertificates(const Config& c, ConfigErrors& out) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_method());
-  if (SSL_CTX_use_certificate_chain_file(ctx, c.cert_file.c_str()) != 1)
-    out.errors.push_back(fmt::format("[tls] cert_file {} is not a PEM certificate", c.cert_file));
-  else if (SSL_CTX_use_PrivateKey_file(ctx, c.key_file.c_str(), SSL_FILETYPE_PEM) != 1)
-    out.errors.push_back(fmt::format("[tls] key_file {} is not a PEM private key", c.key_file));
-  else if (SSL_CTX_check_private_key(ctx) != 1)
-    out.errors.push_back(fmt::format("[tls] key_file {} does not belong to cert_file {}",
-                                     c.key_file, c.cert_file));
-  if (SSL_CTX_load_verify_locations(ctx, c.ca_file.c_str(), nullptr) != 1)
-    out.errors.push_back(fmt::format("[tls] ca_file {} holds no PEM certificate", c.ca_file));
-  SSL_CTX_free(ctx);
-}
-
 }  // namespace
 
 void CheckBootGuard(const Config& c, const std::string& dropin, ConfigErrors& out) {
@@ -411,7 +395,8 @@ void CheckEnvironment(const Config& c, ConfigErrors& out) {
   if (!c.notify_hook.empty() && access(c.notify_hook.c_str(), X_OK) != 0)
     out.errors.push_back(fmt::format("[notify] hook {} is not executable: {}", c.notify_hook,
                                      std::strerror(errno)));
-  if (out.ok()) CheckCertificates(c, out);
+  if (out.ok()) CheckTlsFiles(c, out);
+  CheckPeerIsNotSelf(c, out);
 
   struct stat st;
   if (stat(c.postfix_config_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {

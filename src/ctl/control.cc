@@ -1,3 +1,4 @@
+// control.cc - the control socket (see control.h).
 #include "ctl/control.h"
 
 #include <poll.h>
@@ -19,20 +20,52 @@ ControlServer::ControlServer(asio::io_context& io, std::string path, RequestHand
 
 ControlServer::~ControlServer() {
   asio::error_code ec;
-  if (acceptor_.is_open()) {
-    acceptor_.close(ec);
-    unlink(path_.c_str());
-  }
+  if (acceptor_.is_open()) acceptor_.close(ec);
+  // Only the socket this server bound: a second daemon that failed to start
+  // must not take the running one's socket away.
+  struct stat st;
+  if (bound_ && lstat(path_.c_str(), &st) == 0 && st.st_ino == inode_) unlink(path_.c_str());
 }
+
+namespace {
+
+// True if a server answers on the Unix socket at path (a running daemon).
+bool SomeoneListens(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+  bool up = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return up;
+}
+
+}  // namespace
 
 std::string ControlServer::Start() {
   auto dir = path_.substr(0, path_.rfind('/'));
   if (!dir.empty()) mkdir(dir.c_str(), 0755);
-  unlink(path_.c_str());
+  struct stat st;
+  if (lstat(path_.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      return fmt::format("control socket {} exists and is not a socket: remove it or choose "
+                         "another [node] control_socket",
+                         path_);
+    if (SomeoneListens(path_))
+      return fmt::format("control socket {} is in use: another mailtwind runs with it (talk to "
+                         "it with `mailtwin status`; stop it before starting another)",
+                         path_);
+    unlink(path_.c_str());  // a crashed daemon's leftover
+  }
   asio::error_code ec;
   asio::local::stream_protocol::endpoint ep(path_);
   acceptor_.open(ep.protocol(), ec);
   if (!ec) acceptor_.bind(ep, ec);
+  if (!ec && lstat(path_.c_str(), &st) == 0) {
+    bound_ = true;
+    inode_ = st.st_ino;
+  }
   if (!ec) chmod(path_.c_str(), 0600);
   if (!ec) acceptor_.listen(16, ec);
   if (ec) return fmt::format("cannot listen on control socket {}: {}", path_, ec.message());
@@ -90,8 +123,13 @@ Json Call(const std::string& path, const Json& request, int timeout_ms) {
   }
   std::strcpy(sa.sun_path, path.c_str());
   if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    std::string why = fmt::format("cannot reach mailtwind at {}: {} (is it running?)", path,
-                                  std::strerror(errno));
+    int err = errno;
+    // Only a missing or dead socket means the daemon is not running.
+    std::string hint = err == ENOENT || err == ECONNREFUSED ? " (is mailtwind running?)"
+                       : err == EACCES ? " (only root may control mailtwind)"
+                                       : "";
+    std::string why =
+        fmt::format("cannot reach mailtwind at {}: {}{}", path, std::strerror(err), hint);
     close(fd);
     return fail(why);
   }

@@ -61,6 +61,15 @@ Decision Decided(NodeRole role, std::string reason, std::vector<Action> actions 
 Decision DecidePrimary(const Observations& o, const HaConfig& c) {
   const auto P = NodeRole::kPrimary;
   if (o.switching) return Decided(P, "switchover under way: deliveries, then intake, stop; the standby gets every change");
+  // A take-over that could not move the mirror into the queue: serving would
+  // strand the mirrored mail, so Postfix stays stopped until it is fixed.
+  if (!o.promotion_failed.empty())
+    return Decided(P,
+                   fmt::format("the take-over did not complete ({}): Postfix stays stopped; fix "
+                               "it, then run `mailtwin promote` again",
+                               o.promotion_failed),
+                   o.postfix_running ? std::vector<Action>{Action::kStopPostfix}
+                                     : std::vector<Action>{});
   if (o.epoch_confirmed && o.stalled >= c.lease())
     return Decided(P,
                 fmt::format("this daemon stalled for {} ms (lease {} ms): the standby may have "
@@ -232,6 +241,15 @@ Judgement JudgePeer(const PeerView& self, const PeerView& peer) {
   using enum Verdict;
   const bool self_primary = self.role == NodeRole::kPrimary;
   const bool peer_primary = peer.role == NodeRole::kPrimary;
+  // Checked before any other rule: a claim far ahead of ours cannot be
+  // verified without a witness, so it never becomes anybody's epoch.
+  if (!EpochBelievable(self.epoch, peer.epoch))
+    return {kRefuse, self.epoch,
+            fmt::format("{} claims epoch {}, beyond what this node (epoch {}) can believe: epochs "
+                        "grow by one per promotion, at most {} ahead; refusing it. Check the "
+                        "peer's state directory (a corrupt or forged node state); this node keeps "
+                        "its role and epoch",
+                        peer.node, peer.epoch, self.epoch, kMaxEpochLead)};
   auto top = std::max(self.epoch, peer.epoch);
   if (self_primary && !peer_primary) {
     if (peer.epoch <= self.epoch)

@@ -22,6 +22,8 @@
 //   to take over fences itself - Postfix stopped - until the peer confirms.
 // - Whoever sees a higher epoch than its own steps down; equal epochs on two
 //   primaries (split brain after forced promotions) go to the smaller name.
+// - A peer's epoch more than kMaxEpochLead ahead of ours, or at kMaxEpoch
+//   (common/epoch.h), is refused whatever the roles: nobody adopts it.
 #pragma once
 
 #include <chrono>
@@ -31,6 +33,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/epoch.h"
 
 namespace mailtwin::ha {
 
@@ -54,6 +57,10 @@ struct Observations {
   std::string self_node, peer_node;
   bool switching = false;     // a switchover is under way
   int postfix_start_failures = 0;  // consecutive failed `postfix start`
+  // The last take-over could not make the mirror live (a file could not be
+  // moved into the queue): what it says. Postfix must not serve a queue
+  // missing the mirrored mail; empty when no take-over failed.
+  std::string promotion_failed;
   bool queue_writable = true;      // a test file on the queue's filesystem could be written
   double queue_free_mb = 1e12;     // free space there
   Millis queue_trouble_for{0};     // since the queue's filesystem got into trouble

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/epoch.h"
 #include "common/process.h"
 #include "common/systemd.h"
 #include "metrics/exposition.h"
@@ -105,7 +106,8 @@ std::string Daemon::StartMirrorSide() {
     OnPeerStatus(n, m);
   };
   h.on_switchover = [this](const repl::msg::Switchover& m) {
-    if (roles_.role() != NodeRole::kStandby || m.epoch <= roles_.epoch()) {
+    if (roles_.role() != NodeRole::kStandby || m.epoch <= roles_.epoch() ||
+        !EpochBelievable(roles_.epoch(), m.epoch)) {
       spdlog::warn("switchover to epoch {} ignored: this node is {} at epoch {}", m.epoch,
                    RoleName(roles_.role()), roles_.epoch());
       return;
@@ -232,6 +234,7 @@ ctl::Json Daemon::TakeOver(const std::string& reason,
         return true;
       case Step::kMakeMirrorLive:
         rep = postfix::MakeLive(mirror_side_->mirror(), queue_dir_, cfg_.postfix_config_dir);
+        promotion_failed_ = rep.error;
         return error = rep.error, rep.error.empty();
       case Step::kRestoreSetAside: {
         if (!handover_pending_) return true;
@@ -308,7 +311,10 @@ void Daemon::StepDown(std::uint64_t epoch, const std::string& reason) {
         if (std::chrono::steady_clock::now() >= vip_linger_until_) ReleaseVip("stepping down");
         return true;
       case Step::kStopPrimarySide: primary_.reset(); return true;
-      case Step::kStopPostfix: StopPostfix(true); return true;
+      case Step::kStopPostfix:
+        StopPostfix(true);
+        promotion_failed_.clear();  // a standby's Postfix is stopped anyway
+        return true;
       case Step::kSetAsideQueue:
         // What this queue holds goes aside, never delivered from here
         // again: the new primary has the replicated part, and the rest

@@ -186,6 +186,9 @@ class Daemon {
   std::optional<ha::Clock::time_point> unconfirmed_since_;
   bool primary_seen_ = false;
   int postfix_start_failures_ = 0;
+  // The last take-over could not make the mirror live: Postfix must not
+  // serve a queue without the mirrored mail (ha::Observations).
+  std::string promotion_failed_;
   std::optional<ha::Clock::time_point> queue_trouble_since_;
   std::optional<ha::Clock::time_point> switchover_failed_at_;
   ha::Decision last_decision_;

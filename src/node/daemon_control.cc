@@ -99,6 +99,10 @@ ctl::Json Daemon::Status() {
 
 ctl::Json Daemon::Promote(const ctl::Json& req) {
   bool force = req.value("force", false);
+  if (roles_.primary() && !promotion_failed_.empty())
+    // The last take-over stopped before the mirror was live; the operator
+    // fixed the cause: the take-over runs again (at the next epoch).
+    return TakeOver("promote by the operator, again after: " + promotion_failed_);
   if (roles_.primary()) {
     if (epoch_confirmed_) return {{"ok", false}, {"error", "this node is already the primary"}};
     if (!force)

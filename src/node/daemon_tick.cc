@@ -67,6 +67,7 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   if (unconfirmed_since_)
     o.unconfirmed_for = std::chrono::duration_cast<Millis>(now - *unconfirmed_since_);
   o.postfix_start_failures = postfix_start_failures_;
+  o.promotion_failed = promotion_failed_;
   o.queue_writable = fs_probe_->writable();
   o.queue_free_mb = fs_probe_->free_mb();
   if (!o.queue_writable || o.queue_free_mb < ha_.min_free_mb) {

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "common/epoch.h"
+
 namespace mailtwin {
 
 std::string RoleStore::Load(NodeRole configured) {
@@ -24,14 +26,18 @@ std::string RoleStore::Load(NodeRole configured) {
 std::string RoleStore::Commit(const NodeState& next) {
   if (next.epoch < state_.epoch)
     return fmt::format("refusing to move the epoch back from {} to {}", state_.epoch, next.epoch);
+  if (next.epoch >= kMaxEpoch)
+    return fmt::format("refusing epoch {}: at or beyond the bound {} (a poisoned claim)", next.epoch,
+                       kMaxEpoch);
   if (std::string err = SaveNodeState(dir_, next); !err.empty()) return err;
   state_ = next;
   return {};
 }
 
 std::optional<std::uint64_t> RoleStore::NextEpoch(std::uint64_t at_least) const {
-  if (state_.epoch == std::numeric_limits<std::uint64_t>::max()) return std::nullopt;
-  return std::max(at_least, state_.epoch + 1);
+  auto next = mailtwin::NextEpoch(state_.epoch);
+  if (!next || at_least >= kMaxEpoch) return std::nullopt;
+  return std::max(at_least, *next);
 }
 
 }  // namespace mailtwin

@@ -8,9 +8,9 @@
 // restarts in the new role at the new epoch, never in an older one. A failed
 // write changes nothing and says why.
 //
-// Epochs only grow: Commit refuses an epoch below the stored one, and
-// NextEpoch refuses to wrap around (an epoch of 2^64-1 is a poisoned claim,
-// not a history).
+// Epochs only grow: Commit refuses an epoch below the stored one or at the
+// bound of common/epoch.h, and NextEpoch stops there instead of wrapping
+// (an epoch near 2^64 is a poisoned claim, not a history).
 #pragma once
 
 #include <cstdint>

@@ -173,30 +173,43 @@ PromoteReport MakeLive(repl::Mirror& mirror, const std::string& queue_dir,
     return rep;
   }
   int mfd = mirror.root_fd();
-  auto move_one = [&](const std::string& from, const std::string& to, gid_t g) -> bool {
+  // A name already queued is a conflict (never overwritten, left in the
+  // mirror); any other failure (EXDEV: the mirror on another filesystem,
+  // EIO, ...) stops the promotion: nothing may look moved that is not.
+  enum class Moved { kYes, kConflict, kFailed };
+  auto move_one = [&](const std::string& from, const std::string& to, gid_t g) {
     struct stat st;
-    if (fstatat(qfd, to.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return false;  // never overwrite
+    if (fstatat(qfd, to.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return Moved::kConflict;
     if (renameat(mfd, from.c_str(), qfd, to.c_str()) != 0) {
-      if (rep.error.empty())
-        rep.error = fmt::format("cannot move {}/{} to {}/{}: {}", mirror.root(), from, queue_dir,
-                                to, std::strerror(errno));
-      return false;
+      int err = errno;
+      rep.error = fmt::format(
+          "promotion stopped: cannot move {}/{} to {}/{}: {}{}. The mirrored mail is still in {} "
+          "and Postfix was left stopped; fix this, then run `mailtwin promote` again",
+          mirror.root(), from, queue_dir, to, std::strerror(err),
+          err == EXDEV ? " (the mirror is not on the queue's filesystem: move mirror_dir beside "
+                         "queue_directory; `mailtwin check-config` explains)"
+                       : "",
+          mirror.root());
+      return Moved::kFailed;
     }
     fchownat(qfd, to.c_str(), uid, g, AT_SYMLINK_NOFOLLOW);
-    return true;
+    return Moved::kYes;
   };
 
   // Logs first: a queue file must never be live without the logs it points to.
   for (const auto& [key, e] : mirror.logs()) {
     std::string name = std::string(LogKindName(key.first)) + "/" + key.second;
-    if (move_one(repl::MirrorDir(key.first) + "/" + key.second, name, gid)) ++rep.logs;
+    Moved m = move_one(repl::MirrorDir(key.first) + "/" + key.second, name, gid);
+    if (m == Moved::kFailed) break;
+    if (m == Moved::kYes) ++rep.logs;
   }
   for (const auto& [id, e] : mirror.files()) {
+    if (!rep.error.empty()) break;
     std::string to = LiveDir(e.queue) + "/" + id;
-    bool ok = move_one(repl::MirrorDir(e.queue) + "/" + id, to,
+    Moved m = move_one(repl::MirrorDir(e.queue) + "/" + id, to,
                        e.queue == Queue::kMaildrop ? drop_gid : gid);
-    if (ok) ++rep.files;
-    else rep.conflicts.push_back(id);
+    if (m == Moved::kYes) ++rep.files;
+    else if (m == Moved::kConflict) rep.conflicts.push_back(id);
   }
   for (const char* d : {"incoming", "deferred", "hold", "maildrop", "corrupt", "defer", "bounce",
                         "trace"}) {

@@ -71,7 +71,9 @@ void Connection::ReadMore() {
                               "protocol error from peer: " + self->decoder_.error());
           }
           if (self->handler_) self->handler_->OnFrame(std::move(f));
-          if (self->closed_) return;
+          // A handler that refused this frame failed the connection: the
+          // frames behind it in the same read must not be applied.
+          if (self->failing()) return;
         }
         if (self->handler_) {
           asio::error_code aec;

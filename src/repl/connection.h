@@ -3,7 +3,9 @@
 // Owns the TLS stream, turns bytes into frames (FrameDecoder) for its
 // Handler, queues outgoing frames, sends heartbeats and drops a peer that has
 // been silent for longer than the peer timeout. After Close() (or an error)
-// the handler gets exactly one OnClosed and no more calls.
+// the handler gets exactly one OnClosed and no more calls. Once Fail() is
+// called, no further frame reaches the handler, not even frames already
+// buffered from the same read: nothing behind a refusal is applied.
 //
 // Link states are written down in the owners: primary_link.h, standby_server.h.
 #pragma once
@@ -45,6 +47,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Connection(TlsStream stream, Handler* h, Millis heartbeat, Millis timeout);
   void Start();
+  // Hands the connection to another handler (a judged newcomer becomes the
+  // live session); the old one gets no more calls.
+  void SetHandler(Handler* h) { handler_ = h; }
+  // Fail() was called: the connection is going away, frames are ignored.
+  bool failing() const { return closed_ || !fail_why_.empty(); }
   void Send(std::uint64_t seq, const Message& m);
   void Close(const std::string& why);
   // Sends an Error frame, stops reading, and closes once it is written.

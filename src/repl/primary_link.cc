@@ -53,10 +53,15 @@ void PrimaryLink::DialNow() {
 
 void PrimaryLink::ScheduleReconnect() {
   if (stopped_) return;
-  // Back off while the standby stays unreachable or keeps refusing us:
-  // reconnect_interval, doubling up to 5 s; reset once the link is live.
-  auto delay = cfg_.reconnect_interval * (1 << std::min(failures_, 5));
-  delay = std::min<Millis>(std::max(delay, cfg_.reconnect_interval), Millis(5000));
+  // Back off while the standby stays unreachable, keeps refusing us, or
+  // keeps failing soon after the catch-up (a full disk): reconnect_interval,
+  // doubling up to 5 s, each wait drawn between half and all of it so that
+  // restarts do not march in step. A session that stayed live for
+  // kStableSession resets it (OnClosed).
+  auto full = cfg_.reconnect_interval * (1 << std::min(failures_, 5));
+  full = std::min<Millis>(std::max(full, cfg_.reconnect_interval), Millis(5000));
+  std::uniform_int_distribution<std::int64_t> half_to_full(full.count() / 2, full.count());
+  Millis delay(failures_ == 0 ? full.count() : half_to_full(jitter_));
   ++failures_;
   retry_.expires_after(delay);
   retry_.async_wait([this, alive = alive_](asio::error_code ec) {
@@ -83,6 +88,8 @@ void PrimaryLink::Connect() {
         if (!*alive || stopped_) return;
         if (ec) {
           last_error_ = fmt::format("connect to {}: {}", cfg_.peer, ec.message());
+          // Once per outage, not once per retry.
+          if (failures_ == 0) spdlog::warn("replication: {}; retrying with back-off", last_error_);
           state_ = State::kDisconnected;
           return ScheduleReconnect();
         }
@@ -108,7 +115,29 @@ void PrimaryLink::Connect() {
       });
 }
 
+bool PrimaryLink::Legal(State s, MsgType t) {
+  if (t == MsgType::kHeartbeat || t == MsgType::kError) return true;
+  switch (s) {
+    case State::kHello: return t == MsgType::kHello;
+    case State::kManifest: return t == MsgType::kManifest;
+    case State::kCatchup:
+    case State::kLive:
+      return t == MsgType::kAck || t == MsgType::kHandoverFile || t == MsgType::kHandoverLog ||
+             t == MsgType::kHandoverDone || t == MsgType::kSwitchoverRequest ||
+             t == MsgType::kNodeStatus;
+    case State::kDisconnected:
+    case State::kConnecting: break;
+  }
+  return false;
+}
+
 void PrimaryLink::OnFrame(Frame&& f) {
+  // The standby's frames, like the primary's, follow its connection state
+  // (docs/protocol.md §5): anything else ends the session, nothing applied.
+  if (!Legal(state_, TypeOf(f.msg)))
+    return conn_->Fail(msg::ErrorCode::kProtocol,
+                       fmt::format("message type {} is not allowed in state {}",
+                                   static_cast<int>(TypeOf(f.msg)), StateName(state_)));
   std::visit(
       [&](auto& m) {
         using T = std::decay_t<decltype(m)>;
@@ -147,7 +176,7 @@ void PrimaryLink::OnFrame(Frame&& f) {
           if (on_node_status_) on_node_status_(m);
         } else if constexpr (std::is_same_v<T, msg::Error>) {
           last_error_ = fmt::format("standby refused: {}", m.text);
-          spdlog::error("replication: {}", last_error_);
+          spdlog::error("replication: {} ({})", last_error_, conn_->peer());
           conn_->Close(last_error_);
         } else {
           conn_->Fail(msg::ErrorCode::kProtocol, "unexpected message from the standby");
@@ -188,7 +217,6 @@ void PrimaryLink::Pump() {
     state_ = State::kLive;
     down_since_.reset();
     live_since_ = std::chrono::steady_clock::now();
-    failures_ = 0;
     // Everything still queued has now been sent: waiters whose frames were
     // lost with an earlier connection wait for the catch-up's last frame.
     for (auto& [id, ws] : waiters_)
@@ -301,6 +329,10 @@ void PrimaryLink::FinishGone(const std::string& id) {
 
 void PrimaryLink::OnClosed(const std::string& why) {
   if (!stopped_) spdlog::warn("replication: link to {} lost: {}", cfg_.peer, why);
+  // Only a session that held counts as a success: one that failed right
+  // after its catch-up (the standby's disk is full) keeps backing off.
+  if (live_since_ && std::chrono::steady_clock::now() - *live_since_ >= kStableSession)
+    failures_ = 0;
   last_error_ = why;
   conn_.reset();
   peer_hello_.reset();

@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -87,6 +88,10 @@ class PrimaryLink : public Connection::Handler {
 
   State state() const { return state_; }
   static std::string_view StateName(State s);
+  // Which of the standby's frames are legal in a state (docs/protocol.md §5):
+  // Hello only in hello, Manifest only in manifest, acks, handover frames,
+  // status and switchover requests only once catching up or live.
+  static bool Legal(State s, MsgType t);
   std::string peer_node() const { return peer_node_; }
   std::uint64_t sent_seq() const { return seq_; }
   std::uint64_t acked_seq() const { return acked_; }
@@ -138,7 +143,10 @@ class PrimaryLink : public Connection::Handler {
   std::shared_ptr<Connection> conn_;
   State state_ = State::kDisconnected;
   bool stopped_ = false;
-  int failures_ = 0;  // consecutive connection attempts that did not go live
+  // Consecutive connection attempts that did not stay live for kStableSession.
+  int failures_ = 0;
+  static constexpr Millis kStableSession{10000};
+  std::minstd_rand jitter_{std::random_device{}()};
   // Shared with every pending handler: false once this object is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   HelloJudge judge_;

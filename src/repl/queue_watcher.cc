@@ -152,9 +152,22 @@ void QueueWatcher::Rescan() {
 void QueueWatcher::MarkDirty(const std::string& id, const std::string& relpath) {
   auto [it, fresh] = dirty_.try_emplace(id);
   if (fresh) dirty_order_.push_back(id);
+  if (fresh && !IsLongQueueId(id)) NoteShortId(id, relpath);
   if (!relpath.empty() &&
       std::find(it->second.begin(), it->second.end(), relpath) == it->second.end())
     it->second.push_back(relpath);
+}
+
+void QueueWatcher::NoteShortId(const std::string& id, const std::string& relpath) {
+  // Replicated all the same (it is mail), but never silently: once per
+  // watcher, loudly, with what to do.
+  if (stats_.short_ids++ > 0) return;
+  spdlog::error(
+      "watcher: {} has a short queue ID ({}): Postfix in {} was switched to short queue IDs "
+      "(enable_long_queue_ids = no) while mailtwind runs. Short IDs are inode numbers and change "
+      "when a file is copied to the standby, which then cannot tell its copies apart. Run: "
+      "postconf enable_long_queue_ids=yes; postfix reload",
+      relpath, id, queue_dir_);
 }
 
 bool QueueWatcher::ReadEvents() {

@@ -69,6 +69,7 @@ class QueueWatcher {
     std::uint64_t overflows = 0;
     std::uint64_t rescans = 0;
     std::uint64_t read_races = 0;
+    std::uint64_t short_ids = 0;  // messages seen with a short queue ID (logged once)
   };
   const Stats& stats() const { return stats_; }
   const QueueModel& model() const { return model_; }
@@ -84,6 +85,7 @@ class QueueWatcher {
   void AddWatchTree(const std::string& relpath, int depth);
   void ScanDir(const std::string& relpath, int depth);
   void MarkDirty(const std::string& id, const std::string& relpath);
+  void NoteShortId(const std::string& id, const std::string& relpath);
   void SyncDirty();
   void ConfirmSuspects();
   // Reads id's state from disk. Returns false when a read raced with a change.

@@ -1,22 +1,33 @@
-// standby_server.h - the standby's side of replication: accept, list, apply, ack.
+// standby_server.h - the standby's side of replication: accept, judge, list,
+// apply, ack.
 //
-// States of the one session it serves:
+// Every node listens. Each accepted connection passes, in order:
 //
-//   listening -> hello -> streaming (catchup until SyncDone, then live)
-//        ^____________________|   (any error; a new connection replaces the old)
-//
-// - hello:     the primary's certificate is verified by TLS; its Hello must
-//              name our cluster and the primary role.
-// - streaming: the mirror's manifest is sent first; then every change frame is
-//              applied, and after each read the mirror is committed (group
-//              commit) and the highest durable sequence number acknowledged.
-// A change the mirror cannot apply (bad patch, disk full) ends the session
-// with an Error frame; the primary reconnects and reconciles.
+//   TLS handshake (certificate of the cluster CA naming peer_name,
+//                  bounded by peer_timeout)
+//   -> newcomer:  its own handler; only Hello, Heartbeat and Error are legal.
+//                 The Hello is checked (version, cluster, role) and judged
+//                 (epochs: SetHooks) before the connection may touch the
+//                 live session; a refused or silent newcomer (no Hello
+//                 within peer_timeout) is closed and the live session, if
+//                 any, never notices. At most kMaxNewcomers wait at once.
+//   -> session:   an accepted newcomer replaces the live session (the old
+//                 primary connection is probably dead); the mirror's manifest
+//                 is sent; then every frame is checked against the connection
+//                 state machine (session_state.h, docs/protocol.md §5):
+//                 catchup (changes until SyncDone) -> live (changes, status,
+//                 handover results, switchover).
+// Any illegal frame is a protocol error: an Error frame, the connection
+// closes, and nothing behind it is applied. A change the mirror cannot apply
+// (bad patch, disk full) ends the session the same way; the primary
+// reconnects and reconciles.
 #pragma once
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <asio.hpp>
 #include <asio/ssl.hpp>
@@ -25,12 +36,16 @@
 #include "repl/connection.h"
 #include "repl/mirror.h"
 #include "repl/primary_link.h"
+#include "repl/session_state.h"
 
 namespace mailtwin::repl {
 
 class StandbyServer : public Connection::Handler {
  public:
+  // kHello: no session, but a newcomer is being judged.
   enum class State { kListening, kHello, kCatchup, kLive };
+  // Connections waiting for their Hello to be judged, at most.
+  static constexpr std::size_t kMaxNewcomers = 4;
 
   StandbyServer(asio::io_context& io, const Config& cfg, Identity id, Mirror& mirror);
   ~StandbyServer() override;
@@ -63,7 +78,7 @@ class StandbyServer : public Connection::Handler {
     on_switchover_ = std::move(fn);
   }
   bool SendUp(const Message& m) {
-    if (!conn_ || state_ != State::kLive) return false;
+    if (!conn_ || session_ != SessionState::kLive) return false;
     conn_->Send(0, m);
     return true;
   }
@@ -71,15 +86,19 @@ class StandbyServer : public Connection::Handler {
   // Called with the ID of each queue file the mirror starts receiving.
   void SetOnNewFile(std::function<void(const std::string&)> fn) { on_new_file_ = std::move(fn); }
   // A primary's session is open (catching up or live).
-  bool connected() const { return state_ == State::kCatchup || state_ == State::kLive; }
+  bool connected() const {
+    return conn_ && (session_ == SessionState::kCatchup || session_ == SessionState::kLive);
+  }
   // When the last frame of the current session arrived.
   std::optional<std::chrono::steady_clock::time_point> last_rx() const {
     return conn_ && connected() ? std::make_optional(conn_->last_rx()) : std::nullopt;
   }
 
-  State state() const { return state_; }
+  State state() const;
   static std::string_view StateName(State s);
   std::string peer_node() const { return peer_node_; }
+  // The live session's peer address ("" without one).
+  std::string peer_address() const { return conn_ ? conn_->peer() : std::string(); }
   std::uint64_t applied_seq() const { return last_seq_; }
   std::string last_error() const { return last_error_; }
   std::chrono::system_clock::time_point last_change() const { return last_change_; }
@@ -89,8 +108,16 @@ class StandbyServer : public Connection::Handler {
   const LatencyStats& batch_latency() const { return batch_latency_; }
 
  private:
+  class Newcomer;
   void Accept();
+  void OnHandshake(std::shared_ptr<TlsStream> stream, const std::string& from);
+  // The newcomer's Hello: refused (the newcomer closes) or it becomes the session.
+  void JudgeNewcomer(Newcomer& n, const msg::Hello& hello);
+  void ForgetNewcomer(Newcomer* n);
+  void OpenSession(std::shared_ptr<Connection> conn, const msg::Hello& hello);
   void OnFrame(Frame&& f) override;
+  void OnChange(Frame&& f);
+  void OnControl(Frame&& f);
   void OnReadDone(bool more_pending) override;
   void OnClosed(const std::string& why) override;
 
@@ -100,8 +127,10 @@ class StandbyServer : public Connection::Handler {
   Mirror& mirror_;
   asio::ssl::context tls_{asio::ssl::context::tls_server};
   asio::ip::tcp::acceptor acceptor_;
-  std::shared_ptr<Connection> conn_;
-  State state_ = State::kListening;
+  std::shared_ptr<Connection> conn_;  // the session (Hello accepted), if any
+  SessionState session_ = SessionState::kClosed;
+  std::optional<msg::Hello> peer_hello_;  // the session's accepted Hello
+  std::vector<std::unique_ptr<Newcomer>> newcomers_;
   bool stopped_ = false;
   // Shared with every pending handler: false once this object is gone, so a
   // handler that completes later (operation_aborted) never touches it.

@@ -154,6 +154,25 @@ TEST(Decide, ManagePostfixOff) {
   EXPECT_EQ(Decide(p, c, T0).actions, std::vector<Action>{Action::kFence});
 }
 
+// A take-over whose mirror could not be moved into the queue (EXDEV): the
+// node is primary, its epoch confirmed, but Postfix must not serve.
+TEST(Decide, NoServingAfterAnIncompleteTakeOver) {
+  HaConfig c = Cfg();
+  Observations o = Primary();
+  o.postfix_running = false;
+  o.promotion_failed = "promotion stopped: cannot move mirror/deferred/X: Invalid cross-device link";
+  Decision d = Decide(o, c, T0);
+  EXPECT_EQ(d.role, NodeRole::kPrimary);
+  EXPECT_TRUE(d.actions.empty()) << d.reason;
+  EXPECT_NE(d.reason.find("Postfix stays stopped"), std::string::npos) << d.reason;
+  EXPECT_NE(d.reason.find("cross-device"), std::string::npos) << d.reason;
+  o.postfix_running = true;  // started by hand meanwhile: stopped again
+  EXPECT_EQ(Decide(o, c, T0).actions, std::vector<Action>{Action::kStopPostfix});
+  o.promotion_failed.clear();
+  o.postfix_running = false;
+  EXPECT_EQ(Decide(o, c, T0).actions, std::vector<Action>{Action::kStartPostfix});
+}
+
 TEST(JudgePeer, Table) {
   const auto S = NodeRole::kStandby, P = NodeRole::kPrimary;
   struct J {
@@ -186,6 +205,43 @@ TEST(JudgePeer, Table) {
   auto ba = JudgePeer({P, 7, "b"}, {P, 7, "a"});
   EXPECT_EQ(ab.verdict, Verdict::kRefuse);
   EXPECT_EQ(ba.verdict, Verdict::kStepDown);
+}
+
+// Epochs are bounded: a claim far ahead of ours, or near the top of the
+// range, is refused in every role pair, and our epoch stays ours.
+TEST(JudgePeer, EpochBounds) {
+  const auto S = NodeRole::kStandby, P = NodeRole::kPrimary;
+  const std::uint64_t far = 3 + kMaxEpochLead + 1, top = UINT64_MAX;
+  struct J {
+    PeerView self, peer;
+    Verdict v;
+    std::uint64_t epoch;
+  };
+  std::vector<J> rows = {
+      {{S, 3, "b"}, {P, 3 + kMaxEpochLead, "a"}, Verdict::kFollow, 3 + kMaxEpochLead},
+      {{S, 3, "b"}, {P, far, "a"}, Verdict::kRefuse, 3},
+      {{S, 3, "b"}, {P, top, "a"}, Verdict::kRefuse, 3},
+      {{S, 3, "b"}, {P, kMaxEpoch, "a"}, Verdict::kRefuse, 3},
+      {{P, 3, "a"}, {S, far, "b"}, Verdict::kRefuse, 3},
+      {{P, 3, "a"}, {P, far, "b"}, Verdict::kRefuse, 3},
+      {{P, 3, "a"}, {P, top, "b"}, Verdict::kRefuse, 3},
+      {{S, 3, "b"}, {S, top, "a"}, Verdict::kRefuse, 3},
+  };
+  for (const auto& r : rows) {
+    Judgement j = JudgePeer(r.self, r.peer);
+    EXPECT_EQ(j.verdict, r.v) << r.peer.epoch << ": " << j.reason;
+    EXPECT_EQ(j.epoch, r.epoch) << r.peer.epoch << ": " << j.reason;
+    if (r.v == Verdict::kRefuse) {
+      EXPECT_NE(j.reason.find("beyond what this node"), std::string::npos) << j.reason;
+    }
+  }
+}
+
+TEST(Epoch, NextEpochNeverWraps) {
+  EXPECT_EQ(NextEpoch(1), 2u);
+  EXPECT_EQ(NextEpoch(kMaxEpoch - 1), kMaxEpoch);
+  EXPECT_EQ(NextEpoch(kMaxEpoch), std::nullopt);
+  EXPECT_EQ(NextEpoch(UINT64_MAX), std::nullopt);
 }
 
 TEST(Decide, FailbackToThePreferredNode) {

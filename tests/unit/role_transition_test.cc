@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/epoch.h"
 #include "node/role_store.h"
 #include "node/transitions.h"
 #include "test_util.h"
@@ -125,9 +126,10 @@ TEST(RoleStore, TheEpochNeverGoesBackNorWraps) {
   EXPECT_EQ(store.epoch(), 5u);
   EXPECT_EQ(store.NextEpoch(), 6u);
   EXPECT_EQ(store.NextEpoch(9), 9u);  // a switchover names the epoch
-  const auto max = std::numeric_limits<std::uint64_t>::max();
-  ASSERT_EQ(store.Become(NodeRole::kStandby, max), "");
-  EXPECT_EQ(store.NextEpoch(), std::nullopt);
+  EXPECT_NE(store.Become(NodeRole::kStandby, kMaxEpoch).find("bound"), std::string::npos);
+  EXPECT_EQ(store.NextEpoch(kMaxEpoch), std::nullopt);
+  ASSERT_EQ(store.Become(NodeRole::kStandby, kMaxEpoch - 1), "");
+  EXPECT_EQ(store.NextEpoch(), std::nullopt);  // never wraps
 }
 
 }  // namespace

@@ -68,6 +68,23 @@ TEST_F(WatcherTest, CommitIsShippedWholeOnce) {
   EXPECT_TRUE(Drain().empty());
 }
 
+// Postfix switched to short queue IDs at runtime: still replicated (it is
+// mail), but counted and logged, never silently.
+TEST_F(WatcherTest, ShortQueueIdIsNoticed) {
+  auto q = MakeQueueFile(1, 100);
+  std::string path = q_ + "/incoming/3F2A1B4C5D";
+  int fd = open(path.c_str(), O_CREAT | O_RDWR | O_EXCL, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, q.bytes.data(), q.bytes.size()), static_cast<ssize_t>(q.bytes.size()));
+  fchmod(fd, 0700);
+  close(fd);
+  EXPECT_FALSE(Drain().empty());
+  EXPECT_EQ(watcher_->stats().short_ids, 1u);
+  Commit(q.bytes);  // a long ID is not counted
+  Drain();
+  EXPECT_EQ(watcher_->stats().short_ids, 1u);
+}
+
 TEST_F(WatcherTest, FileStillBeingWrittenIsNotShipped) {
   int fd = open((q_ + "/incoming/" + kWatchedId).c_str(), O_CREAT | O_RDWR, 0600);
   ASSERT_EQ(write(fd, "C", 1), 1);

@@ -22,7 +22,8 @@ mt_pki_extra() {  # a certificate for HOST from our CA
 		-keyout "$pki/$h.key" -out "$pki/$h.csr" 2>/dev/null &&
 		openssl x509 -req -in "$pki/$h.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
 			-CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:%s\n' "$h") \
-			-out "$pki/$h.pem" 2>/dev/null
+			-out "$pki/$h.pem" 2>/dev/null &&
+		chmod 600 "$pki/$h.key"
 }
 mt_pki_extra rogue || fail "certificate for rogue"
 MT_CLUSTER=other mt_config rogue standby main
@@ -48,11 +49,14 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=main" 
 	-keyout "$foreign/main.key" -out "$foreign/main.csr" 2>/dev/null
 openssl x509 -req -in "$foreign/main.csr" -CA "$foreign/ca.pem" -CAkey "$foreign/ca.key" \
 	-CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:main\n') -out "$foreign/main.pem" 2>/dev/null
+chmod 600 "$foreign/main.key"
 mt_stop main
 sed -i "s/^peer = .*/peer = \"$(lab_ip backup):$MT_PORT\"/; s/^peer_name = .*/peer_name = \"backup\"/" \
 	"$LAB_DIR/main/mailtwin.toml"
 cp "$LAB_DIR/main/mailtwin.toml" "$LAB_DIR/main/mailtwin.toml.good"
-sed -i "s|^cert_file = .*|cert_file = \"$foreign/main.pem\"|; s|^key_file = .*|key_file = \"$foreign/main.key\"|" \
+# (ca_file the foreign CA too: mailtwind refuses a certificate its own CA
+# does not sign, as check-config does.)
+sed -i "s|^cert_file = .*|cert_file = \"$foreign/main.pem\"|; s|^key_file = .*|key_file = \"$foreign/main.key\"|; s|^ca_file = .*|ca_file = \"$foreign/ca.pem\"|" \
 	"$LAB_DIR/main/mailtwin.toml"
 mt_start main >/dev/null || fail "main did not restart"
 tls_refused() { grep -q "TLS handshake from .* failed" "$LAB_DIR/backup/mailtwind.log"; }

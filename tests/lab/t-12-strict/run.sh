@@ -162,23 +162,26 @@ mt_wait_synced main backup 30 || fail "the mirror did not converge after the tha
 retry_delivered_once frozen.t12 "the frozen-then-retried message"
 echo "4. standby frozen past sync_timeout: 451, its late copy withdrawn on the standby too; the retry delivered once"
 
-# restart_main SYNC_TIMEOUT POSTCONF_ARGS...: main's mailtwind restarted with
-# that sync_timeout, its Postfix reloaded after `postconf POSTCONF_ARGS`.
+# restart_main SYNC_TIMEOUT: main's mailtwind restarted with that sync_timeout.
 restart_main() {
 	local timeout=$1
-	shift
 	mt_stop main
 	sed -i "s/^sync_timeout = .*/sync_timeout = \"$timeout\"/" "$LAB_DIR/main/mailtwin.toml"
-	lab_postconf main "$@"
-	lab_pf main postfix reload >/dev/null
 	mt_start main >/dev/null || fail "mailtwind did not restart (sync_timeout $timeout)"
 	mt_wait_state main live 20 || fail "link not live (sync_timeout $timeout)"
+}
+# main_postconf POSTCONF_ARGS...: main's Postfix reloaded after `postconf POSTCONF_ARGS`.
+main_postconf() {
+	lab_postconf main "$@"
+	lab_pf main postfix reload >/dev/null
 }
 
 # --- 6. Postfix gives up on the gate first: the message is withdrawn ---------
 # (sync_timeout above smtpd_proxy_timeout on purpose, which check-config
-# forbids: the case the gate must still handle if it happens.)
-restart_main 4s -P "smtp/inet/smtpd_proxy_timeout=1s"
+# forbids and mailtwind refuses at start: here an administrator changes
+# Postfix under a running daemon, the case the gate must still handle.)
+restart_main 4s
+main_postconf -P "smtp/inet/smtpd_proxy_timeout=1s"
 kill -STOP "$bpid"
 c=$(try gone.t12)
 sleep 0.3
@@ -189,7 +192,8 @@ sleep 4  # the standby answers, the gate resolves the hold; a release would be d
 (($(gate abandoned) >= 1)) || fail "the gate did not count the withdrawn message (abandoned)"
 retry_delivered_once gone.t12 "the message Postfix timed out"
 echo "6. Postfix gave up on the gate first (4xx to the client): the gate withdrew the message; the retry delivered once"
-restart_main 1s -PX "smtp/inet/smtpd_proxy_timeout"
+main_postconf -PX "smtp/inet/smtpd_proxy_timeout"
+restart_main 1s
 
 # --- 5. A real crash right after a 250 -------------------------------------
 crash_after_250s 25 "$LAB_DIR/load3.log"
