@@ -371,6 +371,11 @@ std::optional<repl::msg::Error> Daemon::JudgeClaimedPrimary(const repl::msg::Hel
       break;
   }
   spdlog::warn("replication: {}", j.reason);
+  // A corrupt or hostile peer: said loudly, once per claimed epoch.
+  if (!EpochBelievable(roles_.epoch(), peer.epoch) && peer.epoch != refused_epoch_) {
+    refused_epoch_ = peer.epoch;
+    Raise("epoch-refused", j.reason, peer.node);
+  }
   if (roles_.primary() && peer.epoch == roles_.epoch()) Raise("split-brain", j.reason, peer.node);
   // The peer is back: meet it from our side now rather than after the
   // link's back-off, so that it learns our epoch and rejoins at once.

@@ -189,6 +189,7 @@ class Daemon {
   // The last take-over could not make the mirror live: Postfix must not
   // serve a queue without the mirrored mail (ha::Observations).
   std::string promotion_failed_;
+  std::uint64_t refused_epoch_ = 0;  // the last unbelievable epoch told
   std::optional<ha::Clock::time_point> queue_trouble_since_;
   std::optional<ha::Clock::time_point> switchover_failed_at_;
   ha::Decision last_decision_;

@@ -115,6 +115,10 @@ ctl::Json Daemon::Promote(const ctl::Json& req) {
       return {{"ok", false}, {"error", err}};
     epoch_confirmed_ = true;
     unconfirmed_since_.reset();
+    // The link introduces itself with the new epoch (its Hello carries it).
+    primary_.reset();
+    if (std::string err = StartPrimarySide(); !err.empty())
+      spdlog::error("promote --force: replication could not start again: {}", err);
     Raise("promotion", "promote --force: serving without the peer's confirmation");
     asio::post(io_, [this] { Tick(); });
     return {{"ok", true}, {"epoch", roles_.epoch()}, {"steps", {"epoch confirmed by the operator"}}};

@@ -1,6 +1,6 @@
 #!/bin/bash
 #
-# t-15-monitoring: the shipped monitoring (monitoring/) as operators run it.
+# t-17-monitoring: the shipped monitoring (monitoring/) as operators run it.
 # A real Prometheus on the client host scrapes both nodes' /metrics with the
 # shipped alert rules (their `for:` shortened to 0s, the expressions as
 # shipped):
@@ -13,7 +13,7 @@
 
 mon=$REPO/monitoring
 export MT_METRICS_PORT=9725
-pair_setup t-15
+pair_setup t-17
 mt_gate main
 mt_gate backup
 pair_start
