@@ -36,8 +36,10 @@ std::string RoleStore::Commit(const NodeState& next) {
 
 std::optional<std::uint64_t> RoleStore::NextEpoch(std::uint64_t at_least) const {
   auto next = mailtwin::NextEpoch(state_.epoch);
-  if (!next || at_least >= kMaxEpoch) return std::nullopt;
-  return std::max(at_least, *next);
+  if (!next) return std::nullopt;
+  std::uint64_t e = std::max(at_least, *next);
+  if (e >= kMaxEpoch) return std::nullopt;  // Commit would refuse it
+  return e;
 }
 
 }  // namespace mailtwin
