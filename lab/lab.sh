@@ -681,7 +681,7 @@ lab_netem_off() {
 # SECONDS late (what a saturated server looks like from outside: its 220
 # comes late), or on time again. Postfix's own `sleep` restriction, run
 # before the greeting (smtpd_delay_reject = no); `postfix reload` makes new
-# sessions take it at once.
+# sessions of a running instance take it at once.
 lab_postfix_slow_greeting() {
 	local host=${1:?usage: lab_postfix_slow_greeting HOST SECONDS|off} secs=${2:?}
 	if [[ $secs == off ]]; then
@@ -689,6 +689,8 @@ lab_postfix_slow_greeting() {
 	else
 		lab_postconf "$host" -e smtpd_delay_reject=no "smtpd_client_restrictions=sleep $secs"
 	fi
+	# A stopped instance (a fenced node) takes the setting at its next start.
+	lab_postfix_running "$host" || return 0
 	lab_pf "$host" postfix reload >/dev/null 2>&1 || _lab_die "postfix reload failed on $host"
 }
 
