@@ -190,14 +190,11 @@ Decision DecideStandby(const Observations& o, const HaConfig& c, Clock::time_poi
   // With the link silent, overlapping probes count (a dead host makes them
   // all hang); with it alive, failures count one after another, as a single
   // probe would see them: a busy primary is slow, not broken.
-  const char* error_sep = o.probe_error.empty() ? "" : " (";
-  const char* error_end = o.probe_error.empty() ? "" : ")";
-  std::string probes = silent ? fmt::format("{} consecutive SMTP probe failures{}{}{}",
-                                            o.probe_failures, error_sep, o.probe_error, error_end)
-                              : fmt::format("{} SMTP probe failures one after another ({} "
-                                            "overlapping){}{}{}",
-                                            o.probe_serial_failures, o.probe_failures, error_sep,
-                                            o.probe_error, error_end);
+  std::string why = o.probe_error.empty() ? "" : " (" + o.probe_error + ")";
+  std::string probes =
+      silent ? fmt::format("{} consecutive SMTP probe failures{}", o.probe_failures, why)
+             : fmt::format("{} SMTP probe failures one after another ({} overlapping){}",
+                           o.probe_serial_failures, o.probe_failures, why);
   bool down = silent && o.probe_failures >= c.fail_threshold;
   bool broken = !silent && o.probe_serial_failures >= c.fail_threshold_link_up();
   if (down || broken) {
