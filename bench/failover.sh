@@ -7,16 +7,22 @@
 # default [failover] settings), dest (smtp-sink), client (lab/sender.py at
 # 40 msg/s, trying main then backup like an MX client).
 #
-# 1. Kills: the primary's host dies (every process, kill -9: lab_crash) while
-#    mail flows. From the standby's side:
+# 1. Kills: the primary's host dies while mail flows, two ways, alternating:
+#    - loud (kill -9 of every process: lab_crash): its kernel lives on, so
+#      the link closes and probes are refused at once;
+#    - silent (power cut: lab_silence cuts its cable - no RST, no ICMP - and
+#      freezes every process for good): the standby hears nothing and must
+#      judge by the link's silence and probes that hang.
+#    From the standby's side:
 #      detect  = death -> the standby's decision "primary down" (its log)
 #      promote = that decision -> its SMTP service answers (EHLO, polled every
 #                20 ms from the client host)
-#      rto     = death -> SMTP answers again
-#    The dead node's mailtwind is then restarted: it must rejoin as standby
-#    (it learns the newer epoch, sets its queue aside and hands over what
-#    only it had), and the next kill hits the other node. KILLS kills (full
-#    20, quick 8).
+#      rto     = death -> SMTP answers again (rto_* loud, silent_rto_* silent)
+#    The dead node comes back (a silenced one is revived: its frozen
+#    processes killed, its cable back) and its mailtwind is restarted: it
+#    must rejoin as standby (it learns the newer epoch, sets its queue aside
+#    and hands over what only it had), and the next kill hits the other
+#    node. KILLS kills of each kind (full 20 + 20, quick 6 + 6).
 # 2. Accounting: every message the client got a 250 for (from either node)
 #    is looked up at the sink by Message-ID: lost, or delivered twice.
 # 3. Switchover and failback under the same load: `mailtwin switchover` on
@@ -29,12 +35,18 @@
 #    lab/netdelay do what `tc qdisc ... netem delay 50ms 20ms loss 1%` does)
 #    for JITTER_S seconds (full 600, quick 60) with mail flowing: every
 #    takeover in that time is a false failover.
-# The settings are the product's defaults (check_interval 250 ms,
-# fail_threshold 3, probe_timeout 1 s, peer_timeout 3 s).
+# 5. Saturation: the primary's smtpd greets every client 2 s late (what a
+#    saturated server looks like from outside; lab_postfix_slow_greeting)
+#    for 6 s, then 4 s on time, SLOW_ROUNDS times (full 10, quick 3): every
+#    probe fails, the link lives; every takeover is a false failover.
+# The settings are the product's defaults (heartbeat_interval 100 ms,
+# peer_timeout 1.2 s, check_interval 250 ms, fail_threshold 3, probe_timeout
+# 700 ms).
 #
-# Last line: RESULT kills=N rto_p50_s=.. rto_p99_s=.. detect_p99_s=..
-#   promote_p99_s=.. switchover_pause_s=.. failback_pause_s=..
-#   false_failovers=N lost=N duplicated=N
+# Last line: RESULT kills=N (of each kind) rto_p50_s=.. rto_p99_s=..
+#   silent_rto_p50_s=.. silent_rto_p99_s=.. detect_p99_s=.. promote_p99_s=..
+#   (both kinds) switchover_pause_s=.. failback_pause_s=.. false_failovers=N
+#   partition_dup=NA partition_lost=NA (no witness yet) lost=N duplicated=N
 set -euo pipefail
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH/.." && pwd)
@@ -49,7 +61,7 @@ export MT_FAILOVER=auto MT_MANAGE=true MT_PREFERRED=main
 bench_product_failover
 
 bench_args failover "$@"
-if ((QUICK)); then MODE=quick KILLS=8 SWITCHES=2 JITTER_S=60; else MODE=full KILLS=20 SWITCHES=5 JITTER_S=600; fi
+if ((QUICK)); then MODE=quick KILLS=6 SWITCHES=2 JITTER_S=60 SLOW_ROUNDS=3; else MODE=full KILLS=20 SWITCHES=5 JITTER_S=600 SLOW_ROUNDS=10; fi
 JITTER_S=${BENCH_JITTER_S:-$JITTER_S}
 KILLS=${BENCH_KILLS:-$KILLS}
 [[ -x $MAILTWIN_BIN/mailtwind && -x $MAILTWIN_BIN/mailtwin ]] ||
@@ -73,7 +85,7 @@ lab_postfix_start main
 mt_start backup >/dev/null
 mt_start main >/dev/null
 mt_wait_state main live 30 || { bench_log "the link did not come up"; exit 1; }
-bench_log "mode $MODE: $KILLS kills; defaults: $(grep -E '^(check_interval|fail_threshold|probe_timeout)' "$LAB_DIR/main/mailtwin.toml" | tr '\n' ' ')"
+bench_log "mode $MODE: $KILLS kills of each kind; defaults: $(grep -E '^(heartbeat_interval|peer_timeout|check_interval|fail_threshold|probe_timeout)' "$LAB_DIR/main/mailtwin.toml" | tr '\n' ' ')"
 
 log=$LAB_DIR/accepted.log
 lab_bg client "$LAB_DIR/sender.out" "$BENCH_PY" "$REPO/lab/sender.py" \
@@ -100,25 +112,28 @@ log_time() {  # log_time FILE PATTERN AFTER: epoch time of the first line matchi
 }
 
 P=main S=backup
-declare -a RTO DET PRO
-for ((k = 1; k <= KILLS; k++)); do
+declare -a RTO SRTO DET PRO
+for ((k = 1; k <= 2 * KILLS; k++)); do
+	kind=$( ((k % 2)) && echo loud || echo silent)
 	lab_wait_for 60 pair_ready "$P" "$S" || {
 		bench_log "kill $k: $P/$S not ready: $(mt "$P" status 2>&1 | head -5) / $(mt "$S" status 2>&1 | head -8)"
 		exit 1
 	}
 	sleep 2  # mail flows through the pair
 	t0=$EPOCHREALTIME
-	lab_crash "$P"
+	if [[ $kind == loud ]]; then lab_crash "$P"; else lab_silence "$P"; fi
 	t_ok=$(lab_exec client "$BENCH_PY" "$REPO/lab/smtp_wait.py" "$(lab_ip "$S")" 25 30) || {
-		bench_log "kill $k: $S did not accept mail within 30 s; its log:"
+		bench_log "kill $k ($kind): $S did not accept mail within 30 s; its log:"
 		tail -20 "$LAB_DIR/$S/mailtwind.log" >&2
 		exit 1
 	}
 	t_det=$(log_time "$LAB_DIR/$S/mailtwind.log" "decide: primary down" "$t0")
-	RTO+=("$(bench_sub "$t_ok" "$t0")")
+	rto=$(bench_sub "$t_ok" "$t0")
+	if [[ $kind == loud ]]; then RTO+=("$rto"); else SRTO+=("$rto"); fi
 	DET+=("$(bench_sub "${t_det:-$t_ok}" "$t0")")
 	PRO+=("$(bench_sub "$t_ok" "${t_det:-$t_ok}")")
-	bench_log "kill $k: $P died; $S accepts mail after $(bench_fmt "${RTO[-1]}" %.3f) s (detect $(bench_fmt "${DET[-1]}" %.3f) s + promote $(bench_fmt "${PRO[-1]}" %.3f) s)"
+	bench_log "kill $k ($kind): $P died; $S accepts mail after $(bench_fmt "$rto" %.3f) s (detect $(bench_fmt "${DET[-1]}" %.3f) s + promote $(bench_fmt "${PRO[-1]}" %.3f) s)"
+	[[ $kind == loud ]] || lab_revive "$P"
 	mt_start "$P" >/dev/null  # it comes back and must rejoin as standby
 	tmp=$P P=$S S=$tmp
 done
@@ -164,7 +179,27 @@ lab_netem_off main
 lab_netem_off backup
 after=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c " warning taking over at epoch" || true)
 FALSE=$((after - before))
+# What peer_timeout must outlast: the longest silence a live link had (each
+# connection logs its new maxima), whole run.
+# Only silences above three heartbeats are logged: 0 means none was.
+longest=$({ grep -ho 'silent for [0-9]* ms, the longest' "$LAB_DIR"/{main,backup}/mailtwind.log || true; } |
+	awk '$3 > m { m = $3 } END { print m + 0 }')
+bench_log "jitter: longest silence of a live link (either side, whole run): $longest ms (0: none above 3 heartbeats)"
 bench_log "jitter: $FALSE takeovers (epoch $e0 -> $(mt_status main epoch)); probes failed meanwhile: $(grep -c 'probe: .* failed (1 in a row)' "$LAB_DIR/backup/mailtwind.log" || true) first failures on backup; link drops: $(grep -c 'link to .* lost' "$LAB_DIR/main/mailtwind.log" || true) on main (whole run)"
+if [[ $(mt_status main role) != primary ]]; then P=backup S=main; fi
+
+# 5. Saturation: a slow greeting must not look like a dead primary.
+before=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c " warning taking over at epoch" || true)
+for ((r = 1; r <= SLOW_ROUNDS; r++)); do
+	lab_postfix_slow_greeting "$P" 2
+	sleep 6
+	lab_postfix_slow_greeting "$P" off
+	sleep 4
+done
+after=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c " warning taking over at epoch" || true)
+SLOW_FALSE=$((after - before))
+FALSE=$((FALSE + SLOW_FALSE))
+bench_log "saturation: $P greeted 2 s late for 6 s, $SLOW_ROUNDS times: $SLOW_FALSE takeovers; probes failed meanwhile: $(grep -c 'probe: .* failed (1 in a row)' "$LAB_DIR/$S/mailtwind.log" || true) first failures on $S (whole run)"
 if [[ $(mt_status main role) != primary ]]; then P=backup S=main; fi
 
 # Accounting.
@@ -180,7 +215,7 @@ lab_wait_for 120 drained || {
 sleep 1
 lab_account "$log" "$SINK"
 ACCEPTED=$TOTAL
-bench_log "$ACCEPTED messages answered 250 over $KILLS kills, $((SWITCHES * 2)) switchovers and $JITTER_S s of jitter: $LOST lost, $DUPS delivered twice ($(tail -1 "$LAB_DIR/sender.out" 2>/dev/null))"
+bench_log "$ACCEPTED messages answered 250 over $((2 * KILLS)) kills, $((SWITCHES * 2)) switchovers, $JITTER_S s of jitter and $SLOW_ROUNDS slow phases: $LOST lost, $DUPS delivered twice ($(tail -1 "$LAB_DIR/sender.out" 2>/dev/null))"
 
 pct() { "$BENCH_PY" -c '
 import statistics, sys
@@ -190,11 +225,13 @@ import math
 print(f"{v[max(0, math.ceil(q * len(v)) - 1)]:.3f}")' "$@"; }
 RTO50=$(pct 0.5 "${RTO[@]}")
 RTO99=$(pct 0.99 "${RTO[@]}")
+SRTO50=$(pct 0.5 "${SRTO[@]}")
+SRTO99=$(pct 0.99 "${SRTO[@]}")
 DET99=$(pct 0.99 "${DET[@]}")
 PRO99=$(pct 0.99 "${PRO[@]}")
 SWP=$(pct 0.99 "${SW[@]}")
 FBP=$(pct 0.99 "${FB[@]}")
-bench_log "rto p50 $RTO50 s, p99 $RTO99 s (target <= 2 s: $(bench_verdict "$RTO99" '<=' 2)); detect p99 $DET99 s; promote p99 $PRO99 s"
+bench_log "rto p50 $RTO50 s, p99 $RTO99 s (target <= 2 s: $(bench_verdict "$RTO99" '<=' 2)); silent death: rto p50 $SRTO50 s, p99 $SRTO99 s (target <= 2 s: $(bench_verdict "$SRTO99" '<=' 2)); detect p99 $DET99 s; promote p99 $PRO99 s"
 bench_log "switchover pause $SWP s, failback pause $FBP s (target <= 1 s: $(bench_verdict "$SWP" '<=' 1), $(bench_verdict "$FBP" '<=' 1)); false failovers $FALSE (target 0: $(bench_verdict "$FALSE" '<=' 0))"
 bench_log "lost $LOST (target 0: $(bench_verdict "$LOST" '<=' 0)); duplicated $DUPS"
-echo "RESULT kills=$KILLS rto_p50_s=$RTO50 rto_p99_s=$RTO99 detect_p99_s=$DET99 promote_p99_s=$PRO99 switchover_pause_s=$SWP failback_pause_s=$FBP false_failovers=$FALSE lost=$LOST duplicated=$DUPS"
+echo "RESULT kills=$KILLS rto_p50_s=$RTO50 rto_p99_s=$RTO99 silent_rto_p50_s=$SRTO50 silent_rto_p99_s=$SRTO99 detect_p99_s=$DET99 promote_p99_s=$PRO99 switchover_pause_s=$SWP failback_pause_s=$FBP false_failovers=$FALSE partition_dup=NA partition_lost=NA lost=$LOST duplicated=$DUPS"

@@ -68,7 +68,8 @@ bench_args() {
 }
 
 bench_product_failover() {
-	export MT_CHECK_INTERVAL=250ms MT_FAIL_THRESHOLD=3 MT_PROBE_TIMEOUT=1s MT_PEER_TIMEOUT=3s
+	export MT_HEARTBEAT=100ms MT_PEER_TIMEOUT=1200ms MT_CHECK_INTERVAL=250ms MT_FAIL_THRESHOLD=3 \
+		MT_PROBE_TIMEOUT=700ms
 }
 
 bench_lab_init() {

@@ -36,8 +36,15 @@
 #   lab_postfix_start|stop|kill|running HOST
 #   lab_postfix_queued HOST            number of messages in its queue
 #   lab_postfix_empty HOST             true if that number is 0
+#   lab_postfix_slow_greeting HOST SECONDS|off  its smtpd greets SECONDS late
+#                                      (a saturated server, seen from outside)
 #   lab_crash HOST                     kill -9 every process of HOST at once
 #   lab_freeze HOST, lab_thaw HOST     SIGSTOP / SIGCONT every process of HOST
+#   lab_silence HOST                   HOST dies silently (power cut): its cable is
+#                                      cut (no RST, no ICMP) and its processes are
+#                                      frozen, never thawed
+#   lab_revive HOST                    a silenced HOST boots: its processes are
+#                                      killed, its cable plugged back in
 #   lab_netem HOST DELAY_MS JITTER_MS LOSS_PCT   delay (uniform +/- jitter) and
 #                                      drop packets HOST sends (this kernel has no
 #                                      sch_netem: iptables NFQUEUE + lab/netdelay)
@@ -638,6 +645,33 @@ lab_thaw() {
 	ip netns pids "$ns" | xargs -r kill -CONT 2>/dev/null || true
 }
 
+# lab_silence HOST: HOST dies silently, as a host does whose power is cut, whose
+# kernel panics or whose cable is pulled: no RST, no ICMP, no ARP, nothing
+# at all. Its veth's port on the hub's bridge goes down (the cable: every
+# frame to and from HOST is dropped, in both directions), then every process
+# of HOST is frozen (SIGSTOP) and never thawed: nothing of it runs on, and
+# its kernel, which would still answer, is out of reach. lab_revive brings
+# it back; cleanup kills what is frozen.
+lab_silence() {
+	local host=${1:?usage: lab_silence HOST} st
+	st=$(_lab_state) || exit 1
+	lab_ns "$host" >/dev/null || return 1
+	ip -n "$LAB_ID-hub" link set "v-$host" down || _lab_die "cannot cut $host's cable"
+	echo "$host" >>"$st/silenced"
+	lab_freeze "$host"
+}
+
+# lab_revive HOST: a silenced HOST boots again: its frozen processes are
+# killed (lab_crash: never thawed, so none of them acts on its old state) and
+# its cable is plugged back in. Start its services again after.
+lab_revive() {
+	local host=${1:?usage: lab_revive HOST} st
+	st=$(_lab_state) || exit 1
+	lab_crash "$host"
+	ip -n "$LAB_ID-hub" link set "v-$host" up || _lab_die "cannot plug $host's cable back in"
+	sed -i "/^$host\$/d" "$st/silenced"
+}
+
 # lab_netem HOST DELAY_MS JITTER_MS LOSS_PCT: what `tc qdisc add dev eth0 root
 # netem delay D J loss L` does to HOST's outgoing packets, for kernels
 # without sch_netem: iptables (legacy: the nft backend lacks NFQUEUE here)
@@ -661,6 +695,23 @@ lab_netem_off() {
 	local host=${1:?usage: lab_netem_off HOST} v="LAB_NETEM_PID_${1//-/_}"
 	lab_exec "$host" iptables-legacy -F OUTPUT
 	[[ -z ${!v:-} ]] || lab_kill "${!v}"
+}
+
+# lab_postfix_slow_greeting HOST SECONDS|off: HOST's smtpd greets every client
+# SECONDS late (what a saturated server looks like from outside: its 220
+# comes late), or on time again. Postfix's own `sleep` restriction, run
+# before the greeting (smtpd_delay_reject = no); `postfix reload` makes new
+# sessions of a running instance take it at once.
+lab_postfix_slow_greeting() {
+	local host=${1:?usage: lab_postfix_slow_greeting HOST SECONDS|off} secs=${2:?}
+	if [[ $secs == off ]]; then
+		lab_postconf "$host" -e smtpd_delay_reject=yes "smtpd_client_restrictions="
+	else
+		lab_postconf "$host" -e smtpd_delay_reject=no "smtpd_client_restrictions=sleep $secs"
+	fi
+	# A stopped instance (a fenced node) takes the setting at its next start.
+	lab_postfix_running "$host" || return 0
+	lab_pf "$host" postfix reload >/dev/null 2>&1 || _lab_die "postfix reload failed on $host"
 }
 
 # lab_postfix_queued HOST: number of messages in HOST's queue (maildrop,
@@ -954,6 +1005,18 @@ lab_cleanup() {
 	local st=$_LAB_RUN/$LAB_ID
 	[[ -d $st ]] || { _LAB_CLEANED=1; return 0; }
 	local proc rest host ns p
+
+	# Silenced hosts die for good first: their frozen processes would sit
+	# out every TERM below. Reaped here with stderr off, as lab_crash does:
+	# bash would print "Killed" for each of its own background jobs.
+	{
+		while read -r host; do
+			[[ -n $host ]] && (lab_crash "$host")
+		done < <(cat "$st/silenced" 2>/dev/null)
+		while read -r proc rest; do
+			_lab_alive "$proc" || _lab_reap "${proc%%:*}"
+		done < <(cat "$st/pids" 2>/dev/null)
+	} 2>/dev/null
 
 	while read -r proc rest; do
 		_lab_stop_proc "$proc"

@@ -218,8 +218,8 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   Section rep(root["replication"].as_table(), "replication", out);
   c.listen = rep.Str("listen", true);
   c.peer = rep.Str("peer", true);
-  c.heartbeat_interval = rep.Duration("heartbeat_interval", Millis(200));
-  c.peer_timeout = rep.Duration("peer_timeout", Millis(3000));
+  c.heartbeat_interval = rep.Duration("heartbeat_interval", c.heartbeat_interval);
+  c.peer_timeout = rep.Duration("peer_timeout", c.peer_timeout);
   c.reconnect_interval = rep.Duration("reconnect_interval", Millis(200));
   c.batch_delay = rep.DurationUs("batch_delay", c.batch_delay, true);
   rep.CheckUnknown();

@@ -47,8 +47,10 @@ struct Config {
   // [replication]
   std::string listen;  // host:port the standby accepts on
   std::string peer;    // host:port of the peer's listener
-  Millis heartbeat_interval{200};
-  Millis peer_timeout{3000};
+  // Silence for peer_timeout is one of a standby's two proofs of a dead
+  // primary (docs/failover.md, "Silent death": why 100 ms and 1.2 s).
+  Millis heartbeat_interval{100};
+  Millis peer_timeout{1200};
   Millis reconnect_interval{200};
   // How long the primary lets queue events gather before reading them: a
   // little latency for far fewer wake-ups under load.
@@ -70,7 +72,7 @@ struct Config {
   bool auto_failover = true;  // mode = "auto" | "manual"
   Millis check_interval{250};
   int fail_threshold = 3;
-  Millis probe_timeout{1000};
+  Millis probe_timeout{700};  // see docs/failover.md, "Silent death"
   std::string probe;  // host:port of the peer's SMTP service; default peer host, port 25
   double min_free_mb = 200;   // the primary warns below this much free space for its queue
   std::string preferred;      // node name automatic failback returns to ("" = none)

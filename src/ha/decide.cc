@@ -196,11 +196,16 @@ Decision DecideStandby(const Observations& o, const HaConfig& c, Clock::time_poi
     return fmt::format("nothing came over the replication link for {} ms",
                        std::chrono::duration_cast<Millis>(now - *o.last_from_primary).count());
   };
+  // With the link silent, overlapping probes count (a dead host makes them
+  // all hang); with it alive, failures count one after another, as a single
+  // probe would see them: a busy primary is slow, not broken.
+  std::string why = o.probe_error.empty() ? "" : " (" + o.probe_error + ")";
   std::string probes =
-      fmt::format("{} consecutive SMTP probe failures{}", o.probe_failures,
-                  o.probe_error.empty() ? "" : " (" + o.probe_error + ")");
+      silent ? fmt::format("{} consecutive SMTP probe failures{}", o.probe_failures, why)
+             : fmt::format("{} SMTP probe failures one after another ({} overlapping){}",
+                           o.probe_serial_failures, o.probe_failures, why);
   bool down = silent && o.probe_failures >= c.fail_threshold;
-  bool broken = !silent && o.probe_failures >= c.fail_threshold_link_up();
+  bool broken = !silent && o.probe_serial_failures >= c.fail_threshold_link_up();
   if (down || broken) {
     std::string what =
         down ? fmt::format("primary down: {} and {}", probes, silence())

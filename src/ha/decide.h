@@ -12,7 +12,13 @@
 // - A standby takes over when the primary has failed `fail_threshold`
 //   consecutive SMTP probes AND nothing has come over the replication link
 //   for `peer_timeout` (or it is closed) - both, so that neither a busy SMTP
-//   port nor a lossy link alone causes a failover; only if a primary was seen
+//   port nor a lossy link alone causes a failover. The two are judged side by
+//   side at every call, on the standby's own clock (the link's silence is
+//   now - last frame received): whichever completes last decides, neither
+//   waits for the other to start. With the link alive, only a primary whose
+//   probes failed 4 x fail_threshold times one after another (serially, not
+//   overlapping) is taken over from (its SMTP service is broken); only if a
+//   primary was seen
 //   since this daemon started (a standby that never synced would take over
 //   with an empty queue: that takes `promote --force`); never when paused or
 //   when failover = manual.
@@ -74,7 +80,11 @@ struct Observations {
   bool primary_seen = false;  // a primary at our epoch connected since we started
   bool link_up = false;       // the replication session with the primary is open
   std::optional<Clock::time_point> last_from_primary;  // last frame received
-  int probe_failures = 0;     // consecutive failed SMTP probes of the primary
+  int probe_failures = 0;     // consecutive failed SMTP probes of the primary (they overlap)
+  // The same streak counted one probe at a time (ha/probe_streak.h): what a
+  // live link's primary is judged by, so that a slow greeting is not
+  // counted once per overlapping probe.
+  int probe_serial_failures = 0;
   std::string probe_error;    // why the last probe failed
 };
 
@@ -108,7 +118,7 @@ struct HaConfig {
   bool manage_postfix = true;
   Millis check_interval{250};
   int fail_threshold = 3;
-  Millis peer_timeout{3000};
+  Millis peer_timeout{1200};
   int max_postfix_starts = 3;  // then stop trying and tell the administrator
   double min_free_mb = 200;    // below this the queue's filesystem is in trouble
   std::string preferred;       // the node automatic failback returns to

@@ -22,6 +22,7 @@ Daemon::Daemon(Config cfg)
       signals_(io_, SIGINT, SIGTERM),
       tick_timer_(io_),
       switch_timer_(io_),
+      silence_timer_(io_),
       roles_(cfg_.state_dir),
       started_(std::chrono::steady_clock::now()),
       probe_(io_, cfg_) {}

@@ -83,6 +83,8 @@ class Daemon {
   void Tick();
   ha::Observations Observe(ha::Clock::time_point now);
   void Evaluate(ha::Clock::time_point now);
+  // Standby: one more decision when the link's silence reaches peer_timeout.
+  void WatchSilence(ha::Clock::time_point now);
   void Apply(const ha::Decision& d, ha::Clock::time_point now);
   void TellConditions(const ha::Decision& d);
   void Raise(const std::string& kind, const std::string& reason, const std::string& peer = {});
@@ -140,6 +142,7 @@ class Daemon {
   asio::signal_set signals_;
   asio::steady_timer tick_timer_;
   asio::steady_timer switch_timer_;
+  asio::steady_timer silence_timer_;
   RoleStore roles_;
   repl::Identity ident_;  // its epoch is roles_.epoch(): see Ident()
   std::string queue_dir_;

@@ -64,6 +64,7 @@ ctl::Json Daemon::Status() {
   ha.probe = cfg_.probe;
   ha.probes = probe_.probes();
   ha.probe_failures = probe_.failures();
+  ha.probe_serial_failures = probe_.serial_failures();
   ha.probe_error = probe_.error();
   ha.last_probe_ms = probe_.last_ms();
   ha.primary_seen = primary_seen_;

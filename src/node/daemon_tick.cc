@@ -31,12 +31,28 @@ void Daemon::Tick() {
                // failure that makes the threshold.
                [this] { Evaluate(std::chrono::steady_clock::now()); });
   Evaluate(now);
+  WatchSilence(now);
   NotifyIfReady();
   SyncVip(now);
   SendStatus(now);
   stalled_ = Millis(0);  // a stall is seen by this tick's decision only
   RaiseIfUnprotected();
   ScheduleTick();
+}
+
+void Daemon::WatchSilence(ha::Clock::time_point now) {
+  // A standby decides at the very moment the link's silence reaches
+  // peer_timeout, not at the next tick: that tick could be check_interval
+  // later, all of it added to a silent death's failover.
+  if (roles_.role() != NodeRole::kStandby) return;
+  auto last = mirror_side_->server().last_rx();
+  if (!last) return;
+  auto due = *last + cfg_.peer_timeout;
+  if (due <= now || due >= now + cfg_.check_interval) return;
+  silence_timer_.expires_at(due);
+  silence_timer_.async_wait([this](asio::error_code ec) {
+    if (!ec && roles_.role() == NodeRole::kStandby) Evaluate(std::chrono::steady_clock::now());
+  });
 }
 
 void Daemon::RaiseIfUnprotected() {
@@ -108,6 +124,7 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   o.link_up = server.connected();
   o.last_from_primary = server.last_rx();
   o.probe_failures = probe_.failures();
+  o.probe_serial_failures = probe_.serial_failures();
   o.probe_error = probe_.error();
   return o;
 }

@@ -1,3 +1,4 @@
+// primary_probe.cc - overlapping SMTP probes of the primary (primary_probe.h).
 #include "node/primary_probe.h"
 
 #include <spdlog/spdlog.h>
@@ -6,34 +7,28 @@
 
 namespace mailtwin {
 
-void PrimaryProbe::Reset() {
-  failures_ = 0;
-  error_.clear();
-}
+void PrimaryProbe::Reset() { streak_.Reset(); }
 
 void PrimaryProbe::Run(std::function<bool()> counts, std::function<void()> on_failure) {
-  if (running_) return;
-  running_ = true;
+  if (streak_.in_flight() >= kMaxInFlight) return;
+  auto id = streak_.Begin(std::chrono::steady_clock::now());
   ha::ProbeSmtp(io_, cfg_.probe, cfg_.node_name, cfg_.probe_timeout,
-                [this, alive = std::weak_ptr<char>(alive_), counts = std::move(counts),
+                [this, id, alive = std::weak_ptr<char>(alive_), counts = std::move(counts),
                  on_failure = std::move(on_failure)](ha::ProbeResult r) {
                   if (alive.expired()) return;
-                  running_ = false;
                   ++probes_;
                   last_ms_ = r.elapsed.count() / 1000.0;
-                  if (!counts()) return;
+                  int before = streak_.failures();
+                  bool counted = streak_.End(id, r.ok, r.error, std::chrono::steady_clock::now());
+                  if (!counts() || !counted) return;
                   if (r.ok) {
-                    if (failures_ > 0)
-                      spdlog::info("probe: {} answers again after {} failures", cfg_.probe,
-                                   failures_);
-                    Reset();
+                    if (before > 0)
+                      spdlog::info("probe: {} answers again after {} failures", cfg_.probe, before);
                     return;
                   }
-                  ++failures_;
-                  error_ = r.error;
-                  if (failures_ == 1 || failures_ % 20 == 0)
-                    spdlog::warn("probe: {} failed ({} in a row): {}", cfg_.probe, failures_,
-                                 r.error);
+                  int n = streak_.failures();
+                  if (n == 1 || n % 20 == 0)
+                    spdlog::warn("probe: {} failed ({} in a row): {}", cfg_.probe, n, r.error);
                   on_failure();
                 });
 }

@@ -35,6 +35,7 @@ ctl::Json HaJson(const HaSnapshot& s) {
           {"probe", s.probe},
           {"probes", s.probes},
           {"probe_failures", s.probe_failures},
+          {"probe_serial_failures", s.probe_serial_failures},
           {"probe_error", s.probe_error},
           {"last_probe_ms", s.last_probe_ms},
           {"primary_seen", s.primary_seen},

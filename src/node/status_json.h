@@ -33,7 +33,8 @@ struct HaSnapshot {
   std::chrono::system_clock::time_point decided_at;
   std::string probe;
   std::uint64_t probes = 0;
-  int probe_failures = 0;
+  int probe_failures = 0;         // consecutive, overlapping probes
+  int probe_serial_failures = 0;  // the same streak, one probe at a time
   std::string probe_error;
   double last_probe_ms = 0;
   bool primary_seen = false;

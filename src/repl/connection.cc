@@ -59,7 +59,17 @@ void Connection::ReadMore() {
         if (ec)
           return self->Close(ec == asio::error::eof ? "peer closed the connection"
                                                     : fmt::format("read failed: {}", ec.message()));
-        self->last_rx_ = std::chrono::steady_clock::now();
+        auto now = std::chrono::steady_clock::now();
+        auto gap = std::chrono::duration_cast<Millis>(now - self->last_rx_);
+        self->last_rx_ = now;
+        if (gap > self->longest_silence_ && gap > 3 * self->heartbeat_) {
+          // Silences a live link really has (a lost segment waits for its
+          // retransmission, and holds back every frame behind it).
+          self->longest_silence_ = gap;
+          spdlog::info("replication: {}: silent for {} ms, the longest on this connection "
+                       "(peer_timeout {} ms)",
+                       self->peer_, gap.count(), self->timeout_.count());
+        }
         self->decoder_.Feed(std::string_view(self->rbuf_.data(), n));
         Frame f;
         for (;;) {

@@ -2,7 +2,9 @@
 //
 // Owns the TLS stream, turns bytes into frames (FrameDecoder) for its
 // Handler, queues outgoing frames, sends heartbeats and drops a peer that has
-// been silent for longer than the peer timeout. After Close() (or an error)
+// been silent for longer than the peer timeout. It logs each new longest
+// silence of a live peer above three heartbeats: the measure peer_timeout is
+// chosen by (docs/failover.md, "Silent death"). After Close() (or an error)
 // the handler gets exactly one OnClosed and no more calls. Once Fail() is
 // called, no further frame reaches the handler, not even frames already
 // buffered from the same read: nothing behind a refusal is applied.
@@ -76,6 +78,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string fail_why_;
   std::string peer_;
   std::chrono::steady_clock::time_point last_rx_;
+  Millis longest_silence_{0};
 };
 
 }  // namespace mailtwin::repl

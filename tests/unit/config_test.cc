@@ -204,7 +204,7 @@ TEST(Config, FailoverDefaultsAndErrors) {
   EXPECT_TRUE(c->manage_postfix);
   EXPECT_EQ(c->check_interval, Millis(250));
   EXPECT_EQ(c->fail_threshold, 3);
-  EXPECT_EQ(c->probe_timeout, Millis(1000));
+  EXPECT_EQ(c->probe_timeout, Millis(700));
   // The probe goes to the peer's host, port 25, unless told otherwise.
   std::string host;
   std::uint16_t port = 0;

@@ -67,8 +67,8 @@ TEST(Decide, Table) {
   std::vector<Row> rows = {
       {"healthy standby follows", Standby(), 100ms, S, {}, "following the primary at epoch 4"},
       {"one failed probe, link fine: wait",
-       With(Standby(), [](auto& o) { o.probe_failures = 1; o.probe_error = "connect: refused"; }),
-       100ms, S, {}, "1 consecutive SMTP probe failures (connect: refused) (threshold 12, its daemon is alive)"},
+       With(Standby(), [](auto& o) { o.probe_failures = 1; o.probe_serial_failures = 1; o.probe_error = "connect: refused"; }),
+       100ms, S, {}, "1 SMTP probe failures one after another (1 overlapping) (connect: refused) (threshold 12, its daemon is alive)"},
       {"link closed, probes ok: degraded, no failover",
        With(Standby(), [](auto& o) { o.link_up = false; }), 100ms, S, {},
        "the replication link is closed, but the primary answers SMTP"},
@@ -84,9 +84,25 @@ TEST(Decide, Table) {
        "nothing came over the replication link for 2500 ms", "primary-lost"},
       {"link open and silent 1.9 s, 3 failures: heartbeat still fresh, wait",
        With(Standby(), [](auto& o) { o.probe_failures = 3; }), 1900ms, S, {}, "its daemon is alive"},
-      {"link alive but SMTP broken for 12 probes: take over, fence over the link",
-       With(Standby(), [](auto& o) { o.probe_failures = 12; }), 100ms, P, {Action::kPromote},
-       "primary's SMTP service is broken", "primary-lost"},
+      {"link alive but SMTP broken for 12 probes one after another: take over, fence over the link",
+       With(Standby(), [](auto& o) { o.probe_failures = 12; o.probe_serial_failures = 12; }), 100ms, P,
+       {Action::kPromote}, "primary's SMTP service is broken: 12 SMTP probe failures one after another",
+       "primary-lost"},
+      // Overlapping probes of a slow primary (greeting later than
+      // probe_timeout): 12 failed, but a single probe would have seen 5.
+      {"link alive, busy primary: 12 overlapping failures, 5 serial: not broken, wait",
+       With(Standby(), [](auto& o) { o.probe_failures = 12; o.probe_serial_failures = 5; o.probe_error = "no answer within 700 ms (waiting for the banner)"; }),
+       100ms, S, {}, "5 SMTP probe failures one after another (12 overlapping) (no answer within 700 ms (waiting for the banner)) (threshold 12, its daemon is alive): waiting"},
+      // With the link silent the overlapping count decides: a dead host
+      // makes every probe hang, and waiting for them one by one is what made
+      // a silent death slow.
+      {"link silent past peer_timeout, 3 overlapping failures (1 serial): take over",
+       With(Standby(), [](auto& o) { o.probe_failures = 3; o.probe_serial_failures = 1; }), 2000ms, P,
+       {Action::kPromote}, "primary down: 3 consecutive SMTP probe failures and nothing came over "
+       "the replication link for 2000 ms: taking over at epoch 5", "primary-lost"},
+      {"link silent past peer_timeout, 2 failures: the probes are not done yet, wait",
+       With(Standby(), [](auto& o) { o.probe_failures = 2; o.probe_serial_failures = 1; }), 2000ms, S, {},
+       "2 consecutive SMTP probe failures (threshold 3): waiting"},
       {"down, but failover = manual: only tell",
        With(Standby(), [](auto& o) { o.link_up = false; o.probe_failures = 5; }), 100ms, S, {},
        "failover = manual: run `mailtwin promote`", "primary-lost"},
@@ -136,6 +152,50 @@ TEST(Decide, Table) {
     EXPECT_NE(d.reason.find(r.reason_has), std::string::npos)
         << r.name << "\n  reason: " << d.reason << "\n  wanted: " << r.reason_has;
     EXPECT_EQ(ConditionName(d.condition), r.event) << r.name;
+  }
+}
+
+// A silent death on a simulated clock: the link's silence and the probes
+// are judged side by side at every call, and whichever completes last
+// decides - in either order, with nothing waiting for the other to start.
+TEST(Decide, SilenceAndProbesSideBySide) {
+  const HaConfig c = Cfg();  // peer_timeout 2 s, fail_threshold 3
+  struct Step {
+    Clock::duration now;
+    int failures;
+    NodeRole role;
+    const char* reason_has;
+  };
+  const auto S = NodeRole::kStandby, P = NodeRole::kPrimary;
+  // Probes complete first (0.5 + 0.7 s), the silence last (2 s).
+  std::vector<Step> probes_first = {
+      {700ms, 1, S, "1 SMTP probe failures one after another"},
+      {1200ms, 3, S, "(threshold 12, its daemon is alive): waiting"},
+      {1999ms, 3, S, "(threshold 12, its daemon is alive): waiting"},
+      {2000ms, 3, P, "primary down: 3 consecutive SMTP probe failures and nothing came over the "
+                     "replication link for 2000 ms"},
+  };
+  // The silence completes first (a primary frozen while probes were still
+  // answering), the probes last: the decision follows the third failure.
+  std::vector<Step> silence_first = {
+      {2000ms, 0, S, "nothing came over the replication link for 2000 ms, but the primary answers "
+                     "SMTP: replication degraded"},
+      {2400ms, 2, S, "2 consecutive SMTP probe failures (threshold 3): waiting"},
+      {2450ms, 3, P, "primary down: 3 consecutive SMTP probe failures and nothing came over the "
+                     "replication link for 2450 ms"},
+  };
+  for (const auto* steps : {&probes_first, &silence_first}) {
+    for (const auto& st : *steps) {
+      auto o = With(Standby(), [&](auto& o) {
+        o.probe_failures = st.failures;
+        o.probe_serial_failures = st.failures ? 1 : 0;
+      });
+      Decision d = Decide(o, c, T0 + st.now);
+      EXPECT_EQ(d.role, st.role) << d.reason;
+      EXPECT_NE(d.reason.find(st.reason_has), std::string::npos)
+          << "at " << std::chrono::duration_cast<Millis>(st.now).count() << " ms\n  reason: " << d.reason
+          << "\n  wanted: " << st.reason_has;
+    }
   }
 }
 
