@@ -7,10 +7,16 @@
 #   bench_now                        seconds since the epoch (float, µs)
 #   bench_sub A B                    A - B for floats (prints with 6 decimals)
 #   bench_calc EXPR                  evaluate a Python arithmetic expression
+#   bench_args NAME ARGS...          the options of bench/run NAME: sets QUICK (1 with
+#                                    --quick, else 0); anything else: usage, exit 2
+#   bench_product_failover           the product's default [failover] settings for
+#                                    mt_config (MT_CHECK_INTERVAL...), not the lab's
 #   bench_lab_init NAME              lab_init NAME, then run private copies of
 #                                    mailtwind and mailtwin ($LAB_DIR/bin, which
 #                                    MAILTWIN_BIN then names): a rebuild during a run
 #                                    cannot mix two versions in one report
+#   bench_private_bin                that copy alone, for a lab made otherwise
+#                                    (e.g. by tests/lab/lib.sh's pair_setup)
 #   bench_mt_json HOST               one line of `mailtwin status --json` ("" if down)
 #   bench_json_get JSON KEY          a scalar field of that JSON (first match of
 #                                    "KEY": ...; strings without their quotes)
@@ -46,8 +52,31 @@ BENCH_PY=${BENCH_PY:-$(if [[ -x /usr/bin/python3 ]]; then echo /usr/bin/python3;
 
 bench_now() { echo "$EPOCHREALTIME"; }
 
+bench_args() {
+	local name=$1 arg
+	shift
+	QUICK=0
+	for arg in "$@"; do
+		case $arg in
+		--quick) QUICK=1 ;;
+		*)
+			echo "usage: bench/run $name [--quick]" >&2
+			exit 2
+			;;
+		esac
+	done
+}
+
+bench_product_failover() {
+	export MT_CHECK_INTERVAL=250ms MT_FAIL_THRESHOLD=3 MT_PROBE_TIMEOUT=1s MT_PEER_TIMEOUT=3s
+}
+
 bench_lab_init() {
 	lab_init "$1"
+	bench_private_bin
+}
+
+bench_private_bin() {
 	mkdir -p "$LAB_DIR/bin"
 	cp "$MAILTWIN_BIN/mailtwind" "$MAILTWIN_BIN/mailtwin" "$LAB_DIR/bin/"
 	MAILTWIN_BIN=$LAB_DIR/bin

@@ -76,16 +76,7 @@ BENCH=$REPO/bench
 # The benchmark starts and stops Postfix itself, and kills nothing.
 export MT_MANAGE=false MT_FAILOVER=manual
 
-QUICK=0
-for arg in "$@"; do
-	case $arg in
-	--quick) QUICK=1 ;;
-	*)
-		echo "usage: bench/run replication [--quick]" >&2
-		exit 2
-		;;
-	esac
-done
+bench_args replication "$@"
 
 if ((QUICK)); then
 	MODE=quick

@@ -35,6 +35,7 @@
 #   lab_postconf HOST [ARGS...]        postconf -c CONF ARGS (edits and queries)
 #   lab_postfix_start|stop|kill|running HOST
 #   lab_postfix_queued HOST            number of messages in its queue
+#   lab_postfix_empty HOST             true if that number is 0
 #   lab_crash HOST                     kill -9 every process of HOST at once
 #   lab_freeze HOST, lab_thaw HOST     SIGSTOP / SIGCONT every process of HOST
 #   lab_netem HOST DELAY_MS JITTER_MS LOSS_PCT   delay (uniform +/- jitter) and
@@ -56,6 +57,18 @@
 #   lab_sink_wait DIR COUNT [TIMEOUT]  wait until DIR holds COUNT messages
 #   lab_account LOG SINK_DIR...        sender.py's 250s vs the sinks: TOTAL LOST DUPS
 #   lab_source HOST SERVER[:PORT] [smtp-source options...]
+#   lab_dns_start HOST DOMAINS MXHOST:PREF...  dnsmasq on HOST: A records of the
+#                                      lab's hosts (NAME.lab.test), MX records
+#                                      of DOMAINS; prints its PID
+#   lab_resolver HOST DNSHOST          HOST resolves names with DNSHOST's server
+#                                      (/etc/netns/NS/resolv.conf)
+#   lab_mx_sender_create HOST DNSHOST [K=V...]  a Postfix that sends by MX,
+#                                      Postfix's default retry times unless K=V
+#   lab_mx_account LOG SENDER SINK_DIR...  mail sent by MX: prints "sent=..
+#                                      delivered=.. lost=.. duplicated=..
+#                                      refused_both=.. sender_deferred=.. may_dup=.."
+#   lab_mx_relayed SENDER              "via_main=N via_backup=N": messages SENDER
+#                                      delivered through each MX host
 #   lab_wait_port HOST IP PORT [TIMEOUT]
 #   lab_wait_for TIMEOUT CMD...        retry CMD until it succeeds
 #   lab_cleanup                        stop and remove everything (idempotent)
@@ -438,7 +451,7 @@ lab_postfix_create() {
 		"smtp_dns_support_level = disabled"
 		"smtp_connect_timeout = 5s"
 	)
-	local kv to port
+	local kv to port key i
 	for kv in "$@"; do
 		[[ $kv == *=* ]] || _lab_die "lab_postfix_create: not KEY=VALUE: $kv"
 		if [[ $kv == relay=* ]]; then
@@ -448,6 +461,13 @@ lab_postfix_create() {
 			ip=$(lab_ip "$to") || exit 1
 			kv="relayhost = [$ip]:$port"
 		fi
+		# A setting of the caller's replaces the lab's own (postconf -e
+		# would warn "ignoring earlier request").
+		key=${kv%%=*}
+		key=${key%% *}
+		for i in "${!set[@]}"; do
+			[[ ${set[i]%% *} == "$key" ]] && unset 'set[i]'
+		done
 		set+=("$kv")
 	done
 	postconf -c "$conf" -e "${set[@]}" || _lab_die "postconf -e failed for $host"
@@ -651,6 +671,10 @@ lab_postfix_queued() {
 	find "$spool"/{maildrop,incoming,active,deferred,hold} -type f 2>/dev/null | wc -l
 }
 
+# lab_postfix_empty HOST: true if HOST's queue holds nothing (for
+# lab_wait_for).
+lab_postfix_empty() { (($(lab_postfix_queued "${1:?usage: lab_postfix_empty HOST}") == 0)); }
+
 #
 # Test traffic: Postfix's own smtp-sink and smtp-source.
 #
@@ -791,6 +815,130 @@ lab_source() {
 }
 
 #
+# Mail by MX: the lab's DNS server (dnsmasq) and a sending Postfix that finds
+# its next hop by MX records, as mail from the Internet does.
+#
+
+# lab_dns_start HOST DOMAINS MXHOST:PREF...: dnsmasq on HOST's IP:53 (UDP
+# and TCP), the lab's DNS server. It knows only what it is told: an A record
+# NAME.lab.test for every host of the lab made so far, and for each of the
+# comma-separated DOMAINS one MX record per MXHOST:PREF (to
+# MXHOST.lab.test). Other names under lab.test do not exist
+# (--local=/lab.test/); no system configuration is read
+# (--conf-file=/dev/null, --no-resolv, --no-hosts) and nothing is
+# forwarded. Queries are logged to $LAB_DIR/dns-HOST.log. Waits until it
+# answers; prints the PID.
+lab_dns_start() {
+	local host=${1:?usage: lab_dns_start HOST DOMAINS MXHOST:PREF...} domains=${2:?usage: lab_dns_start HOST DOMAINS MXHOST:PREF...}
+	shift 2
+	local ip st name addr d mx
+	ip=$(lab_ip "$host") || exit 1
+	st=$(_lab_state) || exit 1
+	command -v dnsmasq >/dev/null || _lab_die "missing command: dnsmasq (package dnsmasq-base)"
+	# dnsmasq drops root for nobody: the files it writes are its own.
+	install -m 644 -o nobody /dev/null "$LAB_DIR/dns-$host.log"
+	local -a opt=(--keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll
+		--user=nobody --group=nogroup --pid-file="$LAB_DIR/dns-$host.pid"
+		--listen-address="$ip" --bind-interfaces --port=53 --local=/lab.test/
+		--log-queries --log-facility="$LAB_DIR/dns-$host.log")
+	while read -r name addr; do opt+=(--host-record="$name.lab.test,$addr"); done <"$st/hosts"
+	for d in ${domains//,/ }; do
+		for mx in "$@"; do
+			[[ $mx =~ ^[a-z][a-z0-9-]*:[0-9]+$ ]] || _lab_die "lab_dns_start: not MXHOST:PREF: $mx"
+			lab_ip "${mx%%:*}" >/dev/null
+			opt+=(--mx-host="$d,${mx%%:*}.lab.test,${mx#*:}")
+		done
+	done
+	lab_bg "$host" "$LAB_DIR/dns-$host.out" dnsmasq "${opt[@]}" >/dev/null
+	local pid=$LAB_BG_PID
+	lab_wait_port "$host" "$ip" 53 ||
+		_lab_die "dnsmasq did not start on $host: $(tail -n 3 "$LAB_DIR/dns-$host.out")"
+	echo "$pid"
+}
+
+# lab_resolver HOST DNSHOST: the programs started in HOST from now on (by
+# lab_exec, lab_bg, lab_pf...) resolve names with DNSHOST's server:
+# /etc/netns/$LAB_ID-HOST/resolv.conf, which "ip netns exec" bind-mounts on
+# /etc/resolv.conf. Cleanup removes it (and /etc/netns once it is empty).
+lab_resolver() {
+	local host=${1:?usage: lab_resolver HOST DNSHOST} dns=${2:?usage: lab_resolver HOST DNSHOST}
+	local ns ip st
+	ns=$(lab_ns "$host") || exit 1
+	ip=$(lab_ip "$dns") || exit 1
+	st=$(_lab_state) || exit 1
+	echo "$ns" >>"$st/resolv"
+	# Twice: another lab's cleanup may remove an empty /etc/netns meanwhile.
+	mkdir -p "/etc/netns/$ns" 2>/dev/null || mkdir -p "/etc/netns/$ns" ||
+		_lab_die "cannot create /etc/netns/$ns"
+	printf 'nameserver %s\noptions timeout:1 attempts:2\n' "$ip" >"/etc/netns/$ns/resolv.conf"
+}
+
+# lab_mx_sender_create HOST DNSHOST [KEY=VALUE...]: a Postfix instance for
+# HOST (lab_postfix_create HOST KEY=VALUE...) that sends all its mail by MX,
+# like a mail server on the Internet: no relayhost, DNSHOST as its resolver
+# (lab_resolver), DNS lookups on (smtp_host_lookup = dns, and
+# smtp_dns_support_level back to its default instead of the lab's
+# "disabled"). Its retry settings are Postfix's defaults (queue_run_delay
+# and minimal_backoff_time 300 s, maximal_backoff_time 4000 s) unless
+# KEY=VALUE say otherwise, e.g. for a test that must end quickly:
+# minimal_backoff_time=2s maximal_backoff_time=4s queue_run_delay=2s.
+lab_mx_sender_create() {
+	local host=${1:?usage: lab_mx_sender_create HOST DNSHOST [KEY=VALUE...]} dns=${2:?usage: lab_mx_sender_create HOST DNSHOST [KEY=VALUE...]}
+	shift 2
+	lab_resolver "$host" "$dns"
+	lab_postfix_create "$host" "smtp_dns_support_level =" "smtp_host_lookup = dns" \
+		"disable_dns_lookups = no" "$@"
+}
+
+# lab_mx_relayed SENDER: how many messages SENDER's Postfix delivered
+# through each MX host, from its maillog (relay=MX.lab.test[...] with
+# status=sent): "via_main=N via_backup=N" (only the hosts it used).
+lab_mx_relayed() {
+	awk '/ status=sent / && match($0, / relay=[a-z0-9-]+\.lab\.test\[/) {
+			mx = substr($0, RSTART + 7, RLENGTH - 8); sub(/\.lab\.test$/, "", mx); via[mx]++
+		}
+		END { for (mx in via) printf "%svia_%s=%d", (n++ ? " " : ""), mx, via[mx]; printf "\n" }' \
+		"$LAB_DIR/${1:?usage: lab_mx_relayed SENDER}/maillog" | tr ' ' '\n' | sort | paste -sd' '
+}
+
+# lab_mx_account LOG SENDER SINK_DIR...: the accounting of mail sent by MX.
+# LOG is lab/sender.py's log of the messages SENDER's Postfix answered 250;
+# the sinks say what arrived (lab_account), SENDER's maillog how it was
+# delivered. Prints one line:
+#   sent=N delivered=N lost=N duplicated=N refused_both=N sender_deferred=N may_dup=N via_MX=N...
+#   sent             messages SENDER accepted (LOG)
+#   delivered        of those, found at a sink (by Message-ID)
+#   lost             never found at a sink
+#   duplicated       found more than once
+#   refused_both     delivery attempts in which every MX host refused the
+#                    connection (status=deferred, relay=none, "Connection refused")
+#   sender_deferred  messages SENDER deferred at least once, for any reason
+#                    (every MX refused, "delivery temporarily suspended",
+#                    a lost connection, a 4xx reply)
+#   may_dup          "message may be sent more than once" lines: SENDER lost
+#                    a connection after the end of a message's data
+#   via_MX           lab_mx_relayed: messages delivered through MX host MX
+# Also sets MX_ACCOUNT (that line), TOTAL LOST DUPS (lab_account) and
+# MX_REFUSED_BOTH MX_DEFERRED MX_MAY_DUP: call it outside $(...).
+lab_mx_account() {
+	local log=${1:?usage: lab_mx_account LOG SENDER SINK_DIR...} sender=${2:?usage: lab_mx_account LOG SENDER SINK_DIR...}
+	shift 2
+	lab_account "$log" "$@"
+	read -r MX_REFUSED_BOTH MX_DEFERRED MX_MAY_DUP < <(awk '
+		/ status=deferred / { deferred[$6] = 1 }
+		/ relay=none, .* status=deferred .*Connection refused/ { refused++ }
+		/message may be sent more than once/ { maydup++ }
+		END { n = 0; for (q in deferred) n++; printf "%d %d %d\n", refused, n, maydup }' \
+		"$LAB_DIR/$sender/maillog")
+	local via
+	via=$(lab_mx_relayed "$sender")
+	MX_ACCOUNT="sent=$TOTAL delivered=$(comm -12 "$LAB_DIR/accepted" <(sort -u "$LAB_DIR/delivered") | wc -l)"
+	MX_ACCOUNT+=" lost=$LOST duplicated=$DUPS refused_both=$MX_REFUSED_BOTH sender_deferred=$MX_DEFERRED"
+	MX_ACCOUNT+=" may_dup=$MX_MAY_DUP${via:+ $via}"
+	echo "$MX_ACCOUNT"
+}
+
+#
 # Cleanup.
 #
 
@@ -830,6 +978,11 @@ lab_cleanup() {
 		fi
 		ip netns del "$ns" 2>/dev/null
 	done
+
+	for ns in $(sort -u "$st/resolv" 2>/dev/null); do
+		rm -rf "/etc/netns/$ns"
+	done
+	[[ ! -s $st/resolv ]] || rmdir /etc/netns 2>/dev/null
 
 	local m
 	for m in $(tac "$st/mounts" 2>/dev/null); do

@@ -5,6 +5,9 @@
 #   client (.20) --SMTP--> main (.1: Postfix + mailtwind, primary)
 #                            |  replication, mutual TLS
 #                          backup (.2: Postfix + mailtwind, standby)
+#   with mx_setup, mail from the Internet:
+#   sender (.30: Postfix) --SMTP, by MX--> main (MX 10), else backup (MX 20)
+#   dns (.53): dnsmasq, the MX records of the five domains below
 #   dest (.9): smtp-sink on four ports, one per kind of destination:
 #     sink.lab.test   :25    accepts              -> $SINK_OK
 #     dead.lab.test   :2526  nothing listens      -> mail is deferred
@@ -17,9 +20,12 @@
 #                            where a killed client makes a duplicate
 #
 # Functions: pair_setup NAME, pair_start (Postfix on main, both daemons,
-# waits until the link is live), start_sender RATE RCPTS [SERVERS] (mail
-# under load, logged in $log), send_mail FROM TO... (swaks from client,
-# prints the queue ID), fail MSG, pass.
+# waits until the link is live), mx_setup [KEY=VALUE...] (hosts dns and
+# sender: a Postfix that finds main and backup by MX), start_sender RATE
+# RCPTS [SERVERS [HOST]] (mail under load, logged in $log), settle HOST (stop
+# the sender, wait until HOST has delivered everything), settle_and_account,
+# send_mail FROM TO... (swaks from client, prints the queue ID), fail MSG,
+# pass.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../../lab/lab.sh
@@ -48,7 +54,7 @@ keep_logs() {
 	[[ -n ${MT_KEEP_LOGS:-} && -n ${LAB_DIR:-} ]] || return 0
 	local dest=$MT_KEEP_LOGS/${LAB_ID:-lab} h
 	mkdir -p "$dest"
-	for h in main backup; do
+	for h in main backup sender; do
 		cp "$LAB_DIR/$h/mailtwind.log" "$dest/$h-mailtwind.log" 2>/dev/null || true
 		cp "$LAB_DIR/$h/maillog" "$dest/$h-maillog" 2>/dev/null || true
 	done
@@ -95,6 +101,22 @@ pair_setup() {
 	mt_config backup standby main
 }
 
+# mx_setup [KEY=VALUE...]: mail from the Internet, by MX. Adds host dns
+# (.53: dnsmasq; the MX records of each domain above, sink.lab.test to
+# late.lab.test, are main at 10 and backup at 20) and host sender (.30: a Postfix that delivers by
+# MX, with the settings KEY=VALUE; Postfix's default retry times unless they
+# say otherwise, e.g. "${MX_FAST_RETRY[@]}"), and starts both. Feed it
+# with start_sender RATE RCPTS 127.0.0.1 sender.
+MX_FAST_RETRY=(minimal_backoff_time=2s maximal_backoff_time=4s queue_run_delay=2s)
+mx_setup() {
+	lab_host dns 53
+	lab_host sender 30
+	lab_dns_start dns sink.lab.test,dead.lab.test,bounce.lab.test,slow.lab.test,late.lab.test \
+		main:10 backup:20 >/dev/null
+	lab_mx_sender_create sender dns "$@"
+	lab_postfix_start sender
+}
+
 pair_start() {
 	lab_postfix_start main
 	mt_start backup >/dev/null || fail "mailtwind on backup did not start"
@@ -102,16 +124,18 @@ pair_start() {
 	mt_wait_state main live 20 || fail "replication link did not come up"
 }
 
-# start_sender RATE RCPTS [SERVERS]: the client sends RATE messages a second
-# (lab/sender.py) to SERVERS, tried in order (default: main, then backup,
-# like two MX records), each to the next of the comma-separated RCPTS. Every
-# 250 is a line of $log ($LAB_DIR/accepted.log: ... Message-ID RCPT SERVER
-# TIME). Waits for the first one. It stops at $LAB_DIR/stop (what
-# settle_and_account touches) or after 300 s.
+# start_sender RATE RCPTS [SERVERS [HOST]]: HOST (default: client) sends
+# RATE messages a second (lab/sender.py) to SERVERS, tried in order (default:
+# main, then backup, like two MX records), each to the next of the
+# comma-separated RCPTS. Every 250 is a line of $log ($LAB_DIR/accepted.log:
+# ... Message-ID RCPT SERVER TIME). Waits for the first one. It stops at
+# $LAB_DIR/stop (what settle_and_account touches) or after 300 s. A sending
+# Postfix that delivers by MX (lab_mx_sender_create sender dns) is fed with
+# SERVERS 127.0.0.1 and HOST sender.
 start_sender() {
-	local rate=$1 rcpts=$2 servers=${3:-$(lab_ip main),$(lab_ip backup)}
+	local rate=$1 rcpts=$2 servers=${3:-$(lab_ip main),$(lab_ip backup)} host=${4:-client}
 	log=$LAB_DIR/accepted.log
-	lab_bg client "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" --times \
+	lab_bg "$host" "$LAB_DIR/sender.out" python3 "$REPO/lab/sender.py" --times \
 		--servers "$servers" --rcpt "$rcpts" --rate "$rate" --log "$log" \
 		--stop-file "$LAB_DIR/stop" --max-seconds 300 >/dev/null
 	lab_wait_for 20 test -s "$log" || fail "no mail accepted (servers $servers)"
@@ -133,11 +157,17 @@ queue_files() {
 		awk -v now="$(date +%s)" '{ $NF = int(now - $NF) "s"; print }'
 }
 
-# settle_and_account HOST LOG SINK_DIR...: stops the sender (touches
-# $LAB_DIR/stop), waits until HOST has delivered everything, then account.
+# settle_and_account HOST LOG SINK_DIR...: settle HOST, then lab_account.
 settle_and_account() {
-	local host=$1
+	settle "$1"
 	shift
+	lab_account "$@"
+}
+
+# settle HOST: stops the sender (touches $LAB_DIR/stop) and waits until HOST
+# has delivered everything.
+settle() {
+	local host=$1
 	touch "$LAB_DIR/stop"
 	sleep 2
 	# Mail deferred by the test's own violence (a delivery cut by a kill)
@@ -154,7 +184,6 @@ settle_and_account() {
 	temps=$(queue_files "$host")
 	[[ -z $temps ]] || echo "   ($host still holds uncommitted temporary files: $temps)"
 	sleep 1
-	lab_account "$@"
 }
 
 # crash_after_250s N LOAD_LOG: under smtp-source load, lab/gate_trial.py

@@ -1,0 +1,109 @@
+#!/bin/bash
+#
+# bench/run mx [--quick]: what senders on the Internet feel when the primary
+# dies. Mail comes by MX from a real sending Postfix that keeps Postfix's
+# DEFAULT retry settings (queue_run_delay and minimal_backoff_time 300 s,
+# maximal_backoff_time 4000 s), and is counted at the destination.
+#
+# Lab (tests/lab/lib.sh: pair_setup, mx_setup): sender (Postfix, delivers by
+# MX), dns (dnsmasq: the domains have MX main 10, backup 20), main, backup,
+# dest (smtp-sink). Two setups, ROUNDS rounds each (full 3, quick 1), every
+# round in a new lab:
+#   mailtwin  main and backup are a mailtwin pair: gate on (sync), failover
+#             auto, the product's default [failover] settings;
+#   classic   the classic backup MX: main and backup are plain Postfix, both
+#             serving; backup relays what it gets to the sink, and what main
+#             had queued stays on main.
+# A round: lab/sender.py hands 20 messages a second to the sender's Postfix,
+# half for sink.lab.test, half for slow.lab.test, whose server (smtp-sink -w 1)
+# waits 1 s before it answers DATA: main's queue holds mail in flight, as a
+# real server's does (with an instant sink it would be empty at all times,
+# and a classic backup MX would strand nothing). After 5 s main's host dies (lab_crash: every process, kill -9); the
+# stream goes on for 5 s more, then stops. The round waits until the
+# sender's queue is empty (drain_s: from the kill; at most 20 min) and the
+# surviving node has delivered everything, then counts (lab_mx_account):
+#   lost             accepted by the sender, never at the sink (in classic:
+#                    stranded on the dead main)
+#   duplicated       at the sink more than once
+#   refused_both     the sender's delivery attempts that every MX refused
+#   sender_deferred  messages the sender deferred at least once: each waits
+#                    for its retry (300 s at least, with the defaults)
+# Sums over the rounds, drain_s as the median.
+#
+# Last line: RESULT kills=N lost=N duplicated=N refused_both=N
+#   sender_deferred=N drain_s_p50=.. classic_drain_s_p50=.. classic_lost=N
+#   classic_duplicated=N classic_refused_both=N classic_sender_deferred=N
+set -euo pipefail
+BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../tests/lab/lib.sh
+. "$BENCH/../tests/lab/lib.sh"
+# shellcheck source=lib.sh
+. "$BENCH/lib.sh"
+export MT_FAILOVER=auto MT_MANAGE=true
+bench_product_failover
+# Half the mail is for slow.lab.test, whose server takes 1 s before it
+# answers DATA: so main's queue holds mail in flight, as a real one does.
+export SLOW_SECONDS=1
+bench_args mx "$@"
+ROUNDS=$((QUICK ? 1 : 3))
+ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
+[[ -x $MAILTWIN_BIN/mailtwind && -x $MAILTWIN_BIN/mailtwin ]] ||
+	{ echo "mx: no mailtwind/mailtwin in $MAILTWIN_BIN (build first)" >&2; exit 1; }
+
+# round MODE K: one kill in a new lab; prints lab_mx_account's line plus
+# drain_s=.. (stdout), progress on stderr.
+round() {
+	local mode=$1 k=$2 t0 line drain
+	pair_setup "bench-mx-$mode"
+	bench_private_bin
+	mx_setup  # Postfix's default retry settings
+	if [[ $mode == mailtwin ]]; then
+		mt_gate main
+		mt_gate backup
+		pair_start
+	else
+		lab_postfix_start main
+		lab_postfix_start backup
+	fi
+	start_sender 20 "a@sink.lab.test,b@slow.lab.test" 127.0.0.1 sender
+	sleep 5
+	t0=$EPOCHREALTIME
+	lab_crash main
+	if [[ $mode == mailtwin ]]; then
+		took_over() { mt_role_is backup primary 2; }
+		lab_wait_for 20 took_over || fail "$mode $k: backup did not take over"
+		bench_log "$mode $k: main killed; backup primary after $(bench_fmt "$(bench_sub "$EPOCHREALTIME" "$t0")" %.2f) s"
+	else
+		bench_log "$mode $k: main killed; backup serves all along"
+	fi
+	sleep 5
+	touch "$LAB_DIR/stop"
+	lab_wait_for 1200 lab_postfix_empty sender ||
+		fail "$mode $k: the sender still holds $(lab_postfix_queued sender) messages 20 min after the kill"
+	drain=$(bench_fmt "$(bench_sub "$EPOCHREALTIME" "$t0")" %.1f)
+	settle backup >&2
+	lab_mx_account "$log" sender "$SINK_OK" "$SINK_SLOW" >/dev/null
+	line="$MX_ACCOUNT drain_s=$drain"
+	bench_log "$mode $k: $line"
+	echo "$line"
+}
+
+declare -A SUM
+declare -a DRAIN CDRAIN
+for ((k = 1; k <= ROUNDS; k++)); do
+	for mode in mailtwin classic; do
+		line=$(round "$mode" "$k") || { bench_log "$mode $k failed: $line"; exit 1; }
+		for key in lost duplicated refused_both sender_deferred; do
+			SUM[$mode.$key]=$((${SUM[$mode.$key]:-0} + $(bench_field "$line" "$key")))
+		done
+		if [[ $mode == mailtwin ]]; then DRAIN+=("$(bench_field "$line" drain_s)"); else CDRAIN+=("$(bench_field "$line" drain_s)"); fi
+	done
+done
+p50() { bench_stats "$@" | cut -d' ' -f1; }
+bench_log "mailtwin: drain $(bench_stats "${DRAIN[@]}") s (median min max); classic backup MX: $(bench_stats "${CDRAIN[@]}") s"
+bench_log "mailtwin: lost ${SUM[mailtwin.lost]} (target 0: $(bench_verdict "${SUM[mailtwin.lost]}" '<=' 0)), duplicated ${SUM[mailtwin.duplicated]}; classic: lost ${SUM[classic.lost]}, duplicated ${SUM[classic.duplicated]}"
+echo "RESULT kills=$ROUNDS lost=${SUM[mailtwin.lost]} duplicated=${SUM[mailtwin.duplicated]}" \
+	"refused_both=${SUM[mailtwin.refused_both]} sender_deferred=${SUM[mailtwin.sender_deferred]}" \
+	"drain_s_p50=$(p50 "${DRAIN[@]}") classic_drain_s_p50=$(p50 "${CDRAIN[@]}")" \
+	"classic_lost=${SUM[classic.lost]} classic_duplicated=${SUM[classic.duplicated]}" \
+	"classic_refused_both=${SUM[classic.refused_both]} classic_sender_deferred=${SUM[classic.sender_deferred]}"
