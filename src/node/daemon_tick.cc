@@ -30,6 +30,7 @@ void Daemon::Tick() {
                // failure that makes the threshold.
                [this] { Evaluate(std::chrono::steady_clock::now()); });
   Evaluate(now);
+  SyncRelay();
   SyncVip(now);
   SendStatus(now);
   stalled_ = Millis(0);  // a stall is seen by this tick's decision only
