@@ -88,7 +88,7 @@ lab_postfix_start main
 gate_route() {  # gate_route on|off
 	local v=
 	[[ $1 == on ]] && v=127.0.0.1:10025
-	lab_postconf main -P "smtp/inet/smtpd_proxy_filter=$v"
+	lab_postconf main -P "$(mt_public_service main)/inet/smtpd_proxy_filter=$v"
 	lab_pf main postfix reload >/dev/null
 	sleep 1  # let the old smtpd processes finish
 }

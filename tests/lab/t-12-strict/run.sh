@@ -178,7 +178,7 @@ restart_main() {
 # --- 6. Postfix gives up on the gate first: the message is withdrawn ---------
 # (sync_timeout above smtpd_proxy_timeout on purpose, which check-config
 # forbids: the case the gate must still handle if it happens.)
-restart_main 4s -P "smtp/inet/smtpd_proxy_timeout=1s"
+restart_main 4s -P "$(mt_public_service main)/inet/smtpd_proxy_timeout=1s"
 kill -STOP "$bpid"
 c=$(try gone.t12)
 sleep 0.3
@@ -189,7 +189,7 @@ sleep 4  # the standby answers, the gate resolves the hold; a release would be d
 (($(gate abandoned) >= 1)) || fail "the gate did not count the withdrawn message (abandoned)"
 retry_delivered_once gone.t12 "the message Postfix timed out"
 echo "6. Postfix gave up on the gate first (4xx to the client): the gate withdrew the message; the retry delivered once"
-restart_main 1s -PX "smtp/inet/smtpd_proxy_timeout"
+restart_main 1s -PX "$(mt_public_service main)/inet/smtpd_proxy_timeout"
 
 # --- 5. A real crash right after a 250 -------------------------------------
 crash_after_250s 25 "$LAB_DIR/load3.log"
