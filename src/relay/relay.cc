@@ -70,7 +70,7 @@ class Relay::Session : public std::enable_shared_from_this<Session> {
 
   // The route changed: a held connection tries at once.
   void Kick() {
-    if (held_ && !closed_ && !connecting_) timer_.cancel();
+    if (held_ && !closed_ && !connecting_ && !greeting_) timer_.cancel();
   }
   bool closed() const { return closed_; }
   bool held() const { return held_; }
@@ -188,7 +188,8 @@ class Relay::Session : public std::enable_shared_from_this<Session> {
     timer_.async_wait([self = shared_from_this()](asio::error_code) {
       // Expired or cancelled by Kick: try again, if still held (a stale
       // completion may arrive after the session went on).
-      if (!self->Gone() && self->held_ && !self->connecting_) self->Dispatch();
+      if (!self->Gone() && self->held_ && !self->connecting_ && !self->greeting_)
+        self->Dispatch();
     });
   }
 
@@ -216,29 +217,76 @@ class Relay::Session : public std::enable_shared_from_this<Session> {
     if (!closed_) relay_.stats_.held_max_s = std::max(relay_.stats_.held_max_s, s);
   }
 
+  // The next hop accepted: our header goes out, then nothing else until
+  // its greeting. Until that first byte the client has seen nothing and
+  // sent nothing we read, so a next hop that dies now (the primary killed
+  // between its kernel's handshake and its greeting) costs the client
+  // nothing: it is held again and tried elsewhere.
   void Connected(bool local) {
-    if (held_) {
-      spdlog::info("relay: a client from {} held {:.0f} ms goes to {}", ends_.src.to_string(),
-                   std::chrono::duration<double, std::milli>(Clock::now() - held_since_).count(),
-                   local ? "this node's Postfix" : "the peer");
-      Unhold();
-      relay_.MaybeAccept();
-    }
-    ++(local ? relay_.stats_.to_local : relay_.stats_.to_peer);
     asio::error_code ignored;
     back_.set_option(tcp::no_delay(true), ignored);
     front_.set_option(tcp::no_delay(true), ignored);
     head_ = FormatProxyV1(ends_) + early_;
-    early_.clear();
-    asio::async_write(back_, asio::buffer(head_), [self = shared_from_this()](
+    greeting_ = true;
+    unsigned gen = gen_;
+    asio::async_write(back_, asio::buffer(head_), [self = shared_from_this(), local, gen](
                                                       asio::error_code ec, std::size_t) {
-      if (self->Gone()) return;
-      if (ec) return self->Close();
-      self->last_ = Clock::now();
-      self->WatchIdle();
-      self->Pump(self->front_, self->back_, self->up_, 0);
-      self->Pump(self->back_, self->front_, self->down_, 1);
+      if (self->Gone() || gen != self->gen_) return;
+      if (ec) return self->Retry(local, ec.message());
+      self->ReadGreeting(local);
     });
+  }
+
+  void ReadGreeting(bool local) {
+    unsigned gen = gen_;
+    // As long as a client may be held: a next hop that holds it itself
+    // (the peer, not serving either) closes by then.
+    timer_.expires_after(relay_.cfg_.relay_hold_timeout);
+    timer_.async_wait([self = shared_from_this(), gen](asio::error_code ec) {
+      if (ec || self->Gone() || gen != self->gen_ || !self->greeting_) return;
+      spdlog::warn("relay: no greeting from the next hop for a client from {}: closed",
+                   self->ends_.src.to_string());
+      self->Close();
+    });
+    back_.async_read_some(asio::buffer(down_), [self = shared_from_this(), local, gen](
+                                                   asio::error_code ec, std::size_t n) {
+      if (self->Gone() || gen != self->gen_) return;
+      if (ec) return self->Retry(local, ec.message());
+      self->greeting_ = false;
+      self->timer_.cancel();
+      if (self->held_) {
+        spdlog::info("relay: a client from {} held {:.0f} ms goes to {}",
+                     self->ends_.src.to_string(),
+                     std::chrono::duration<double, std::milli>(Clock::now() - self->held_since_)
+                         .count(),
+                     local ? "this node's Postfix" : "the peer");
+        self->Unhold();
+        self->relay_.MaybeAccept();
+      }
+      ++(local ? self->relay_.stats_.to_local : self->relay_.stats_.to_peer);
+      self->early_.clear();
+      asio::async_write(self->front_, asio::buffer(self->down_.data(), n),
+                        [self](asio::error_code ec, std::size_t) {
+                          if (self->Gone()) return;
+                          if (ec) return self->Close();
+                          self->last_ = Clock::now();
+                          self->WatchIdle();
+                          self->Pump(self->front_, self->back_, self->up_, 0);
+                          self->Pump(self->back_, self->front_, self->down_, 1);
+                        });
+    });
+  }
+
+  // The next hop went away before its greeting: hold the client again.
+  void Retry(bool local, const std::string& why) {
+    spdlog::info("relay: {} closed before its greeting ({}): holding a client from {} again",
+                 local ? "this node's Postfix" : "the peer's relay", why, ends_.src.to_string());
+    greeting_ = false;
+    ++gen_;  // what is still pending on the old connection is stale
+    asio::error_code ignored;
+    back_.close(ignored);
+    timer_.cancel();
+    Hold();
   }
 
   // from -> to, until from ends; then to's sending side is shut, and the
@@ -286,6 +334,7 @@ class Relay::Session : public std::enable_shared_from_this<Session> {
   std::string early_, head_;
   std::array<char, 16384> up_{}, down_{};
   bool closed_ = false, held_ = false, connecting_ = false, header_read_ = false;
+  bool greeting_ = false;  // connected, waiting for the next hop's first byte
   int ended_ = 0;
   unsigned gen_ = 0;
   Clock::time_point held_since_, last_;
