@@ -68,6 +68,9 @@ class Relay {
     double held_max_s = 0;           // the longest hold that ended in a relay
   };
   const Stats& stats() const { return stats_; }
+  // The bound ports (a listen address with port 0 gets one from the kernel).
+  std::uint16_t public_port() const { return public_.acceptor.local_endpoint().port(); }
+  std::uint16_t peer_port() const { return peer_listener_.acceptor.local_endpoint().port(); }
 
  private:
   class Session;
