@@ -1,10 +1,8 @@
 #include "postfix/relay_config.h"
 
-#include <sstream>
-
 #include <fmt/format.h>
 
-#include "common/process.h"
+#include "postfix/gate_config.h"
 
 namespace mailtwin::postfix {
 
@@ -33,19 +31,13 @@ std::vector<std::vector<std::string>> RelayCommands(const Config& cfg) {
 
 RelayInspection InspectRelay(const Config& cfg) {
   RelayInspection r;
-  CommandResult m = RunCommand({"postconf", "-c", cfg.postfix_config_dir, "-M"});
-  CommandResult p = RunCommand({"postconf", "-c", cfg.postfix_config_dir, "-P"});
-  if (!m.ok() || !p.ok()) {
-    r.error = fmt::format("postconf -c {} -M/-P failed: {}", cfg.postfix_config_dir,
-                          m.ok() ? p.output : m.output);
+  MasterCf mc = ReadMasterCf(cfg.postfix_config_dir);
+  if (!mc.error.empty()) {
+    r.error = mc.error;
     return r;
   }
   std::string svc = RelaySmtpdService(cfg);
-  std::istringstream min(m.output);
-  for (std::string line; std::getline(min, line);) {
-    std::istringstream f(line);
-    std::string name, type, priv, unpriv, chroot, wakeup, limit, command;
-    if (!(f >> name >> type >> priv >> unpriv >> chroot >> wakeup >> limit >> command)) continue;
+  for (const auto& [name, type, command] : mc.services) {
     if (type != "inet") continue;
     if (name == svc && command == "smtpd") r.smtpd = true;
     auto colon = name.rfind(':');
@@ -53,9 +45,8 @@ RelayInspection InspectRelay(const Config& cfg) {
     if ((port == "smtp" || port == "25") && (command == "smtpd" || command == "postscreen"))
       r.on_port_25.push_back(name);
   }
-  std::istringstream pin(p.output);
   std::string want = svc + "/inet/smtpd_upstream_proxy_protocol = haproxy";
-  for (std::string line; std::getline(pin, line);)
+  for (const auto& line : mc.overrides)
     if (line == want) r.proxy_protocol = true;
   return r;
 }

@@ -4,6 +4,7 @@
 # "What a sending MTA sees during a failover"). Port 25 of both nodes is
 # mailtwind's relay; Postfix listens behind it on loopback with the PROXY
 # protocol.
+#   0. check-config verifies Postfix's side of the relay;
 #   1. while main serves, a client that connects to backup's address (MX
 #      20) is passed on to main: its message is queued on main, through
 #      main's gate (the after-filter queued it), and main's log names the
@@ -26,6 +27,18 @@ mx_setup  # Postfix's default retry settings
 mt_gate main
 mt_gate backup
 pair_start
+
+# 0. check-config verifies the Postfix side: it fails while Postfix listens
+# on port 25 itself (the relay could not bind it), and passes once
+# postfix-config has moved it behind the relay.
+conf=$LAB_DIR/backup/mailtwin.toml
+mt backup check-config "$conf" >/dev/null || fail "check-config on backup: $(mt backup check-config "$conf")"
+lab_postconf backup -M "smtp/inet=smtp inet n - n - - smtpd"
+out=$(mt backup check-config "$conf") && fail "check-config passed with Postfix on port 25: $out"
+grep -q "listens on port 25 itself" <<<"$out" || fail "check-config did not say why: $out"
+mt_relay backup || fail "postfix-config --relay-only on backup"
+mt backup check-config "$conf" >/dev/null || fail "check-config after postfix-config: $(mt backup check-config "$conf")"
+echo "0. check-config: refuses Postfix on port 25 beside the relay, passes after postfix-config"
 
 relay_stat() {  # HOST KEY: one field of the status's "relay" section
 	"$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json |
