@@ -162,9 +162,10 @@ class Relay::Session : public std::enable_shared_from_this<Session> {
       self->timer_.cancel();
       if (ec || !self->back_.is_open()) {
         if (!self->held_)
-          spdlog::info("relay: {} at {} not reachable ({}): holding a client from {}",
-                       local ? "this node's Postfix" : "the peer's relay", to.address().to_string() + ":" + std::to_string(to.port()),
-                       ec ? ec.message() : "timed out", self->ends_.src.to_string());
+          spdlog::info("relay: {} at {}:{} not reachable ({}): holding a client from {}",
+                       local ? "this node's Postfix" : "the peer's relay",
+                       to.address().to_string(), to.port(), ec ? ec.message() : "timed out",
+                       self->ends_.src.to_string());
         return self->Hold();
       }
       self->Connected(local);

@@ -60,7 +60,8 @@ struct Client {
 // The next hop: records each connection's first line (the header), then
 // greets; the first `drop_first` connections are closed before a greeting.
 struct NextHop {
-  explicit NextHop(asio::io_context& io) : acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+  explicit NextHop(asio::io_context& io)
+      : acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
     Accept();
   }
   void Accept() {
@@ -68,7 +69,7 @@ struct NextHop {
       if (ec) return;
       auto sock = std::make_shared<tcp::socket>(std::move(s));
       auto buf = std::make_shared<asio::streambuf>();
-      asio::async_read_until(*sock, *buf, "\r\n", [this, sock, buf](asio::error_code ec, std::size_t n) {
+      auto got = [this, sock, buf](asio::error_code ec, std::size_t n) {
         if (ec) return;
         std::string line(asio::buffers_begin(buf->data()), asio::buffers_begin(buf->data()) + n);
         std::lock_guard lock(mu);
@@ -81,7 +82,8 @@ struct NextHop {
         static const std::string kHello = "220 next hop\r\n";
         asio::async_write(*sock, asio::buffer(kHello), [sock](asio::error_code, std::size_t) {});
         open.push_back(sock);
-      });
+      };
+      asio::async_read_until(*sock, *buf, "\r\n", got);
       Accept();
     });
   }

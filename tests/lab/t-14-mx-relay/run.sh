@@ -56,7 +56,7 @@ id=$(echo "$out" | sed -n 's/.*queued as \([0-9A-Za-z]*\).*/\1/p' | tail -n 1)
 # XFORWARD (orig_client), which the public smtpd had from the PROXY header.
 grep -q "postfix/afterfilter/smtpd\[[0-9]*\]: $id: client=.*, orig_client=[^ ]*\[${client_ip//./\\.}\]\$" "$LAB_DIR/main/maillog" ||
 	fail "$id was not queued on main through the gate with the client's address $client_ip: $(grep "$id" "$LAB_DIR/main/maillog" | head -3)"
-[[ -z $(grep " $id: " "$LAB_DIR/backup/maillog" 2>/dev/null) ]] || fail "backup queued $id itself"
+! grep -q " $id: " "$LAB_DIR/backup/maillog" 2>/dev/null || fail "backup queued $id itself"
 (($(relay_stat backup to_peer) >= 1)) || fail "backup's relay passed nothing to main"
 echo "1. a client at backup's address: $id queued on main through its gate, logged as client [$client_ip]"
 
