@@ -88,21 +88,7 @@ ctl::Json Daemon::Status() {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - peer_status_at_).count();
   }
   j["nodes"] = nodes;
-  if (relay_) {
-    const auto& r = relay_->stats();
-    j["relay"] = {{"route", relay::RouteName(relay_->route())},
-                  {"listen", cfg_.relay_listen},
-                  {"sessions", r.sessions},
-                  {"active", r.active},
-                  {"held", r.held},
-                  {"held_total", r.held_total},
-                  {"hold_expired", r.hold_expired},
-                  {"held_max_s", r.held_max_s},
-                  {"to_local", r.to_local},
-                  {"to_peer", r.to_peer},
-                  {"from_peer", r.from_peer},
-                  {"rejected", r.rejected}};
-  }
+  if (relay_) j["relay"] = RelayJson(*relay_, cfg_);
   if (primary_) {
     j["replication"] = PrimaryReplicationJson(*primary_, cfg_);
     if (primary_->gate()) j["gate"] = GateJson(*primary_->gate(), cfg_);
