@@ -14,6 +14,7 @@
 #include "common/process.h"
 #include "postfix/config_check.h"
 #include "postfix/gate_config.h"
+#include "postfix/relay_config.h"
 
 namespace {
 
@@ -168,17 +169,25 @@ std::string ShellQuote(const std::string& s) {
   return out + "'";
 }
 
-// Prints (or runs) the postconf commands that put the gate into Postfix.
-int PostfixConfig(const std::string& path, const std::vector<std::string>& services, bool apply) {
+// Prints (or runs) the postconf commands that put the relay and the gate
+// into Postfix (relay_only: the relay's part alone).
+int PostfixConfig(const std::string& path, const std::vector<std::string>& services, bool apply,
+                  bool relay_only) {
   mailtwin::ConfigErrors errs;
   auto cfg = mailtwin::LoadConfig(path, errs);
   if (!cfg) {
     for (const auto& e : errs.errors) fmt::print(stderr, "error: {}\n", e);
     return 1;
   }
-  auto cmds = mailtwin::postfix::GateCommands(*cfg, services);
+  // The relay's part first: the gate then sits behind the relay's smtpd.
+  auto cmds = mailtwin::postfix::RelayCommands(*cfg);
+  if (!relay_only) {
+    auto gate = mailtwin::postfix::GateCommands(
+        *cfg, mailtwin::postfix::PublicServices(*cfg, services));
+    cmds.insert(cmds.end(), gate.begin(), gate.end());
+  }
   if (!apply) {
-    fmt::print("# Postfix settings for the mailtwin gate of node {} (durability {}).\n"
+    fmt::print("# Postfix settings for the mailtwin relay and gate of node {} (durability {}).\n"
                "# Run them on this node, then: postfix -c {} reload\n"
                "# (or let `mailtwin postfix-config --apply` run them).\n",
                cfg->node_name, mailtwin::DurabilityName(cfg->durability),
@@ -254,9 +263,12 @@ int main(int argc, char** argv) {
   bool apply = false;
   pfc->add_option("--service", services, "master.cf inet services to gate (default: smtp)");
   pfc->add_flag("--apply", apply, "run the commands instead of printing them");
+  bool relay_only = false;
+  pfc->add_flag("--relay-only", relay_only,
+                "only the relay's part ([relay] listen: Postfix leaves port 25 to mailtwind)");
 
   CLI11_PARSE(app, argc, argv);
-  if (*pfc) return PostfixConfig(config, services, apply);
+  if (*pfc) return PostfixConfig(config, services, apply, relay_only);
 
   if (*check) return CheckConfig(check_path);
   std::string sock = SocketFor(config, socket);

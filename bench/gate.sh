@@ -46,6 +46,10 @@ BENCH=$REPO/bench
 . "$BENCH/lib.sh"
 # The benchmark starts and stops Postfix itself, and kills nothing.
 export MT_MANAGE=false MT_FAILOVER=manual
+# Plain Postfix is the baseline here, reached on port 25 while mailtwind is
+# not running: no relay in front of it (docs/failover.md, "Who owns port 25";
+# bench/run mx measures the relay).
+export MT_RELAY=off
 
 bench_args gate "$@"
 if ((QUICK)); then
@@ -88,7 +92,7 @@ lab_postfix_start main
 gate_route() {  # gate_route on|off
 	local v=
 	[[ $1 == on ]] && v=127.0.0.1:10025
-	lab_postconf main -P "smtp/inet/smtpd_proxy_filter=$v"
+	lab_postconf main -P "$(mt_public_service main)/inet/smtpd_proxy_filter=$v"
 	lab_pf main postfix reload >/dev/null
 	sleep 1  # let the old smtpd processes finish
 }

@@ -75,6 +75,10 @@ BENCH=$REPO/bench
 . "$BENCH/lib.sh"
 # The benchmark starts and stops Postfix itself, and kills nothing.
 export MT_MANAGE=false MT_FAILOVER=manual
+# Plain Postfix is the baseline here, reached on port 25 while mailtwind is
+# not running: no relay in front of it (docs/failover.md, "Who owns port 25";
+# bench/run mx measures the relay).
+export MT_RELAY=off
 
 bench_args replication "$@"
 

@@ -3,14 +3,21 @@
 # mailtwin.sh: mailtwin nodes in the lab. Source it after lab.sh.
 #
 #   mt_pki                          make the lab's CA and one certificate per node
-#   mt_config HOST ROLE PEER        write $LAB_DIR/HOST/mailtwin.toml; knobs:
+#   mt_config HOST ROLE PEER        write $LAB_DIR/HOST/mailtwin.toml (and, with
+#                                   the relay on, mt_relay HOST); knobs:
 #                                   MT_DURABILITY (sync), MT_FAILOVER (auto|manual),
 #                                   MT_MANAGE (true: mailtwind starts/stops Postfix),
 #                                   MT_CHECK_INTERVAL, MT_FAIL_THRESHOLD,
 #                                   MT_PROBE_TIMEOUT, MT_PREFERRED, MT_FAILBACK,
 #                                   MT_FAILBACK_DELAY, MT_HOOK, MT_MAIL_TO,
 #                                   MT_METRICS_PORT (Prometheus on the host's IP),
-#                                   MT_VIP (ADDR/PREFIX: [vip] on eth0)
+#                                   MT_VIP (ADDR/PREFIX: [vip] on eth0),
+#                                   MT_RELAY (on: mailtwind owns port 25, [relay];
+#                                   off: Postfix listens there itself)
+#   mt_relay HOST                   leave HOST's port 25 to its mailtwind's relay
+#                                   (postfix-config --relay-only --apply)
+#   mt_public_service HOST          the master.cf inet service that takes HOST's
+#                                   public mail: smtp, or the relay's smtpd
 #   mt_gate HOST                    route HOST's Postfix through the gate
 #   mt_set_durability HOST MODE     async | sync | strict, for the next start
 #   mt_start HOST [ARGS...]         start mailtwind in HOST (background, logged to
@@ -103,12 +110,35 @@ mt_config() {
 		printf '\n[vip]\naddress = "%s"\ninterface = "eth0"\n' "$MT_VIP" \
 			>>"$LAB_DIR/$host/mailtwin.toml"
 	fi
+	if [[ ${MT_RELAY:-on} == on ]]; then  # docs/failover.md, "Who owns port 25"
+		printf '\n[relay]\nlisten = "0.0.0.0:25"\nhold_timeout = "%s"\n' "${MT_RELAY_HOLD:-30s}" \
+			>>"$LAB_DIR/$host/mailtwin.toml"
+	fi
 	if [[ -n ${MT_METRICS_PORT:-} ]]; then
 		printf '\n[metrics]\nlisten = "%s:%s"\n' "$(lab_ip "$host")" "$MT_METRICS_PORT" \
 			>>"$LAB_DIR/$host/mailtwin.toml"
 	fi
 	# Empty notify keys mean "off": drop them (an empty hook is not a path).
 	sed -i '/^hook = ""$/d; /^mail_to = ""$/d; /^preferred = ""$/d' "$LAB_DIR/$host/mailtwin.toml"
+	# Port 25 is mailtwind's: the host's Postfix moves behind the relay.
+	if [[ -f $LAB_DIR/$host/etc/main.cf ]]; then mt_relay "$host"; fi
+}
+
+# mt_relay HOST: HOST's Postfix leaves port 25 to the relay of its mailtwind
+# and listens on loopback with the PROXY protocol instead (postfix-config
+# --relay-only --apply); nothing when HOST's config has no [relay].
+mt_relay() {
+	grep -q '^\[relay\]' "$LAB_DIR/$1/mailtwin.toml" || return 0
+	mt "$1" postfix-config --relay-only --apply >/dev/null ||
+		{ echo "mt_relay: postfix-config --relay-only failed on $1" >&2; return 1; }
+	if lab_postfix_running "$1"; then lab_pf "$1" postfix reload >/dev/null; fi
+}
+
+# mt_public_service HOST: the master.cf inet service name of HOST's public
+# smtpd: "smtp" (port 25), or with the relay on, its smtpd ([relay] smtpd,
+# default 127.0.0.1:10024).
+mt_public_service() {
+	if grep -q '^\[relay\]' "$LAB_DIR/$1/mailtwin.toml"; then echo 127.0.0.1:10024; else echo smtp; fi
 }
 
 # mt_gate HOST: route HOST's Postfix mail through its mailtwind's gate

@@ -179,11 +179,12 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   c.path = path;
   static const std::set<std::string> kSections{"node",     "postfix", "replication",
                                                    "tls",      "gate",    "failover",
-                                                   "notify",   "metrics", "vip"};
+                                                   "notify",   "metrics", "vip",
+                                                   "relay"};
   for (const auto& [k, v] : root) {
     if (!kSections.count(std::string(k.str())))
       out.errors.push_back(fmt::format("unknown section [{}] (known: node, postfix, replication, "
-                                       "tls, gate, failover, notify, metrics, vip)",
+                                       "tls, gate, failover, notify, metrics, vip, relay)",
                                        k.str()));
     else if (!v.is_table())
       out.errors.push_back(fmt::format("{} must be a table: write it as [{}]", k.str(), k.str()));
@@ -272,6 +273,32 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
         "[gate] sync_timeout ({} ms) above 30 s: every client would wait that long whenever the "
         "standby is slow; 1s is the default",
         c.sync_timeout.count()));
+
+  Section relay(root["relay"].as_table(), "relay", out);
+  c.relay_listen = relay.Str("listen", false);
+  c.relay_smtpd = relay.Str("smtpd", false, c.relay_smtpd);
+  c.relay_peer_listen = relay.Str("peer_listen", false);
+  c.relay_peer = relay.Str("peer", false);
+  c.relay_hold_timeout = relay.Duration("hold_timeout", c.relay_hold_timeout);
+  c.relay_max_held = relay.Int("max_held", c.relay_max_held, 1, 100000);
+  c.relay_max_sessions = relay.Int("max_sessions", c.relay_max_sessions, 1, 1000000);
+  relay.CheckUnknown();
+  // The peer port sits beside the replication listener, on the same
+  // addresses: what the pair already routes between its nodes.
+  if (c.relay_peer_listen.empty() && SplitHostPort(c.listen, host, port))
+    c.relay_peer_listen = host + ":10027";
+  if (c.relay_peer.empty() && SplitHostPort(c.peer, host, port)) c.relay_peer = host + ":10027";
+  for (const auto* k : {&c.relay_smtpd, &c.relay_peer_listen, &c.relay_peer})
+    if (!c.relay_listen.empty() && !SplitHostPort(*k, host, port))
+      out.errors.push_back(fmt::format("[relay] \"{}\" is not host:port", *k));
+  if (!c.relay_listen.empty() && !SplitHostPort(c.relay_listen, host, port))
+    out.errors.push_back(fmt::format("[relay] listen \"{}\" is not host:port", c.relay_listen));
+  if (c.relay_hold_timeout > Millis(240000))
+    out.errors.push_back(fmt::format(
+        "[relay] hold_timeout ({} ms) above 240 s: a sending MTA waits 300 s for the greeting "
+        "(smtp_helo_timeout) and must see the close before it gives up on its own; 30s is the "
+        "default",
+        c.relay_hold_timeout.count()));
 
   Section fo(root["failover"].as_table(), "failover", out);
   std::string mode = fo.Str("mode", false, "auto");

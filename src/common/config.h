@@ -87,6 +87,16 @@ struct Config {
   // [metrics]
   std::string metrics_listen;  // host:port for Prometheus, empty = off
 
+  // [relay] who owns the public SMTP port (src/relay/relay.h); listen
+  // empty = off: Postfix's smtpd listens there itself, as before.
+  std::string relay_listen;                     // "0.0.0.0:25"
+  std::string relay_smtpd = "127.0.0.1:10024";  // Postfix's smtpd, PROXY protocol
+  std::string relay_peer_listen;  // this node's peer port; default replication host:10027
+  std::string relay_peer;         // the peer's; default replication peer host:10027
+  Millis relay_hold_timeout{30000};
+  int relay_max_held = 200;
+  int relay_max_sessions = 2000;
+
   // [vip] the address only the primary holds (src/net/vip.h); empty = none
   std::string vip_address;    // "192.0.2.10/24"
   std::string vip_interface;  // "eth0"

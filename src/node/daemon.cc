@@ -173,6 +173,11 @@ int Daemon::Run() {
     err = metrics_->Start();
   }
   if (err.empty()) err = StartMirrorSide();
+  if (err.empty() && !cfg_.relay_listen.empty()) {
+    relay_ = std::make_unique<relay::Relay>(io_, cfg_);
+    err = relay_->Start();
+    SyncRelay();
+  }
   if (err.empty() && roles_.primary()) {
     // Serve only once the peer confirms our epoch (ha::Decide).
     unconfirmed_since_ = std::chrono::steady_clock::now();
@@ -196,6 +201,7 @@ int Daemon::Run() {
     systemd::NotifyStopping();
     AbandonSwitchover("mailtwind is stopping");
     primary_.reset();
+    relay_.reset();
     mirror_side_->Stop();
     tick_timer_.cancel();
     io_.stop();
@@ -258,7 +264,11 @@ ctl::Json Daemon::TakeOver(const std::string& reason,
       case Step::kStartPostfix:
         postfix::Serve(cfg_.postfix_config_dir, cfg_.flush_after_promote, rep);
         return error = rep.error, rep.error.empty();
-      case Step::kTakeAddress: SyncVip(std::chrono::steady_clock::now()); return true;
+      case Step::kTakeAddress:
+        // Clients held since the old primary went quiet go to our Postfix now.
+        SyncRelay();
+        SyncVip(std::chrono::steady_clock::now());
+        return true;
       case Step::kTell: {
         double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
                                                               t0).count();
@@ -309,6 +319,7 @@ void Daemon::StepDown(std::uint64_t epoch, const std::string& reason) {
         return true;
       }
       case Step::kReleaseAddress:
+        SyncRelay();  // new clients go to the new primary
         if (std::chrono::steady_clock::now() >= vip_linger_until_) ReleaseVip("stepping down");
         return true;
       case Step::kStopPrimarySide: primary_.reset(); return true;
@@ -473,6 +484,12 @@ void Daemon::NotifyIfReady() {
 }
 
 // ---- Postfix -----------------------------------------------------------------
+
+void Daemon::SyncRelay() {
+  if (!relay_) return;
+  if (!roles_.primary()) return relay_->SetRoute(relay::Route::kPeer);
+  relay_->SetRoute(postfix_->Running() ? relay::Route::kLocal : relay::Route::kHold);
+}
 
 bool Daemon::StartPostfix() {
   Busy busy(*this);

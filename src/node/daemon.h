@@ -8,6 +8,9 @@
 //                 handover sink; created at start or take-over, destroyed
 //                 at step-down;
 //   PrimaryProbe  while standby: failed SMTP probes of the primary;
+//   Relay         every node, always (when [relay] listen is set): the public
+//                 SMTP port, passed to this node's Postfix or to the peer's
+//                 (relay/relay.h); its route follows the role (SyncRelay);
 //   RoleStore     role, epoch, pause flag: stored before they change;
 //   PostfixControl, QueueFsProbe, net::Vip: effects on this host.
 // Every check_interval, Tick observes, ha::Decide decides, Apply acts. Peers
@@ -53,6 +56,7 @@
 #include "node/queue_fs_probe.h"
 #include "node/role_store.h"
 #include "node/switchover.h"
+#include "relay/relay.h"
 #include "repl/identity.h"
 
 namespace mailtwin {
@@ -107,6 +111,10 @@ class Daemon {
   // reason as the unit's status line.
   void NotifyIfReady();
   bool ready_sent_ = false;
+  // The relay's route from the role: a primary whose Postfix runs takes
+  // its clients itself, a standby passes them on, a primary not serving
+  // yet holds them.
+  void SyncRelay();
 
   bool StartPostfix();
   void StopPostfix(bool fence);
@@ -158,6 +166,7 @@ class Daemon {
 
   std::unique_ptr<ctl::ControlServer> control_;
   std::unique_ptr<metrics::HttpServer> metrics_;
+  std::unique_ptr<relay::Relay> relay_;
   std::unique_ptr<net::Vip> vip_;
   bool vip_held_ = false;
   // After a switchover the old primary keeps the address a little longer:

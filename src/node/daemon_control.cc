@@ -89,6 +89,7 @@ ctl::Json Daemon::Status() {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - peer_status_at_).count();
   }
   j["nodes"] = nodes;
+  if (relay_) j["relay"] = RelayJson(*relay_, cfg_);
   if (primary_) {
     j["replication"] = PrimaryReplicationJson(*primary_, cfg_);
     if (primary_->gate()) j["gate"] = GateJson(*primary_->gate(), cfg_);

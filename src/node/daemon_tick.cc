@@ -33,6 +33,7 @@ void Daemon::Tick() {
   Evaluate(now);
   WatchSilence(now);
   NotifyIfReady();
+  SyncRelay();
   SyncVip(now);
   SendStatus(now);
   stalled_ = Millis(0);  // a stall is seen by this tick's decision only

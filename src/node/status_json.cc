@@ -5,6 +5,7 @@
 #include "gate/gate.h"
 #include "node/mirror_side.h"
 #include "node/primary_side.h"
+#include "relay/relay.h"
 
 namespace mailtwin {
 
@@ -193,6 +194,22 @@ ctl::Json InspectJson(const std::string& id, const repl::QueueModel* model,
     if (lit != mirror.logs().end()) out[std::string(LogKindName(k))] = {{"size", lit->second.size}};
   });
   return j;
+}
+
+ctl::Json RelayJson(const relay::Relay& r, const Config& cfg) {
+  const auto& s = r.stats();
+  return {{"route", relay::RouteName(r.route())},
+          {"listen", cfg.relay_listen},
+          {"sessions", s.sessions},
+          {"active", s.active},
+          {"held", s.held},
+          {"held_total", s.held_total},
+          {"hold_expired", s.hold_expired},
+          {"held_max_s", s.held_max_s},
+          {"to_local", s.to_local},
+          {"to_peer", s.to_peer},
+          {"from_peer", s.from_peer},
+          {"rejected", s.rejected}};
 }
 
 }  // namespace mailtwin

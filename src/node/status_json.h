@@ -22,6 +22,7 @@ namespace mailtwin {
 class PrimarySide;
 class MirrorSide;
 namespace gate { class Gate; }
+namespace relay { class Relay; }
 namespace repl { class QueueModel; class Mirror; }
 
 // The "ha" section: the node's view of failover, as the daemon sees it now.
@@ -52,6 +53,7 @@ ctl::Json HaJson(const HaSnapshot& s);
 ctl::Json NodeJson(const std::string& node, const repl::msg::NodeStatus& m);
 ctl::Json PrimaryReplicationJson(const PrimarySide& p, const Config& cfg);
 ctl::Json GateJson(const gate::Gate& g, const Config& cfg);
+ctl::Json RelayJson(const relay::Relay& r, const Config& cfg);
 ctl::Json StandbyReplicationJson(const MirrorSide& m);
 // Where one message is: in the primary's model (model may be null on a
 // standby) and in the mirror.

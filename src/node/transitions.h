@@ -9,14 +9,15 @@
 //   aside at an earlier step-down that the new queue lacks go back; the
 //   primary side (watcher, link, gate) starts before Postfix, so that the
 //   first client Postfix accepts finds the gate open; Postfix starts; the
-//   service address follows; the administrator is told.
+//   service address and the relay's route follow; the administrator is told.
 //   Fatal: the epoch cannot be stored (nothing moved); the mirror cannot be
 //   made live, or Postfix cannot start (the node is primary but does not
 //   serve; the failure is told, with what to fix).
 //
 // Step-down (a primary learns of a newer one, or hands its role over):
 //   the standby role and the newer epoch are stored first; the service
-//   address goes (clients stop arriving); the primary side stops (the gate
+//   address goes (clients stop arriving; the relay sends new ones to the
+//   new primary); the primary side stops (the gate
 //   answers no more 250s, the link ends); Postfix stops (fence: no more
 //   deliveries); what its queue holds is set aside for handover, never
 //   delivered from here again; the administrator is told.

@@ -67,6 +67,27 @@ std::optional<Millis> ParsePostfixTime(std::string_view v, char default_unit) {
   return std::nullopt;
 }
 
+MasterCf ReadMasterCf(const std::string& config_dir) {
+  MasterCf out;
+  CommandResult m = RunCommand({"postconf", "-c", config_dir, "-M"});
+  CommandResult p = RunCommand({"postconf", "-c", config_dir, "-P"});
+  if (!m.ok() || !p.ok()) {
+    out.error = fmt::format("postconf -c {} -M/-P failed: {}", config_dir,
+                            m.ok() ? p.output : m.output);
+    return out;
+  }
+  std::istringstream min(m.output);
+  for (std::string line; std::getline(min, line);) {
+    std::istringstream f(line);
+    std::string name, type, priv, unpriv, chroot, wakeup, limit, command;
+    if (f >> name >> type >> priv >> unpriv >> chroot >> wakeup >> limit >> command)
+      out.services.push_back({name, type, command});
+  }
+  std::istringstream pin(p.output);
+  for (std::string line; std::getline(pin, line);) out.overrides.push_back(line);
+  return out;
+}
+
 GateInspection InspectGate(const Config& cfg) {
   GateInspection g;
   auto pc = Postconf(cfg.postfix_config_dir,
@@ -75,17 +96,14 @@ GateInspection InspectGate(const Config& cfg) {
     g.error = pc.error;
     return g;
   }
-  CommandResult m = RunCommand({"postconf", "-c", cfg.postfix_config_dir, "-M"});
-  CommandResult p = RunCommand({"postconf", "-c", cfg.postfix_config_dir, "-P"});
-  if (!m.ok() || !p.ok()) {
-    g.error = fmt::format("postconf -c {} -M/-P failed: {}", cfg.postfix_config_dir,
-                          m.ok() ? p.output : m.output);
+  MasterCf mc = ReadMasterCf(cfg.postfix_config_dir);
+  if (!mc.error.empty()) {
+    g.error = mc.error;
     return g;
   }
   // Per inet smtpd service: its overrides ("svc/inet/name = value").
   std::map<std::string, std::map<std::string, std::string>> over;
-  std::istringstream pin(p.output);
-  for (std::string line; std::getline(pin, line);) {
+  for (const std::string& line : mc.overrides) {
     auto eq = line.find(" = ");
     if (eq == std::string::npos) continue;
     std::string key = line.substr(0, eq), value = line.substr(eq + 3);
@@ -97,11 +115,7 @@ GateInspection InspectGate(const Config& cfg) {
     over[key.substr(0, s1) + "/" + type][key.substr(s2 + 1)] = value;
   }
   auto af = AfterFilterOf(cfg);
-  std::istringstream min(m.output);
-  for (std::string line; std::getline(min, line);) {
-    std::istringstream f(line);
-    std::string name, type, priv, unpriv, chroot, wakeup, limit, command;
-    if (!(f >> name >> type >> priv >> unpriv >> chroot >> wakeup >> limit >> command)) continue;
+  for (const auto& [name, type, command] : mc.services) {
     if (command != "smtpd") continue;
     if (name == af.name && type == af.type) {
       g.after_filter = true;

@@ -34,6 +34,19 @@ extern const char* const kStrictHold;
 std::vector<std::vector<std::string>> GateCommands(const Config& cfg,
                                                    const std::vector<std::string>& services);
 
+// master.cf as postconf reads it back: each service's name, type and
+// command (`postconf -M`), and the -o overrides (`postconf -P`: lines
+// "service/type/name = value").
+struct MasterEntry {
+  std::string name, type, command;
+};
+struct MasterCf {
+  std::vector<MasterEntry> services;
+  std::vector<std::string> overrides;
+  std::string error;  // postconf could not run
+};
+MasterCf ReadMasterCf(const std::string& config_dir);
+
 struct GateInspection {
   std::vector<std::string> gated_services;  // smtpd_proxy_filter = the gate
   bool after_filter = false;                // the after-filter service exists

@@ -119,8 +119,12 @@ mx_setup() {
 
 pair_start() {
 	lab_postfix_start main
-	mt_start backup >/dev/null || fail "mailtwind on backup did not start"
+	# main first: its port 25 is its mailtwind's relay, and a standby that
+	# probed it before it listens would count failures (and tell of a lost
+	# primary) before any primary ever connected. main's link dials backup
+	# until it answers.
 	mt_start main >/dev/null || fail "mailtwind on main did not start"
+	mt_start backup >/dev/null || fail "mailtwind on backup did not start"
 	mt_wait_state main live 20 || fail "replication link did not come up"
 }
 

@@ -181,7 +181,7 @@ main_postconf() {
 # forbids and mailtwind refuses at start: here an administrator changes
 # Postfix under a running daemon, the case the gate must still handle.)
 restart_main 4s
-main_postconf -P "smtp/inet/smtpd_proxy_timeout=1s"
+main_postconf -P "$(mt_public_service main)/inet/smtpd_proxy_timeout=1s"
 kill -STOP "$bpid"
 c=$(try gone.t12)
 sleep 0.3
@@ -192,7 +192,7 @@ sleep 4  # the standby answers, the gate resolves the hold; a release would be d
 (($(gate abandoned) >= 1)) || fail "the gate did not count the withdrawn message (abandoned)"
 retry_delivered_once gone.t12 "the message Postfix timed out"
 echo "6. Postfix gave up on the gate first (4xx to the client): the gate withdrew the message; the retry delivered once"
-main_postconf -PX "smtp/inet/smtpd_proxy_timeout"
+main_postconf -PX "$(mt_public_service main)/inet/smtpd_proxy_timeout"
 restart_main 1s
 
 # --- 5. A real crash right after a 250 -------------------------------------
