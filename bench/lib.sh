@@ -160,6 +160,8 @@ bench_verdict() {
 
 bench_field() { if [[ " $1 " =~ [[:space:]]$2=([^[:space:]]*) ]]; then echo "${BASH_REMATCH[1]}"; fi; }
 bench_ratio() { awk -v a="$1" -v b="$2" -v f="${3:-%.3f}" 'BEGIN { if (a != "NA" && b != "NA" && b > 0) printf f "\n", a / b; else print "NA" }'; }
+# bench_diff A B [FORMAT]: A - B, NA if either is missing.
+bench_diff() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { if (a != "NA" && a != "" && b != "NA" && b != "") printf f "\n", a - b; else print "NA" }'; }
 bench_fmt() { awk -v a="$1" -v f="${2:-%.1f}" 'BEGIN { if (a == "NA" || a == "") print "NA"; else printf f "\n", a }'; }
 
 bench_cpu_busy() {
