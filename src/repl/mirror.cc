@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/durable_dir.h"
 #include "repl/queue_file.h"
 
 namespace mailtwin::repl {
@@ -94,7 +95,7 @@ std::string Mirror::Open() {
   if (sync_ == MirrorSync::kNone)
     spdlog::error("mirror: MAILTWIN_TEST_MIRROR_SYNC=none: NOTHING IS MADE DURABLE; "
                   "acknowledged mail is lost on a power cut (a negative control for tests only)");
-  if (mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) return Errno("cannot create", root_);
+  if (std::string err = MakeDurableDir(root_, 0700); !err.empty()) return err;
   rootfd_ = open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (rootfd_ < 0) return Errno("cannot open", root_);
   std::vector<std::string> dirs{"tmp", "spare"};
