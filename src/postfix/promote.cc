@@ -33,6 +33,25 @@ std::string LiveDir(Queue q) {
   }
 }
 
+// The moved files' new owners durable before their new names: after a power
+// cut the queue must not hold root-owned files (qmgr cannot open them, and
+// every message in the queue would stay there). One syncfs covers them all;
+// a test disk that cannot see syncfs (MirrorSync::kFsyncOnly) gets an fsync
+// per file instead.
+void SyncOwners(int qfd, const std::vector<std::string>& moved, repl::MirrorSync mode) {
+  if (moved.empty() || mode == repl::MirrorSync::kNone) return;
+  if (mode == repl::MirrorSync::kNormal) {
+    syncfs(qfd);
+    return;
+  }
+  for (const auto& rel : moved) {
+    int fd = openat(qfd, rel.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    fsync(fd);
+    close(fd);
+  }
+}
+
 }  // namespace
 
 SetAsideReport SetAside(const std::string& queue_dir, const std::string& dest) {
@@ -173,6 +192,7 @@ PromoteReport MakeLive(repl::Mirror& mirror, const std::string& queue_dir,
     return rep;
   }
   int mfd = mirror.root_fd();
+  std::vector<std::string> moved;
   auto move_one = [&](const std::string& from, const std::string& to, gid_t g) -> bool {
     struct stat st;
     if (fstatat(qfd, to.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return false;  // never overwrite
@@ -183,6 +203,7 @@ PromoteReport MakeLive(repl::Mirror& mirror, const std::string& queue_dir,
       return false;
     }
     fchownat(qfd, to.c_str(), uid, g, AT_SYMLINK_NOFOLLOW);
+    moved.push_back(to);
     return true;
   };
 
@@ -198,6 +219,7 @@ PromoteReport MakeLive(repl::Mirror& mirror, const std::string& queue_dir,
     if (ok) ++rep.files;
     else rep.conflicts.push_back(id);
   }
+  SyncOwners(qfd, moved, mirror.sync_mode());
   for (const char* d : {"incoming", "deferred", "hold", "maildrop", "corrupt", "defer", "bounce",
                         "trace"}) {
     int dfd = openat(qfd, d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -99,6 +99,7 @@ class Mirror {
     double commit_ms_max = 0;
   };
   const Stats& stats() const { return stats_; }
+  MirrorSync sync_mode() const { return sync_; }
   // How long each Commit() took (its fsyncs, renames and syncfs), in ms;
   // its sum() is the total time spent committing.
   const LatencyStats& commit_latency() const { return commit_latency_; }
