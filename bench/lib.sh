@@ -31,6 +31,7 @@
 #   bench_verdict VALUE OP TARGET    PASS or MISS (OP is >= or <=; NA gives NA)
 #   bench_field LINE KEY             KEY's value out of a "k=v k=v" line
 #   bench_ratio A B [FMT]            A / B, printf FMT (default %.3f); "NA" if either is NA or B is 0
+#   bench_diff A B [FMT]             A - B, printf FMT (default %.2f); "NA" if either is NA or empty
 #   bench_fmt X [FORMAT]             printf FORMAT (default %.1f) of X ("NA" if X is NA or empty)
 #   bench_rm_files DIR...            delete every file under DIR..., 8 at a time: on
 #                                    this disk (ext4, mounted with discard, no

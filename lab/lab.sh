@@ -46,6 +46,8 @@
 #                                      HOST's instance, inside HOST
 #   lab_sink_start HOST PORT DIR [OPT...]  smtp-sink on HOST's IP:PORT, one file
 #                                      per message in DIR; prints its PID
+#   lab_powerfs DIR / lab_powercut DIR  DIR on a disk that loses unsynced data
+#                                      on command (lab/powerfs)
 #   lab_tmpfs DIR SIZE                 DIR on a tmpfs of its own (a disk that
 #                                      fills up); unmounted at cleanup
 #   lab_late_sink_start HOST PORT DIR [DELAY]  the same with lab/late_sink.py:
@@ -692,6 +694,45 @@ lab_tmpfs() {
 	cp -a "$tmp/." "$dir/" || _lab_die "lab_tmpfs: cannot copy back into $dir"
 	rm -rf "$tmp"
 }
+
+# lab_powerfs DIR: puts DIR (inside $LAB_DIR, e.g. a host's directory) on a
+# disk that can lose power (lab/powerfs, build/lab/powerfs; POWERFS_BIN
+# overrides): a FUSE filesystem in memory that keeps only what fsync and
+# directory fsync made durable when lab_powercut cuts its power. DIR's
+# contents are kept, and made durable (as if installed and synced). Call it
+# before the host's processes start; mounted from the root namespace, so
+# every host sees it. lab_cleanup unmounts it (the powerfs process exits).
+lab_powerfs() {
+	local dir=${1:?usage: lab_powerfs DIR} st tmp bin
+	st=$(_lab_state) || exit 1
+	bin=${POWERFS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/lab/powerfs}
+	[[ -x $bin ]] || _lab_die "lab_powerfs: no $bin (build it: needs libfuse3-dev)"
+	[[ $(cd "$dir" && pwd -P) == "$LAB_DIR"/* ]] || _lab_die "lab_powerfs: $dir is not inside $LAB_DIR"
+	tmp=$(mktemp -d "$LAB_DIR/.powerfs.XXXXXX")
+	cp -a "$dir/." "$tmp/" || _lab_die "lab_powerfs: cannot copy $dir"
+	local mode
+	mode=$(stat -c %a "$dir")
+	"$bin" "$dir" "$(_lab_powerfs_sock "$dir")" >>"$LAB_DIR/powerfs.log" 2>&1 &
+	echo "$dir" >>"$st/mounts"
+	lab_wait_for 5 _lab_is_powerfs "$dir" || _lab_die "lab_powerfs: $dir did not mount (see $LAB_DIR/powerfs.log)"
+	chmod "$mode" "$dir"
+	cp -a "$tmp/." "$dir/" || _lab_die "lab_powerfs: cannot copy back into $dir"
+	rm -rf "$tmp"
+	lab_powersync "$dir" >/dev/null
+}
+_lab_is_powerfs() { [[ $(findmnt -n -o FSTYPE --mountpoint "$1" 2>/dev/null) == fuse.powerfs ]]; }
+_lab_powerfs_sock() { echo "$LAB_DIR/.powerfs-$(echo "$1" | md5sum | cut -c1-8).sock"; }
+_lab_powerfs_ctl() {
+	local bin=${POWERFS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/lab/powerfs}
+	"$bin" --ctl "$(_lab_powerfs_sock "$1")" "$2"
+}
+# lab_powercut DIR: DIR's disk loses power: everything never made durable
+# is gone. Kill every process using it first (lab_crash HOST), as a power
+# loss would; prints what was dropped.
+lab_powercut() { _lab_powerfs_ctl "${1:?usage: lab_powercut DIR}" cut; }
+# lab_powersync DIR: makes everything on DIR's disk durable (sync(1) on a real
+# disk; the kernel does not pass sync(2) on to a FUSE filesystem).
+lab_powersync() { _lab_powerfs_ctl "${1:?usage: lab_powersync DIR}" sync; }
 
 # lab_late_sink_start HOST PORT DIR [DELAY]: like lab_sink_start, but with
 # lab/late_sink.py, which stores each message at once and answers its 250

@@ -242,6 +242,15 @@ PromoteReport MakeLive(repl::Mirror& mirror, const std::string& queue_dir,
   return rep;
 }
 
+PromoteReport FinishPromotion(repl::Mirror& mirror, const std::string& queue_dir,
+                              const std::string& config_dir) {
+  if (mirror.files().empty() && mirror.logs().empty()) return {};
+  spdlog::warn("promote: the mirror still holds {} queue files and {} logs of an interrupted "
+               "promotion: making them live now",
+               mirror.files().size(), mirror.logs().size());
+  return MakeLive(mirror, queue_dir, config_dir);
+}
+
 bool StartPostfixQuick(const std::string& config_dir, std::string& output) {
   // Postfix's own quick start (what `postfix quick-stop` arranges): with
   // <queue_directory>/quick-start present, postfix-script skips its

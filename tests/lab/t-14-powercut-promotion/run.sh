@@ -1,0 +1,25 @@
+#!/bin/bash
+#
+# t-14-powercut-promotion: the standby's power is cut during its promotion.
+# Both disks on lab/powerfs (see t-13-powercut), sync mode, real Postfix:
+# two power cuts of the standby under load (each checked against its
+# mirror), then the primary is killed, the standby promoted by hand, and its
+# power cut at a random moment of that promotion (0-1 s after it began).
+# It restarts on what survived; the administrator promotes again
+# (`promote --force`): it must finish or redo the promotion. Every message
+# whose client got 250 is then delivered exactly once: none lost, none left
+# in the mirror where no Postfix would deliver it, none twice.
+#
+# Disabled in ctest until mailtwind finishes an interrupted promotion
+# (postfix::FinishPromotion wired into the daemon, docs/powercut.md): the
+# daemon saves "primary" before it moves the mirror, and after a cut in
+# between, `promote --force` only confirms the epoch; the mirror's files
+# are stranded (measured: 139 of 139 acknowledged messages).
+set -euo pipefail
+. "$(dirname "$0")/../powercut_lib.sh"
+for i in 1 2; do
+	pc_lab "primary-first $i" primary-first 2
+	((LOST == 0 && DUPS == 0 && STUCK == 0)) ||
+		{ echo "FAIL: a power cut during promotion lost ($LOST), duplicated ($DUPS) or left undelivered ($STUCK) mail"; exit 1; }
+done
+echo "PASS: t-14-powercut-promotion"
