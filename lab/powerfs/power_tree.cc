@@ -122,31 +122,25 @@ int Tree::Symlink(std::string_view target, std::string_view path, uid_t uid, gid
   return 0;
 }
 
-int Tree::Unlink(std::string_view path) {
-  NodePtr dir;
-  std::string name;
-  if (int r = Parent(path, dir, name); r != 0) return r;
-  auto it = dir->entries.find(name);
-  if (it == dir->entries.end()) return -ENOENT;
-  if (it->second->IsDir()) return -EISDIR;
-  it->second->links--;
-  it->second->attrs.ctime = Now();
-  dir->entries.erase(it);
-  Touch(*dir);
-  return 0;
-}
+int Tree::Unlink(std::string_view path) { return Remove(path, false); }
 
-int Tree::Rmdir(std::string_view path) {
-  NodePtr dir;
+int Tree::Rmdir(std::string_view path) { return Remove(path, true); }
+
+// unlink (dir false) or rmdir (dir true): the name goes; the inode lives on
+// while a handle, a durable entry or another name holds it.
+int Tree::Remove(std::string_view path, bool dir) {
+  NodePtr parent;
   std::string name;
-  if (int r = Parent(path, dir, name); r != 0) return r;
-  auto it = dir->entries.find(name);
-  if (it == dir->entries.end()) return -ENOENT;
-  if (!it->second->IsDir()) return -ENOTDIR;
-  if (!it->second->entries.empty()) return -ENOTEMPTY;
-  it->second->links = 0;
-  dir->entries.erase(it);
-  Touch(*dir);
+  if (int r = Parent(path, parent, name); r != 0) return r;
+  auto it = parent->entries.find(name);
+  if (it == parent->entries.end()) return -ENOENT;
+  Node& n = *it->second;
+  if (n.IsDir() != dir) return dir ? -ENOTDIR : -EISDIR;
+  if (dir && !n.entries.empty()) return -ENOTEMPTY;
+  n.links = dir ? 0 : n.links - 1;
+  n.attrs.ctime = Now();
+  parent->entries.erase(it);
+  Touch(*parent);
   return 0;
 }
 

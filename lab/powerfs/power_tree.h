@@ -86,6 +86,7 @@ class Tree {
 
  private:
   int Parent(std::string_view path, NodePtr& dir, std::string& name) const;
+  int Remove(std::string_view path, bool dir);
   NodePtr root_;
   std::uint64_t next_ino_ = 1;
 };
