@@ -5,7 +5,8 @@ Reads the log of lab/sender.py --queue-ids ("accepted <Message-ID> <rcpt>
 <server> <time> <queue-ID>"). A message is owed when its 250 arrived before
 --before (seconds since the epoch: the instant the standby was killed), so
 the standby acknowledged it before it died (sync mode: the gate releases a
-250 only then).
+250 only then), and, with --after, after that time (the test emptied the
+queue on purpose then, to keep each check short).
 
   --mirror DIR  after a power cut of the standby: each owed message must be
                 in the standby's mirror as a committed queue file (mode with
@@ -33,12 +34,12 @@ from collections import Counter
 QUEUES = ("incoming", "active", "deferred", "hold", "maildrop")
 
 
-def owed(log, before):
+def owed(log, before, after=0.0):
     out = {}
     with open(log) as f:
         for line in f:
             p = line.split()
-            if len(p) >= 6 and p[0] == "accepted" and float(p[4]) < before:
+            if len(p) >= 6 and p[0] == "accepted" and after < float(p[4]) < before:
                 out[p[1].strip("<>")] = p[5]
     return out
 
@@ -122,11 +123,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--log", required=True)
     ap.add_argument("--before", type=float, required=True)
+    ap.add_argument("--after", type=float, default=0.0,
+                    help="only 250s after this time (the queue was emptied on purpose before)")
     ap.add_argument("--mirror")
     ap.add_argument("--sink", action="append")
     ap.add_argument("--queue")
     args = ap.parse_args()
-    want = owed(args.log, args.before)
+    want = owed(args.log, args.before, args.after)
     stranded = 0
     if args.sink:
         lost, dup, queued, stranded = check_sink(want, args.sink, args.queue, args.mirror)
