@@ -49,13 +49,7 @@ export MT_FAILOVER=auto MT_MANAGE=true MT_PREFERRED=main
 # The product's defaults, not the lab's shorter ones.
 export MT_CHECK_INTERVAL=250ms MT_FAIL_THRESHOLD=3 MT_PROBE_TIMEOUT=1s MT_PEER_TIMEOUT=3s
 
-QUICK=0
-for arg in "$@"; do
-	case $arg in
-	--quick) QUICK=1 ;;
-	*) echo "usage: bench/run failover [--quick]" >&2; exit 2 ;;
-	esac
-done
+QUICK=$(bench_quick failover "$@")
 if ((QUICK)); then MODE=quick KILLS=8 SWITCHES=2 JITTER_S=60; else MODE=full KILLS=20 SWITCHES=5 JITTER_S=600; fi
 JITTER_S=${BENCH_JITTER_S:-$JITTER_S}
 KILLS=${BENCH_KILLS:-$KILLS}

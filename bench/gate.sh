@@ -50,13 +50,7 @@ BENCH=$REPO/bench
 # The benchmark starts and stops Postfix itself, and kills nothing.
 export MT_MANAGE=false MT_FAILOVER=manual
 
-QUICK=0
-for arg in "$@"; do
-	case $arg in
-	--quick) QUICK=1 ;;
-	*) echo "usage: bench/run gate [--quick]" >&2; exit 2 ;;
-	esac
-done
+QUICK=$(bench_quick gate "$@")
 if ((QUICK)); then
 	MODE=quick ROUNDS=1 TP_MSGS=1000 LAT_SECS=10 TRIALS=100
 else
