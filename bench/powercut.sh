@@ -31,13 +31,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=lib.sh
 . "$REPO/bench/lib.sh"
 
-QUICK=0
-for arg in "$@"; do
-	case $arg in
-	--quick) QUICK=1 ;;
-	*) echo "usage: bench/run powercut [--quick]" >&2; exit 2 ;;
-	esac
-done
+QUICK=$(bench_quick powercut "$@")
 if ((QUICK)); then CUTS=20 STORIES=1; else CUTS=200 STORIES=3; fi
 export MAILTWIN_BIN=${MAILTWIN_BIN:-$REPO/build/apps}
 # PC_STORIES=N: that many primary-first labs instead (0: none). They lose

@@ -587,12 +587,23 @@ lab_postfix_kill() {
 # lab_crash HOST: the host dies - every process in its namespace (all of them
 # started by this lab: Postfix, mailtwind, sinks) gets SIGKILL in one kill(1).
 lab_crash() {
-	local host=${1:?usage: lab_crash HOST} ns
+	local host=${1:?usage: lab_crash HOST} ns round
 	ns=$(lab_ns "$host") || return 1
+	# Several rounds: a process forked while the others were being killed
+	# (a Postfix master daemonizing, say) is not in the first list, and
+	# would outlive the "crash".
+	for round in 1 2 3 4 5; do
+		_lab_crash_round "$ns" || return 0
+	done
+	[[ -z $(ip netns pids "$ns") ]] || _lab_die "processes of $host keep appearing after kill -9"
+}
+# _lab_crash_round NS: kill -9 of every process in NS, waited for; 1 if
+# there was none.
+_lab_crash_round() {
 	local -a pids procs=()
 	local p
-	mapfile -t pids < <(ip netns pids "$ns")
-	((${#pids[@]})) || return 0
+	mapfile -t pids < <(ip netns pids "$1")
+	((${#pids[@]})) || return 1
 	for p in "${pids[@]}"; do
 		p=$(_lab_proc "$p") || continue
 		procs+=("$p")
@@ -604,7 +615,8 @@ lab_crash() {
 		_lab_wait_dead 5 "${procs[@]}" || echo "survivors" >"$LAB_DIR/.crash-survivors"
 		for p in "${procs[@]}"; do _lab_reap "${p%%:*}"; done
 	} 2>/dev/null || true
-	[[ ! -e $LAB_DIR/.crash-survivors ]] || { rm -f "$LAB_DIR/.crash-survivors"; _lab_die "processes of $host survived kill -9"; }
+	[[ ! -e $LAB_DIR/.crash-survivors ]] || { rm -f "$LAB_DIR/.crash-survivors"; _lab_die "processes in $1 survived kill -9"; }
+	return 0
 }
 
 # lab_freeze HOST / lab_thaw HOST: SIGSTOP / SIGCONT every process of HOST

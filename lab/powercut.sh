@@ -115,6 +115,7 @@ pc_purge() {
 # destination, started now; every owed message must arrive once.
 pc_deliver_and_check() {
 	local i out
+	_pc_destination_up
 	lab_pf backup postqueue -f >/dev/null 2>&1 || true
 	# Until every owed message arrived, or the queue is empty (what is
 	# missing then is lost), or two minutes passed (what is queued is stuck).
@@ -137,8 +138,11 @@ pc_deliver_and_check() {
 	fi
 }
 
-# The destination of the owed mail comes up only once the primary is dead:
-# until then nothing is delivered, so the mirror must hold every message.
+# The destination of the owed mail comes up only once the promotion is done
+# (and the power cut over): until then nothing is delivered, so the mirror
+# must hold every message, and a message delivered twice is mailtwin's doing,
+# not Postfix's (Postfix never fsyncs a directory: a power cut right after a
+# delivery brings the queue file back, and Postfix delivers it again).
 _pc_destination_up() { lab_sink_start dest 2526 "$SINK_DEAD" >/dev/null; }
 
 pc_promote_story() {
@@ -147,14 +151,40 @@ pc_promote_story() {
 	standby-first)
 		pc_power_off backup
 		lab_crash main
-		_pc_destination_up
 		;;
 	primary-first)
 		lab_crash main
-		_pc_destination_up
+		# The cut lands in the promotion: once the node has saved its new
+		# role (the first thing it does) and has begun to move the mirror
+		# into the queue (or after 10 s).
+		rm -f "$LAB_DIR/pc-ready"
+		python3 - "$LAB_DIR/backup" "$LAB_DIR/pc-ready" <<-'EOT' &
+			import os, sys, time
+			state = os.path.join(sys.argv[1], "mailtwin/state/state.json")
+			mirror = os.path.join(sys.argv[1], "mirror")
+			def files():
+			    n = 0
+			    for q in ("incoming", "active", "deferred", "hold", "maildrop"):
+			        try:
+			            n += len(os.listdir(os.path.join(mirror, q)))
+			        except OSError:
+			            pass
+			    return n
+			def primary():
+			    try:
+			        return b'"primary"' in open(state, "rb").read()
+			    except OSError:
+			        return False
+			first, end = files(), time.time() + 10
+			open(sys.argv[2], "w").close()  # measured: the promotion may start
+			while time.time() < end and not (primary() and files() < first):
+			    time.sleep(0.001)
+		EOT
+		local poller=$! promote
+		lab_wait_for 10 test -e "$LAB_DIR/pc-ready" || fail "the promotion watcher did not start"
 		mt backup promote --force >/dev/null 2>&1 &
-		local promote=$!
-		sleep "$(python3 -c 'import random; print(round(random.uniform(0, 1.0), 3))')"
+		promote=$!
+		wait "$poller" || true
 		pc_power_off backup
 		wait "$promote" 2>/dev/null || true
 		;;
@@ -163,7 +193,8 @@ pc_promote_story() {
 	mt_start backup >/dev/null || fail "backup did not restart on what survived"
 	# What an administrator does after the restart: promote (again). A node
 	# whose promotion the cut interrupted may already say primary on disk.
-	echo "   after the restart: backup is $(mt_status backup role) at epoch $(mt_status backup epoch)"
+	echo "   after the restart: backup is $(mt_status backup role) at epoch $(mt_status backup epoch);" \
+		"$(grep -o 'mirror: .* holds [0-9]* queue files' "$LAB_DIR/backup/mailtwind.log" | tail -1 | sed 's/.* holds/mirror holds/')"
 	local out
 	out=$(mt backup promote --force 2>&1) || fail "promotion after the power cut failed: $out"
 	echo "   promote --force: $(tr '\n' ' ' <<<"$out")"
