@@ -60,6 +60,6 @@ done
 bench_log "3. negative control: the mirror syncs nothing"
 lab "3. negative control" standby-first 2 PC_MIRROR_SYNC=none
 NEG_LOST=$LOST
-bench_log "targets: cuts >= 200: $( ((TOTAL_CUTS >= 200)) && echo PASS || echo MISS); lost == 0: $( ((TOTAL_LOST == 0)) && echo PASS || echo MISS); negative_control_lost > 0: $( ((NEG_LOST > 0)) && echo PASS || echo MISS); undelivered (stuck) $TOTAL_STUCK"
+bench_log "targets: cuts >= 200: $( ((QUICK)) && echo "n/a (quick)" || { ((TOTAL_CUTS >= 200)) && echo PASS || echo MISS; }); lost == 0: $( ((TOTAL_LOST == 0)) && echo PASS || echo MISS); negative_control_lost > 0: $( ((NEG_LOST > 0)) && echo PASS || echo MISS); undelivered (stuck) $TOTAL_STUCK"
 bench_log "power cuts during promotion: $PROMO_LOST of $PROMO_ACKED acknowledged messages lost or undelivered"
 echo "RESULT cuts=$TOTAL_CUTS acked=$TOTAL_ACKED lost=$TOTAL_LOST duplicated=$TOTAL_DUPS negative_control_lost=$NEG_LOST promotion_cut_acked=$PROMO_ACKED promotion_cut_lost=$PROMO_LOST"
