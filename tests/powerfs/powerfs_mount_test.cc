@@ -22,6 +22,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/durable_dir.h"
+
 namespace mailtwin::lab {
 namespace {
 
@@ -216,6 +218,21 @@ TEST_F(PowerFsMountTest, ModesAreEnforcedForOtherUsers) {
   int status = 0;
   waitpid(p, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+// mailtwin's own directories (mirror, state): a plain mkdir loses its name at
+// a power cut, files and all; MakeDurableDir keeps it.
+TEST_F(PowerFsMountTest, MakeDurableDirSurvivesACutAPlainMkdirDoesNot) {
+  ASSERT_EQ(MakeDurableDir(P("durable"), 0700), "");  // (first: it syncs the parent)
+  ASSERT_EQ(mkdir(P("plain").c_str(), 0700), 0);
+  for (const char* d : {"plain", "durable"}) {
+    Write(std::string(d) + "/f", "acknowledged", true);
+    SyncDir(d);
+  }
+  Ctl("cut");
+  EXPECT_FALSE(Exists("plain"));
+  EXPECT_EQ(Read("durable/f"), "acknowledged");
+  EXPECT_EQ(MakeDurableDir(P("durable"), 0700), "");  // an existing one is fine
 }
 
 }  // namespace
