@@ -66,6 +66,17 @@ pc_check() {
 	PC_DUPS=$((PC_DUPS + $(_pc_field "$out" duplicated)))
 	PC_LAST=$out
 }
+# _pc_evidence WHAT: after a check that found a loss, keeps the evidence
+# outside the lab (which is removed at the end): the check, both daemons'
+# logs, the accepted log. In ${PC_EVIDENCE:-/tmp}/powercut-LAB_ID-N.
+_pc_evidence() {
+	[[ $(_pc_field "$PC_LAST" lost) != 0 && ${MAILTWIN_TEST_MIRROR_SYNC:-} != none ]] || return 0
+	local d=${PC_EVIDENCE:-/tmp}/powercut-$LAB_ID-$PC_CUTS
+	mkdir -p "$d"
+	echo "$1: $PC_LAST" | tee "$d/check" >&2
+	cp "$LAB_DIR"/*-mailtwind.history "$LAB_DIR/main/mailtwind.log" "$PC_LOG" "$d/" 2>/dev/null || true
+	echo "   evidence kept in $d" >&2
+}
 _pc_field() { [[ " $1 " =~ [[:space:]]$2=([0-9]+) ]] && echo "${BASH_REMATCH[1]}" || echo 0; }
 
 # pc_power_off HOST: everything on HOST dies at once, then its disk loses
@@ -79,14 +90,19 @@ pc_power_off() {
 	PC_CUTS=$((PC_CUTS + 1))
 }
 
-_pc_protected() { (($(mt_status main gate | python3 -c 'import ast,sys; print(ast.literal_eval(sys.stdin.read())["unprotected"])') == 0)); }
+_pc_gate() { mt_status main gate | python3 -c 'import ast,sys; print(ast.literal_eval(sys.stdin.read())[sys.argv[1]])' "$1"; }
+_pc_protected() { (($(_pc_gate unprotected) == 0)); }
 
 pc_standby_cut() {
 	sleep "$(python3 -c 'import random; print(round(random.uniform(0.2, 1.2), 3))')"
-	local epoch
+	local epoch unprotected
 	epoch=$(mt_status backup epoch)
+	# Messages the gate answered without a replica (the standby slower than
+	# sync_timeout: a loaded machine) were never promised: counted apart.
+	unprotected=$(_pc_gate unprotected)
 	pc_power_off backup
 	pc_check --before "$PC_T_KILL" --mirror "$LAB_DIR/backup/mirror"
+	_pc_evidence "cut $PC_CUTS (unprotected at the kill: $unprotected)"
 	[[ ${PC_VERBOSE:-} ]] && echo "   cut $PC_CUTS: $PC_LAST" | head -3
 	mt_start backup >/dev/null || fail "backup did not restart after the power cut"
 	(($(mt_status backup epoch) >= epoch)) || fail "the standby's epoch went back from $epoch after a power cut"
@@ -130,6 +146,7 @@ pc_deliver_and_check() {
 	sleep 2  # duplicates, if any, arrive too
 	pc_check --before "$PC_T_KILL" --sink "$SINK_DEAD" --queue "$LAB_DIR/backup/spool" \
 		--mirror "$LAB_DIR/backup/mirror"
+	_pc_evidence "the story"
 	# Still queued after two minutes with the destination up: not lost, but
 	# a promoted node that does not deliver is a failure too.
 	PC_STUCK=$(_pc_field "$PC_LAST" queued)
