@@ -90,13 +90,15 @@ pc_power_off() {
 	PC_CUTS=$((PC_CUTS + 1))
 }
 
-_pc_gate() { mt_status main gate | python3 -c 'import ast,sys; print(ast.literal_eval(sys.stdin.read())[sys.argv[1]])' "$1"; }
-_pc_protected() { (($(_pc_gate unprotected) == 0)); }
+_pc_gate() { mt_status main gate 2>/dev/null | python3 -c 'import ast,sys; print(ast.literal_eval(sys.stdin.read())[sys.argv[1]])' "$1" 2>/dev/null || echo "?"; }
+_pc_epoch() { PC_EPOCH=$(mt_status backup epoch 2>/dev/null); [[ $PC_EPOCH =~ ^[0-9]+$ ]]; }
+_pc_protected() { [[ $(_pc_gate unprotected) == 0 ]]; }
 
 pc_standby_cut() {
 	sleep "$(python3 -c 'import random; print(round(random.uniform(0.2, 1.2), 3))')"
 	local epoch unprotected
-	epoch=$(mt_status backup epoch)
+	lab_wait_for 10 _pc_epoch || fail "the standby does not answer status"
+	epoch=$PC_EPOCH
 	# Messages the gate answered without a replica (the standby slower than
 	# sync_timeout: a loaded machine) were never promised: counted apart.
 	unprotected=$(_pc_gate unprotected)
@@ -105,7 +107,9 @@ pc_standby_cut() {
 	_pc_evidence "cut $PC_CUTS (unprotected at the kill: $unprotected)"
 	[[ ${PC_VERBOSE:-} ]] && echo "   cut $PC_CUTS: $PC_LAST" | head -3
 	mt_start backup >/dev/null || fail "backup did not restart after the power cut"
-	(($(mt_status backup epoch) >= epoch)) || fail "the standby's epoch went back from $epoch after a power cut"
+	# (a daemon just started may not answer status at once)
+	lab_wait_for 10 _pc_epoch || fail "the restarted standby does not answer status"
+	((PC_EPOCH >= epoch)) || fail "the standby's epoch went back from $epoch to $PC_EPOCH after a power cut"
 	mt_wait_state main live 30 || fail "the link did not come back after the power cut"
 	# Messages answered while the standby was down are unprotected: the next
 	# cut may count them only once the standby has them again.
