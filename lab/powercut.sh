@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 #
-# powercut.sh: power cuts of a mailtwin node, for tests/lab/t-13-powercut and
+# powercut.sh: power cuts of a mailtwin node, for tests/lab/t-21-powercut and
 # bench/run powercut. Source it after tests/lab/lib.sh.
 #
 # Both nodes' directories ($LAB_DIR/main, $LAB_DIR/backup: Postfix queue,
@@ -226,7 +226,7 @@ pc_promote_story() {
 
 pc_run() {
 	local mode=$1 n=$2 i
-	pc_setup "t-13-$mode"
+	pc_setup "pc-$mode"
 	for ((i = 0; i < n; i++)); do pc_standby_cut; done
 	echo "after $n standby power cuts: $PC_LAST"
 	pc_promote_story "$mode"

@@ -7,7 +7,7 @@
 # its promotion), the standby promoted on what survived, every 250 counted
 # at the destination. Last line: "PC mode=.. cuts=.. acked=.. lost=..
 # duplicated=..". PC_MIRROR_SYNC=none: the negative control (the mirror
-# syncs nothing). Run as root; used by t-13-powercut and bench/run powercut.
+# syncs nothing). Run as root; used by t-21-powercut and bench/run powercut.
 . "$(dirname "$0")/../tests/lab/lib.sh"
 # shellcheck source=powercut.sh
 . "$REPO/lab/powercut.sh"

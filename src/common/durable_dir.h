@@ -4,7 +4,7 @@
 // and POSIX makes it durable only with an fsync of the parent. A directory
 // made at first start (the mirror, the state directory) and then filled
 // with fsynced files would otherwise vanish, files and all, at the first
-// power cut (tests/lab/t-13-powercut found exactly that).
+// power cut (tests/lab/t-21-powercut found exactly that).
 #pragma once
 
 #include <sys/types.h>

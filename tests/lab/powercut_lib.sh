@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 #
-# powercut_lib.sh: for t-13 and t-14: pc_lab LABEL MODE CUTS [ENV...] runs one
+# powercut_lib.sh: for t-21 and t-22: pc_lab LABEL MODE CUTS [ENV...] runs one
 # lab of lab/powercut_run.sh and sets CUTS ACKED LOST DUPS STUCK from its
 # result line (and prints its story).
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

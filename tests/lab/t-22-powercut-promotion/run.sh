@@ -1,7 +1,7 @@
 #!/bin/bash
 #
-# t-14-powercut-promotion: the standby's power is cut during its promotion.
-# Both disks on lab/powerfs (see t-13-powercut), sync mode, real Postfix:
+# t-22-powercut-promotion: the standby's power is cut during its promotion.
+# Both disks on lab/powerfs (see t-21-powercut), sync mode, real Postfix:
 # two power cuts of the standby under load (each checked against its
 # mirror), then the primary is killed, the standby promoted by hand, and its
 # power cut in the middle of that promotion: once its new role is saved and
@@ -24,4 +24,4 @@ for i in 1 2 3 4; do
 	((LOST == 0 && DUPS == 0 && STUCK == 0)) ||
 		{ echo "FAIL: a power cut during promotion lost ($LOST), duplicated ($DUPS) or left undelivered ($STUCK) mail"; exit 1; }
 done
-echo "PASS: t-14-powercut-promotion"
+echo "PASS: t-22-powercut-promotion"

@@ -1,6 +1,6 @@
 #!/bin/bash
 #
-# t-13-powercut: a 250 in sync mode survives the standby's power loss.
+# t-21-powercut: a 250 in sync mode survives the standby's power loss.
 # Both nodes' disks are lab/powerfs: a power cut keeps only what fsync and
 # directory fsync made durable (the page cache is gone, unlike a kill -9).
 # Under load (sync mode, through the gate), with real Postfix:
@@ -12,7 +12,7 @@
 #   2. the negative control: the same with the mirror's fsyncs switched off
 #      (MAILTWIN_TEST_MIRROR_SYNC=none): messages must be lost, or this test
 #      could not fail.
-# Each part is a lab of its own (lab/powercut_run.sh). t-14 cuts the power
+# Each part is a lab of its own (lab/powercut_run.sh). t-22 cuts the power
 # during promotion; bench/run powercut is the long form (>= 200 cuts).
 set -euo pipefail
 . "$(dirname "$0")/../powercut_lib.sh"
@@ -23,4 +23,4 @@ pc_lab "1. standby-first" standby-first "$cuts"
 ((STUCK == 0)) || { echo "FAIL: the promoted standby did not deliver $STUCK acknowledged messages"; exit 1; }
 pc_lab "2. negative control (no fsync in the mirror)" standby-first 2 PC_MIRROR_SYNC=none
 ((LOST > 0)) || { echo "FAIL: the mirror synced nothing and no message was lost: this test cannot fail"; exit 1; }
-echo "PASS: t-13-powercut"
+echo "PASS: t-21-powercut"
