@@ -37,6 +37,7 @@
 #   bench_verdict VALUE OP TARGET    PASS or MISS (OP is >= or <=; NA gives NA)
 #   bench_field LINE KEY             KEY's value out of a "k=v k=v" line
 #   bench_ratio A B [FMT]            A / B, printf FMT (default %.3f); "NA" if either is NA or B is 0
+#   bench_diff A B [FMT]             A - B, printf FMT (default %.2f); "NA" if either is NA or empty
 #   bench_fmt X [FORMAT]             printf FORMAT (default %.1f) of X ("NA" if X is NA or empty)
 #   bench_rm_files DIR...            delete every file under DIR..., 8 at a time: on
 #                                    this disk (ext4, mounted with discard, no
@@ -190,6 +191,9 @@ bench_verdict() {
 
 bench_field() { if [[ " $1 " =~ [[:space:]]$2=([^[:space:]]*) ]]; then echo "${BASH_REMATCH[1]}"; fi; }
 bench_ratio() { awk -v a="$1" -v b="$2" -v f="${3:-%.3f}" 'BEGIN { if (a != "NA" && b != "NA" && b > 0) printf f "\n", a / b; else print "NA" }'; }
+
+# bench_diff A B [FORMAT]: A - B, NA if either is missing.
+bench_diff() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { if (a != "NA" && a != "" && b != "NA" && b != "") printf f "\n", a - b; else print "NA" }'; }
 bench_fmt() { awk -v a="$1" -v f="${2:-%.1f}" 'BEGIN { if (a == "NA" || a == "") print "NA"; else printf f "\n", a }'; }
 
 bench_cpu_busy() {

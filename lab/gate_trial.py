@@ -24,6 +24,7 @@ gets one line per accepted message: "MESSAGE-ID QUEUE-ID".
 import argparse
 import os
 import random
+import re
 import signal
 import smtplib
 import socket
@@ -32,9 +33,23 @@ import sys
 import time
 
 QUEUES = ("incoming", "active", "deferred", "hold", "maildrop")
+# A long queue ID (enable_long_queue_ids = yes, which mailtwin requires):
+# base-52 time and inode digits with a 'z' between them, never empty.
+QUEUE_ID = re.compile(r"[0-9A-Za-z]{10,}z[0-9A-Za-z]+")
+
+
+def queue_id(reply):
+    """The queue ID of a "250 ... queued as ID" reply, or "" if it has none."""
+    m = re.search(r"queued as ([0-9A-Za-z]+)", reply)
+    return m.group(1) if m and QUEUE_ID.fullmatch(m.group(1)) else ""
 
 
 def in_mirror(mirror, qid, queues=QUEUES):
+    # Without a queue ID there is nothing to look for: os.path.join(base, "")
+    # is the queue directory itself, which exists, so an empty ID would
+    # count as found.
+    if not QUEUE_ID.fullmatch(qid or ""):
+        return False
     for q in queues:
         base = os.path.join(mirror, q)
         if os.path.exists(os.path.join(base, qid)):
@@ -106,7 +121,7 @@ def main():
         if code == 250 and (args.mirror or crash_now):
             os.kill(args.freeze, signal.SIGSTOP)  # nothing replicates from here on
         text = resp.decode(errors="replace")
-        qid = text.rsplit("queued as ", 1)[-1].strip() if "queued as " in text else ""
+        qid = queue_id(text)
         if code == 250 and log:
             log.write(f"{msgid} {qid}\n")
             log.flush()
@@ -122,8 +137,8 @@ def main():
                 if in_mirror(args.mirror, qid, queues) or delivered(args.sink, msgid):
                     protected += 1
                 else:
-                    missing += 1
-                    missing_ids.append(qid)
+                    missing += 1  # (a 250 without a queue ID cannot be checked: missing)
+                    missing_ids.append(qid or f"<no queue ID: {text.strip()}>")
             finally:
                 os.kill(args.freeze, signal.SIGCONT)
         time.sleep(random.uniform(0, args.pause_ms / 1000.0))

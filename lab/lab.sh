@@ -54,6 +54,8 @@
 #                                      HOST's instance, inside HOST
 #   lab_sink_start HOST PORT DIR [OPT...]  smtp-sink on HOST's IP:PORT, one file
 #                                      per message in DIR; prints its PID
+#   lab_powerfs DIR / lab_powercut DIR  DIR on a disk that loses unsynced data
+#                                      on command (lab/powerfs)
 #   lab_tmpfs DIR SIZE                 DIR on a tmpfs of its own (a disk that
 #                                      fills up); unmounted at cleanup
 #   lab_late_sink_start HOST PORT DIR [DELAY]  the same with lab/late_sink.py:
@@ -612,12 +614,23 @@ lab_postfix_kill() {
 # lab_crash HOST: the host dies - every process in its namespace (all of them
 # started by this lab: Postfix, mailtwind, sinks) gets SIGKILL in one kill(1).
 lab_crash() {
-	local host=${1:?usage: lab_crash HOST} ns
+	local host=${1:?usage: lab_crash HOST} ns round
 	ns=$(lab_ns "$host") || return 1
+	# Several rounds: a process forked while the others were being killed
+	# (a Postfix master daemonizing, say) is not in the first list, and
+	# would outlive the "crash".
+	for round in 1 2 3 4 5; do
+		_lab_crash_round "$ns" || return 0
+	done
+	[[ -z $(ip netns pids "$ns") ]] || _lab_die "processes of $host keep appearing after kill -9"
+}
+# _lab_crash_round NS: kill -9 of every process in NS, waited for; 1 if
+# there was none.
+_lab_crash_round() {
 	local -a pids procs=()
 	local p
-	mapfile -t pids < <(ip netns pids "$ns")
-	((${#pids[@]})) || return 0
+	mapfile -t pids < <(ip netns pids "$1")
+	((${#pids[@]})) || return 1
 	for p in "${pids[@]}"; do
 		p=$(_lab_proc "$p") || continue
 		procs+=("$p")
@@ -629,7 +642,8 @@ lab_crash() {
 		_lab_wait_dead 5 "${procs[@]}" || echo "survivors" >"$LAB_DIR/.crash-survivors"
 		for p in "${procs[@]}"; do _lab_reap "${p%%:*}"; done
 	} 2>/dev/null || true
-	[[ ! -e $LAB_DIR/.crash-survivors ]] || { rm -f "$LAB_DIR/.crash-survivors"; _lab_die "processes of $host survived kill -9"; }
+	[[ ! -e $LAB_DIR/.crash-survivors ]] || { rm -f "$LAB_DIR/.crash-survivors"; _lab_die "processes in $1 survived kill -9"; }
+	return 0
 }
 
 # lab_freeze HOST / lab_thaw HOST: SIGSTOP / SIGCONT every process of HOST
@@ -767,6 +781,45 @@ lab_tmpfs() {
 	cp -a "$tmp/." "$dir/" || _lab_die "lab_tmpfs: cannot copy back into $dir"
 	rm -rf "$tmp"
 }
+
+# lab_powerfs DIR: puts DIR (inside $LAB_DIR, e.g. a host's directory) on a
+# disk that can lose power (lab/powerfs, build/lab/powerfs; POWERFS_BIN
+# overrides): a FUSE filesystem in memory that keeps only what fsync and
+# directory fsync made durable when lab_powercut cuts its power. DIR's
+# contents are kept, and made durable (as if installed and synced). Call it
+# before the host's processes start; mounted from the root namespace, so
+# every host sees it. lab_cleanup unmounts it (the powerfs process exits).
+lab_powerfs() {
+	local dir=${1:?usage: lab_powerfs DIR} st tmp bin
+	st=$(_lab_state) || exit 1
+	bin=${POWERFS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/lab/powerfs}
+	[[ -x $bin ]] || _lab_die "lab_powerfs: no $bin (build it: needs libfuse3-dev)"
+	[[ $(cd "$dir" && pwd -P) == "$LAB_DIR"/* ]] || _lab_die "lab_powerfs: $dir is not inside $LAB_DIR"
+	tmp=$(mktemp -d "$LAB_DIR/.powerfs.XXXXXX")
+	cp -a "$dir/." "$tmp/" || _lab_die "lab_powerfs: cannot copy $dir"
+	local mode
+	mode=$(stat -c %a "$dir")
+	"$bin" "$dir" "$(_lab_powerfs_sock "$dir")" >>"$LAB_DIR/powerfs.log" 2>&1 &
+	echo "$dir" >>"$st/mounts"
+	lab_wait_for 5 _lab_is_powerfs "$dir" || _lab_die "lab_powerfs: $dir did not mount (see $LAB_DIR/powerfs.log)"
+	chmod "$mode" "$dir"
+	cp -a "$tmp/." "$dir/" || _lab_die "lab_powerfs: cannot copy back into $dir"
+	rm -rf "$tmp"
+	lab_powersync "$dir" >/dev/null
+}
+_lab_is_powerfs() { [[ $(findmnt -n -o FSTYPE --mountpoint "$1" 2>/dev/null) == fuse.powerfs ]]; }
+_lab_powerfs_sock() { echo "$LAB_DIR/.powerfs-$(echo "$1" | md5sum | cut -c1-8).sock"; }
+_lab_powerfs_ctl() {
+	local bin=${POWERFS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/lab/powerfs}
+	"$bin" --ctl "$(_lab_powerfs_sock "$1")" "$2"
+}
+# lab_powercut DIR: DIR's disk loses power: everything never made durable
+# is gone. Kill every process using it first (lab_crash HOST), as a power
+# loss would; prints what was dropped.
+lab_powercut() { _lab_powerfs_ctl "${1:?usage: lab_powercut DIR}" cut; }
+# lab_powersync DIR: makes everything on DIR's disk durable (sync(1) on a real
+# disk; the kernel does not pass sync(2) on to a FUSE filesystem).
+lab_powersync() { _lab_powerfs_ctl "${1:?usage: lab_powersync DIR}" sync; }
 
 # lab_late_sink_start HOST PORT DIR [DELAY]: like lab_sink_start, but with
 # lab/late_sink.py, which stores each message at once and answers its 250

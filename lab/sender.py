@@ -10,14 +10,34 @@ For every message a server accepted with 250 it appends to --log:
     accepted <Message-ID> <recipient> <server> [<time>]
 
 so that a test can check, at the destination, that every accepted message
-was delivered exactly once. Failures are counted, not fatal.
+was delivered exactly once. With --queue-ids a 6th field is the queue ID
+from the server's "250 ... queued as ID" ("-" if it gave none); the time is
+then taken the moment the 250 arrives, before QUIT. Failures are counted,
+not fatal.
 """
 import argparse
 import os
+import re
 import smtplib
 import sys
 import time
 import uuid
+
+
+def send(s, rcpt, msg):
+    """One transaction; the queue ID of its 250 ("-" if none). Raises if refused."""
+    s.ehlo_or_helo_if_needed()
+    code, resp = s.mail("sender@client.lab.test")
+    if code != 250:
+        raise smtplib.SMTPSenderRefused(code, resp, "sender@client.lab.test")
+    code, resp = s.rcpt(rcpt)
+    if code not in (250, 251):
+        raise smtplib.SMTPRecipientsRefused({rcpt: (code, resp)})
+    code, resp = s.data(msg.encode())
+    if code != 250:
+        raise smtplib.SMTPDataError(code, resp)
+    m = re.search(rb"queued as ([0-9A-Za-z]+)", resp)
+    return m.group(1).decode() if m else "-"
 
 
 def main():
@@ -32,7 +52,10 @@ def main():
     ap.add_argument("--max-seconds", type=float, default=600, help="hard stop")
     ap.add_argument("--times", action="store_true",
                     help="add the time of each 250 (seconds since the epoch) as a 5th field")
+    ap.add_argument("--queue-ids", action="store_true",
+                    help="add the queue ID of each 250 as a 6th field (implies --times)")
     args = ap.parse_args()
+    args.times = args.times or args.queue_ids
 
     servers = []
     for s in args.servers.split(","):
@@ -61,9 +84,11 @@ def main():
             for host, port in servers:
                 try:
                     with smtplib.SMTP(host, port, timeout=5) as s:
-                        s.sendmail("sender@client.lab.test", [rcpt], msg)
+                        qid = send(s, rcpt, msg)
+                        t = time.time()  # the 250 is here (QUIT comes after)
                     log.write(f"accepted {msgid} {rcpt} {host}"
-                              + (f" {time.time():.3f}" if args.times else "") + "\n")
+                              + (f" {t:.3f}" if args.times else "")
+                              + (f" {qid}" if args.queue_ids else "") + "\n")
                     accepted += 1
                     break
                 except (OSError, smtplib.SMTPException):

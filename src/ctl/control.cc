@@ -134,7 +134,11 @@ Json Call(const std::string& path, const Json& request, int timeout_ms) {
     return fail(why);
   }
   std::string out = request.dump() + "\n";
-  if (write(fd, out.data(), out.size()) != static_cast<ssize_t>(out.size())) {
+  // MSG_NOSIGNAL: a daemon that refuses us (SO_PEERCRED) answers at once and
+  // hangs up, maybe before our request is written. Its reason is still there
+  // to read; without this the CLI would die of SIGPIPE, saying nothing.
+  ssize_t w = send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+  if (w != static_cast<ssize_t>(out.size()) && !(w < 0 && (errno == EPIPE || errno == ECONNRESET))) {
     close(fd);
     return fail("write to control socket failed");
   }

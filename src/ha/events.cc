@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/durable_dir.h"
 #include "common/process.h"
 
 namespace mailtwin::ha {
@@ -37,8 +38,7 @@ Event Event::FromJson(const nlohmann::json& j) {
 std::string EventLog::Open(const std::string& state_dir) {
   std::lock_guard lk(mu_);
   dir_ = state_dir;
-  if (mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
-    return fmt::format("cannot create {}: {}", dir_, std::strerror(errno));
+  if (std::string err = MakeDurableDir(dir_, 0700); !err.empty()) return err;
   std::ifstream mark(dir_ + "/events.notified");
   if (mark) mark >> delivered_;
   std::ifstream in(dir_ + "/events.jsonl");

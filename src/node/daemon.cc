@@ -179,6 +179,9 @@ int Daemon::Run() {
     SyncRelay();
   }
   if (err.empty() && roles_.primary()) {
+    // A power cut or crash between storing the primary role and moving the
+    // mirror into the queue left the mail there: the take-over goes on.
+    FinishTakeOver();
     // Serve only once the peer confirms our epoch (ha::Decide).
     unconfirmed_since_ = std::chrono::steady_clock::now();
     err = StartPrimarySide();
@@ -346,6 +349,20 @@ void Daemon::StepDown(std::uint64_t epoch, const std::string& reason) {
       default: return true;
     }
   });
+}
+
+void Daemon::FinishTakeOver() {
+  Busy busy(*this);
+  auto rep = postfix::FinishPromotion(mirror_side_->mirror(), queue_dir_, cfg_.postfix_config_dir);
+  promotion_failed_ = rep.error;
+  if (!rep.error.empty()) {
+    spdlog::error("promote: {}", rep.error);
+    Raise("promotion", "finishing an interrupted take-over FAILED: " + rep.error);
+  } else if (rep.files || rep.logs) {
+    Raise("promotion", fmt::format("an interrupted take-over was finished: {} queue files and {} "
+                                   "logs made live",
+                                   rep.files, rep.logs));
+  }
 }
 
 void Daemon::OnInSync() {

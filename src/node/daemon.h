@@ -125,6 +125,9 @@ class Daemon {
   ctl::Json TakeOver(const std::string& reason,
                      std::optional<std::uint64_t> switchover_epoch = std::nullopt);
   void StepDown(std::uint64_t epoch, const std::string& reason);
+  // A primary whose mirror still holds mail (its take-over was cut short
+  // by a crash or power loss after the role was stored) makes it live.
+  void FinishTakeOver();
   void OnInSync();
 
   // Hellos met on the link. A primary that dialed this node's listener

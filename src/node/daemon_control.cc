@@ -111,6 +111,8 @@ ctl::Json Daemon::Promote(const ctl::Json& req) {
       return {{"ok", false},
               {"error", "this node is a primary waiting for its peer to confirm the epoch; "
                         "promote --force serves without it (only if the peer is certainly down)"}};
+    FinishTakeOver();  // nothing to do unless a take-over was cut short
+    if (!promotion_failed_.empty()) return {{"ok", false}, {"error", promotion_failed_}};
     auto next = roles_.NextEpoch();
     if (!next) return {{"ok", false}, {"error", "the epoch cannot grow any further"}};
     if (std::string err = roles_.Become(NodeRole::kPrimary, *next); !err.empty())

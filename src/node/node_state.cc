@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/durable_dir.h"
+
 namespace mailtwin {
 
 std::string_view RoleName(NodeRole r) { return r == NodeRole::kPrimary ? "primary" : "standby"; }
@@ -42,8 +44,7 @@ std::optional<NodeState> LoadNodeState(const std::string& state_dir, std::string
 }
 
 std::string SaveNodeState(const std::string& state_dir, const NodeState& st) {
-  if (mkdir(state_dir.c_str(), 0700) != 0 && errno != EEXIST)
-    return fmt::format("cannot create {}: {}", state_dir, std::strerror(errno));
+  if (std::string err = MakeDurableDir(state_dir, 0700); !err.empty()) return err;
   nlohmann::json j{{"role", std::string(RoleName(st.role))}, {"epoch", st.epoch},
                    {"paused", st.paused}};
   std::string text = j.dump(2) + "\n";

@@ -37,6 +37,17 @@ PromoteReport MakeLive(repl::Mirror& mirror, const std::string& queue_dir,
                        const std::string& config_dir);
 void Serve(const std::string& config_dir, bool flush, PromoteReport& rep);
 
+// Finishes a promotion that a crash or power cut interrupted: the node's
+// state already says primary (it is saved before anything moves), but its
+// mirror still holds queue files or logs that never reached the live queue;
+// nothing would ever deliver them. Makes them live as MakeLive does (which
+// never overwrites a queued file, so what already moved is not moved twice).
+// Does nothing when the mirror is empty. For the daemon: at start with role
+// primary, before the watcher scans the queue, and when `promote --force`
+// confirms the epoch of an unconfirmed primary (docs/powercut.md).
+PromoteReport FinishPromotion(repl::Mirror& mirror, const std::string& queue_dir,
+                              const std::string& config_dir);
+
 // A node that steps down sets its live queue aside, so that nothing it
 // holds is delivered twice (the new primary has the replicated part) or lost
 // (the rest is handed over): every committed queue file (incoming, active,

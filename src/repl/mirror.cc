@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/durable_dir.h"
 #include "repl/queue_file.h"
 
 namespace mailtwin::repl {
@@ -54,6 +55,16 @@ struct timespec Ts(std::int64_t ns) {
 
 }  // namespace
 
+std::string MirrorSyncFromEnv(MirrorSync& out) {
+  const char* v = std::getenv("MAILTWIN_TEST_MIRROR_SYNC");
+  std::string_view s = v ? v : "";
+  if (s.empty()) out = MirrorSync::kNormal;
+  else if (s == "fsync-only") out = MirrorSync::kFsyncOnly;
+  else if (s == "none") out = MirrorSync::kNone;
+  else return fmt::format("MAILTWIN_TEST_MIRROR_SYNC={}: expected fsync-only or none (tests only)", s);
+  return {};
+}
+
 std::string MirrorDir(Queue q) { return std::string(QueueName(q)); }
 std::string MirrorDir(LogKind k) { return std::string(LogKindName(k)); }
 
@@ -78,7 +89,13 @@ std::string Mirror::Open() {
   for (auto& [rel, fd] : dir_fds_) close(fd);
   dir_fds_.clear();
   if (rootfd_ >= 0) close(rootfd_);
-  if (mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) return Errno("cannot create", root_);
+  if (std::string err = MirrorSyncFromEnv(sync_); !err.empty()) return err;
+  if (sync_ == MirrorSync::kFsyncOnly)
+    spdlog::warn("mirror: MAILTWIN_TEST_MIRROR_SYNC=fsync-only: no syncfs (a test setting)");
+  if (sync_ == MirrorSync::kNone)
+    spdlog::error("mirror: MAILTWIN_TEST_MIRROR_SYNC=none: NOTHING IS MADE DURABLE; "
+                  "acknowledged mail is lost on a power cut (a negative control for tests only)");
+  if (std::string err = MakeDurableDir(root_, 0700); !err.empty()) return err;
   rootfd_ = open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (rootfd_ < 0) return Errno("cannot open", root_);
   std::vector<std::string> dirs{"tmp", "spare"};
@@ -87,11 +104,27 @@ std::string Mirror::Open() {
   for (const auto& d : dirs)
     if (mkdirat(rootfd_, d.c_str(), 0700) != 0 && errno != EEXIST)
       return Errno("cannot create", root_ + "/" + d);
-  if (fsync(rootfd_) != 0) return Errno("fsync", root_);
-  // Whatever an earlier run left in the page cache is made durable before
-  // spare/ inodes are handed out again (their old names must be gone on disk).
-  if (syncfs(rootfd_) != 0) return Errno("syncfs", root_);
+  if (std::string err = SyncEverything(); !err.empty()) return err;
   return Scan();
+}
+
+// Whatever an earlier run left in the page cache is made durable before
+// spare/ inodes are handed out again (their old names must be gone on disk).
+std::string Mirror::SyncEverything() {
+  if (sync_ == MirrorSync::kNone) return {};
+  if (fsync(rootfd_) != 0) return Errno("fsync", root_);
+  if (sync_ == MirrorSync::kNormal)
+    return syncfs(rootfd_) == 0 ? std::string() : Errno("syncfs", root_);
+  // fsync-only: the names are what matters (every file was fsynced before it
+  // got its name; an append not yet committed was never acknowledged).
+  std::vector<std::string> dirs{"tmp", "spare"};
+  for (Queue q : kAllQueues) dirs.push_back(MirrorDir(q));
+  for (LogKind k : kAllLogKinds) dirs.push_back(MirrorDir(k));
+  for (const auto& d : dirs) {
+    int dfd = DirFd(d);
+    if (dfd < 0 || fsync(dfd) != 0) return Errno("fsync", root_ + "/" + d);
+  }
+  return {};
 }
 
 std::string Mirror::Scan() {
@@ -450,8 +483,9 @@ std::string Mirror::Commit() {
   ++stats_.commits;
   auto t0 = std::chrono::steady_clock::now();
   std::string err;
-  bool many = dirty_fds_.size() + ready_.size() > kSyncfsThreshold;
+  bool many = sync_ == MirrorSync::kNormal && dirty_fds_.size() + ready_.size() > kSyncfsThreshold;
   auto sync_fd = [&](int fd, const std::string& what) {
+    if (sync_ == MirrorSync::kNone) return;  // (the negative control)
     ++stats_.fsyncs;
     if (fsync(fd) != 0 && err.empty()) err = Errno("fsync", what);
   };

@@ -42,6 +42,18 @@
 
 namespace mailtwin::repl {
 
+// How Commit makes changes durable. Normal use knows only kNormal; the other
+// two exist for the lab's power-cut tests (docs/powercut.md) and are chosen
+// only by the environment variable MAILTWIN_TEST_MIRROR_SYNC:
+//   "fsync-only": per-file and per-directory fsyncs, never syncfs (a FUSE
+//                 test filesystem never sees syncfs, so it could not tell
+//                 what syncfs made durable);
+//   "none":       no fsync and no syncfs at all: acknowledgements without
+//                 durability, the negative control that must lose mail.
+enum class MirrorSync { kNormal, kFsyncOnly, kNone };
+// The mode the environment asks for; an unknown value is an error.
+std::string MirrorSyncFromEnv(MirrorSync& out);
+
 class Mirror {
  public:
   explicit Mirror(std::string root);
@@ -87,6 +99,7 @@ class Mirror {
     double commit_ms_max = 0;
   };
   const Stats& stats() const { return stats_; }
+  MirrorSync sync_mode() const { return sync_; }
   // How long each Commit() took (its fsyncs, renames and syncfs), in ms;
   // its sum() is the total time spent committing.
   const LatencyStats& commit_latency() const { return commit_latency_; }
@@ -132,7 +145,10 @@ class Mirror {
   int CreateFile(const std::string& rel, std::uint64_t& stale_size);
   static constexpr std::size_t kMaxSpare = 1024;
 
+  std::string SyncEverything();  // what Open() makes durable before use
+
   std::string root_;
+  MirrorSync sync_ = MirrorSync::kNormal;
   int rootfd_ = -1;
   std::unordered_map<std::string, FileEntry> files_;
   std::map<std::pair<LogKind, std::string>, LogEntry> logs_;

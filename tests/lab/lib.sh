@@ -211,6 +211,15 @@ crash_after_250s() {
 	accepted=$(wc -l <"$LAB_DIR/accepted.log")
 }
 
+# missing_accepted: the Message-IDs crash_after_250s got a 250 for that
+# have not reached $SINK_OK (compared by ID: a count could hide a loss
+# behind a duplicate).
+missing_accepted() {
+	lab_sink_rcpts "$SINK_OK" | awk '$2 == "crash@sink.lab.test" { print $1 }' | sort -u >"$LAB_DIR/got"
+	awk '{ print $1 }' "$LAB_DIR/accepted.log" | sort -u | comm -23 - "$LAB_DIR/got"
+}
+accepted_all_delivered() { [[ -z $(missing_accepted) ]]; }
+
 # send_mail FROM TO...: one message from client to main; prints its queue ID.
 send_mail() {
 	local from=$1 out id to

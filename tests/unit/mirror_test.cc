@@ -320,5 +320,57 @@ TEST(Mirror, ManifestDigestMatchesThePrimarysModel) {
   EXPECT_TRUE(rec.changes.empty());
 }
 
+// --- MAILTWIN_TEST_MIRROR_SYNC (test-only sync modes) ---
+
+// Commits n new files; returns the mirror's stats.
+Mirror::Stats CommitMany(const std::string& root, int n) {
+  Mirror m(root);
+  EXPECT_EQ(m.Open(), "");
+  auto q = MakeQueueFile(1, 2048);
+  for (int i = 0; i < n; ++i) {
+    std::vector<Message> out;
+    FileState f{Queue::kIncoming, "", 0700, 1795820330000000000, 0, {}, {}, 0};
+    AppendFileChunks("4jbphZ0BYjz1bY" + std::to_string(10 + i), f, q.bytes, out);
+    for (auto& c : out) EXPECT_EQ(m.Apply(c), "");
+  }
+  EXPECT_EQ(m.Commit(), "");
+  EXPECT_EQ(m.files().size(), static_cast<std::size_t>(n));
+  return m.stats();
+}
+
+struct Env {  // MAILTWIN_TEST_MIRROR_SYNC for one test
+  explicit Env(const char* v) { setenv("MAILTWIN_TEST_MIRROR_SYNC", v, 1); }
+  ~Env() { unsetenv("MAILTWIN_TEST_MIRROR_SYNC"); }
+};
+
+TEST(MirrorSyncModes, NormalUsesSyncfsForABigCommit) {
+  TempDir dir;
+  auto st = CommitMany(dir.path() + "/m", 30);
+  EXPECT_GE(st.syncfs, 1u);
+}
+
+TEST(MirrorSyncModes, FsyncOnlyNeverUsesSyncfs) {
+  Env env("fsync-only");
+  TempDir dir;
+  auto st = CommitMany(dir.path() + "/m", 30);
+  EXPECT_EQ(st.syncfs, 0u);
+  EXPECT_GE(st.fsyncs, 31u);  // every file and its directory
+}
+
+TEST(MirrorSyncModes, NoneSyncsNothingButStillNamesTheFiles) {
+  Env env("none");
+  TempDir dir;
+  auto st = CommitMany(dir.path() + "/m", 3);
+  EXPECT_EQ(st.syncfs + st.fsyncs, 0u);
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/m/incoming/4jbphZ0BYjz1bY10"));
+}
+
+TEST(MirrorSyncModes, AnUnknownValueIsRefused) {
+  Env env("fast");
+  TempDir dir;
+  Mirror m(dir.path() + "/m");
+  EXPECT_NE(m.Open().find("MAILTWIN_TEST_MIRROR_SYNC=fast"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace mailtwin::repl

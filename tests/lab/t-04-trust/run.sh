@@ -4,7 +4,7 @@
 #   1. a standby of another cluster (same CA) is refused, and says why;
 #   2. a primary whose certificate comes from another CA never gets past TLS;
 #   3. garbage on the replication port changes nothing;
-#   4. the control socket answers only root;
+#   4. the control socket answers only root, even when its mode lets anyone connect;
 #   5. a node whose Postfix uses short queue IDs refuses to start, and says why.
 # After each, the real pair still replicates.
 . "$(dirname "$0")/../lib.sh"
@@ -79,13 +79,23 @@ send_mail s@client.lab.test z@dead.lab.test >/dev/null
 mt_wait_synced main backup 20 || fail "mirror did not converge"
 echo "3. garbage: ignored; the pair replicates"
 
-# 4. The control socket: root only.
+# 4. The control socket: root only. The socket is mode 0600, so a plain
+# connect() by another user fails before mailtwind is even asked. That
+# alone proves nothing about mailtwind's own check (SO_PEERCRED): make the
+# socket reachable to everyone, as a careless chmod would, and the daemon
+# must still refuse, say why, and log who it refused.
 chmod 755 "$LAB_DIR/backup/mailtwin"
-if runuser -u nobody -- "$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/backup/mailtwin/control.sock" \
-	status >/dev/null 2>&1; then
-	fail "user nobody could use the control socket"
-fi
-echo "4. control socket: refused to user nobody"
+sock=$LAB_DIR/backup/mailtwin/control.sock
+chmod 666 "$sock"
+out=$(runuser -u nobody -- "$MAILTWIN_BIN/mailtwin" --socket "$sock" status 2>&1) &&
+	fail "user nobody could use the control socket: $out"
+grep -q "permission denied: only root may control mailtwind" <<<"$out" ||
+	fail "the refusal did not come from mailtwind's credential check: $out"
+grep -q "control: refused a request from uid $(id -u nobody)" "$LAB_DIR/backup/mailtwind.log" ||
+	fail "mailtwind did not log the refused uid"
+mt_status backup role >/dev/null || fail "root can no longer use the control socket"
+chmod 600 "$sock"
+echo "4. control socket: user nobody refused by the credential check ($out)"
 
 # 5. Short queue IDs: check-config explains, mailtwind refuses to start.
 mt "main" check-config "$LAB_DIR/main/mailtwin.toml" >/dev/null || fail "check-config rejects a good file"
