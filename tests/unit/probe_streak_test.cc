@@ -10,7 +10,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const ProbeStreak::Time T0{};
+const ProbeStreak::Time kStreakT0{};
 
 // One probe every `every`, each ending after `lasts` with `ok`, as the
 // daemon starts them at its ticks, simulated up to `until` (inclusive).
@@ -20,13 +20,13 @@ void Probes(ProbeStreak& s, std::chrono::milliseconds every, std::chrono::millis
   for (auto t = 0ms; t <= until; t += 1ms) {
     for (auto it = pending.begin(); it != pending.end();) {
       if (it->first == t) {
-        s.End(it->second, ok, ok ? "" : "no answer within 700 ms", T0 + t);
+        s.End(it->second, ok, ok ? "" : "no answer within 700 ms", kStreakT0 + t);
         it = pending.erase(it);
       } else {
         ++it;
       }
     }
-    if (t % every == 0ms) pending.emplace_back(t + lasts, s.Begin(T0 + t));
+    if (t % every == 0ms) pending.emplace_back(t + lasts, s.Begin(kStreakT0 + t));
   }
 }
 
@@ -60,18 +60,18 @@ TEST(ProbeStreak, RefusedProbesCountTheSameEitherWay) {
 
 TEST(ProbeStreak, ASuccessResetsAndOlderFailuresAreDropped) {
   ProbeStreak s;
-  auto a = s.Begin(T0);            // hangs
-  auto b = s.Begin(T0 + 250ms);    // answers
-  EXPECT_TRUE(s.End(b, true, "", T0 + 300ms));
+  auto a = s.Begin(kStreakT0);            // hangs
+  auto b = s.Begin(kStreakT0 + 250ms);    // answers
+  EXPECT_TRUE(s.End(b, true, "", kStreakT0 + 300ms));
   // a began before the success: the primary is known alive since.
-  EXPECT_FALSE(s.End(a, false, "no answer", T0 + 700ms));
+  EXPECT_FALSE(s.End(a, false, "no answer", kStreakT0 + 700ms));
   EXPECT_EQ(s.failures(), 0);
-  auto c = s.Begin(T0 + 500ms);
-  EXPECT_TRUE(s.End(c, false, "connect: refused", T0 + 501ms));
+  auto c = s.Begin(kStreakT0 + 500ms);
+  EXPECT_TRUE(s.End(c, false, "connect: refused", kStreakT0 + 501ms));
   EXPECT_EQ(s.failures(), 1);
   EXPECT_EQ(s.error(), "connect: refused");
-  auto d = s.Begin(T0 + 750ms);
-  EXPECT_TRUE(s.End(d, true, "", T0 + 760ms));
+  auto d = s.Begin(kStreakT0 + 750ms);
+  EXPECT_TRUE(s.End(d, true, "", kStreakT0 + 760ms));
   EXPECT_EQ(s.failures(), 0);
   EXPECT_EQ(s.serial_failures(), 0);
   EXPECT_EQ(s.error(), "");
@@ -80,16 +80,16 @@ TEST(ProbeStreak, ASuccessResetsAndOlderFailuresAreDropped) {
 
 TEST(ProbeStreak, ResetForgetsProbesOfTheOldPrimary) {
   ProbeStreak s;
-  auto a = s.Begin(T0);
-  auto b = s.Begin(T0 + 250ms);
-  EXPECT_TRUE(s.End(a, false, "x", T0 + 700ms));
+  auto a = s.Begin(kStreakT0);
+  auto b = s.Begin(kStreakT0 + 250ms);
+  EXPECT_TRUE(s.End(a, false, "x", kStreakT0 + 700ms));
   s.Reset();  // a primary (re)introduced itself
   EXPECT_EQ(s.failures(), 0);
-  EXPECT_FALSE(s.End(b, false, "x", T0 + 950ms));
+  EXPECT_FALSE(s.End(b, false, "x", kStreakT0 + 950ms));
   EXPECT_EQ(s.failures(), 0);
   EXPECT_EQ(s.in_flight(), 0u);
-  auto c = s.Begin(T0 + 1000ms);
-  EXPECT_TRUE(s.End(c, false, "x", T0 + 1700ms));
+  auto c = s.Begin(kStreakT0 + 1000ms);
+  EXPECT_TRUE(s.End(c, false, "x", kStreakT0 + 1700ms));
   EXPECT_EQ(s.failures(), 1);
-  EXPECT_FALSE(s.End(c, false, "x", T0 + 1800ms));  // ended twice: ignored
+  EXPECT_FALSE(s.End(c, false, "x", kStreakT0 + 1800ms));  // ended twice: ignored
 }
