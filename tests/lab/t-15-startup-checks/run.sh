@@ -60,9 +60,9 @@ cp "$LAB_DIR/backup/mailtwin.toml.good" "$LAB_DIR/backup/mailtwin.toml"
 sed -i "s|^mirror_dir = .*|mirror_dir = \"$LAB_DIR/backup/spool/mirror\"|" "$LAB_DIR/backup/mailtwin.toml"
 refused_like_check_config "mirror inside the queue"
 cp "$LAB_DIR/backup/mailtwin.toml.good" "$LAB_DIR/backup/mailtwin.toml"
-lab_postconf backup -P "smtp/inet/smtpd_proxy_timeout=1s"
+lab_postconf backup -P "$(mt_public_service backup)/inet/smtpd_proxy_timeout=1s"
 refused_like_check_config "sync_timeout too close to smtpd_proxy_timeout"
-lab_postconf backup -PX "smtp/inet/smtpd_proxy_timeout"
+lab_postconf backup -PX "$(mt_public_service backup)/inet/smtpd_proxy_timeout"
 echo "2. what check-config rejects, mailtwind refuses, in the same words"
 
 # 3. The good file: the pair replicates again.
