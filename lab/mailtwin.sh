@@ -12,8 +12,9 @@
 #                                   MT_FAILBACK_DELAY, MT_HOOK, MT_MAIL_TO,
 #                                   MT_METRICS_PORT (Prometheus on the host's IP),
 #                                   MT_VIP (ADDR/PREFIX: [vip] on eth0),
-#                                   MT_RELAY (on: mailtwind owns port 25, [relay];
-#                                   off: Postfix listens there itself)
+#                                   MT_RELAY (off, the default as in the product:
+#                                   Postfix listens on port 25 itself; on:
+#                                   mailtwind's relay owns it, [relay])
 #   mt_relay HOST                   leave HOST's port 25 to its mailtwind's relay
 #                                   (postfix-config --relay-only --apply)
 #   mt_public_service HOST          the master.cf inet service that takes HOST's
@@ -110,7 +111,7 @@ mt_config() {
 		printf '\n[vip]\naddress = "%s"\ninterface = "eth0"\n' "$MT_VIP" \
 			>>"$LAB_DIR/$host/mailtwin.toml"
 	fi
-	if [[ ${MT_RELAY:-on} == on ]]; then  # docs/failover.md, "Who owns port 25"
+	if [[ ${MT_RELAY:-off} == on ]]; then  # docs/failover.md, "Who owns port 25"
 		printf '\n[relay]\nlisten = "0.0.0.0:25"\nhold_timeout = "%s"\n' "${MT_RELAY_HOLD:-30s}" \
 			>>"$LAB_DIR/$host/mailtwin.toml"
 	fi

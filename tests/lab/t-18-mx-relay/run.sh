@@ -22,6 +22,7 @@
 #      counted and reported).
 . "$(dirname "$0")/../lib.sh"
 
+export MT_RELAY=on  # [relay] is off unless configured
 pair_setup t-18
 mx_setup  # Postfix's default retry settings
 mt_gate main
