@@ -117,6 +117,18 @@ mx_setup() {
 	lab_postfix_start sender
 }
 
+# mx_stream RCPTS: the sender's Postfix gets 20 messages a second (each to
+# the next of the comma-separated RCPTS) and delivers them by MX; after 4 s
+# they must all have gone through main (MX 10). Leaves "via_main=N" in
+# MX_RELAYED.
+mx_stream() {
+	start_sender 20 "$1" 127.0.0.1 sender
+	sleep 4
+	MX_RELAYED=$(lab_mx_relayed sender)
+	[[ $MX_RELAYED =~ ^via_main=[0-9]+$ ]] ||
+		fail "the sender did not deliver through main (MX 10) only: '$MX_RELAYED'; $(tail -n 3 "$LAB_DIR/sender/maillog")"
+}
+
 pair_start() {
 	lab_postfix_start main
 	# main first: its port 25 is its mailtwind's relay, and a standby that
