@@ -226,13 +226,19 @@ ctl::Json Daemon::TakeOver(const std::string& reason,
   auto t0 = std::chrono::steady_clock::now();
   postfix::PromoteReport rep;
   std::string error, warning;
+  // A step's outcome: true, or false with why (error: fatal steps;
+  // warning: the rest).
+  auto outcome = [](std::string& into, std::string why) {
+    into = std::move(why);
+    return into.empty();
+  };
   auto run = [&](Step s) -> bool {
     switch (s) {
       case Step::kPersist: {
         auto next = roles_.NextEpoch(switchover_epoch.value_or(0));
-        if (!next) return error = "the epoch cannot grow any further", false;
+        if (!next) return outcome(error, "the epoch cannot grow any further");
         if (std::string err = roles_.Become(NodeRole::kPrimary, *next); !err.empty())
-          return error = err, false;
+          return outcome(error, err);
         spdlog::warn("taking over at epoch {}: {}", roles_.epoch(), reason);
         epoch_confirmed_ = true;
         unconfirmed_since_.reset();
@@ -245,7 +251,7 @@ ctl::Json Daemon::TakeOver(const std::string& reason,
       case Step::kMakeMirrorLive:
         rep = postfix::MakeLive(mirror_side_->mirror(), queue_dir_, cfg_.postfix_config_dir);
         promotion_failed_ = rep.error;
-        return error = rep.error, rep.error.empty();
+        return outcome(error, rep.error);
       case Step::kRestoreSetAside: {
         if (!handover_pending_) return true;
         // Taking over before the last handover was settled: what only this
@@ -261,12 +267,12 @@ ctl::Json Daemon::TakeOver(const std::string& reason,
       }
       case Step::kStartPrimarySide:
         if (std::string err = StartPrimarySide(); !err.empty())
-          return warning = "promoted, but replication could not start: " + err, false;
+          return outcome(warning, "promoted, but replication could not start: " + err);
         if (!switchover_epoch) primary_->ExpectNoStandby();
         return true;
       case Step::kStartPostfix:
         postfix::Serve(cfg_.postfix_config_dir, cfg_.flush_after_promote, rep);
-        return error = rep.error, rep.error.empty();
+        return outcome(error, rep.error);
       case Step::kTakeAddress:
         // Clients held since the old primary went quiet go to our Postfix now.
         SyncRelay();
