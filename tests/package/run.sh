@@ -54,15 +54,24 @@ if [[ ! -f $base ]]; then
 	rm -rf --one-file-system "$tmp"
 fi
 root=$(mktemp -d /var/tmp/mailtwin-package-test.XXXXXX)
-# The booted container: $boot is script(1), its child systemd-nspawn, whose
-# child is the container's PID 1 (systemd).
+# The booted container: $boot is script(1), which runs systemd-nspawn
+# through the shell of $SHELL (dash, where CI leaves SHELL unset, forks
+# first): systemd-nspawn is found by its command line, which names $root;
+# its child is the container's PID 1 (systemd).
 child_of() { { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' | head -1; } || true; }
-nspawn_pid() { child_of "$boot"; }
+nspawn_pid() { { pgrep -f -x "systemd-nspawn -D $root .*" | head -1; } || true; }
+ct_leader() {
+	local n
+	n=$(nspawn_pid)
+	[[ -n $n ]] || return 1
+	n=$(child_of "$n")
+	[[ -n $n ]] || return 1
+	echo "$n"
+}
 # in_ct CMD...: run CMD in the booted container.
 in_ct() {
 	local leader
-	leader=$(child_of "$(nspawn_pid)")
-	[[ -n $leader ]] || return 1
+	leader=$(ct_leader) || return 1
 	nsenter -t "$leader" -a env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
 }
 # container_poweroff: SIGTERM to systemd-nspawn halts the container.
@@ -248,7 +257,7 @@ for m in var/cache/apt/archives dev/pts dev proc; do
 	umount "$root/$m"
 done
 # systemd-nspawn wants a terminal for the container's console: script(1).
-script -qfc "systemd-nspawn -D $root -b --register=no --keep-unit --private-network" \
+script -qfc "exec systemd-nspawn -D $root -b --register=no --keep-unit --private-network" \
 	"$root.console" >/dev/null 2>&1 </dev/null &
 boot=$!
 booted() {
@@ -258,7 +267,7 @@ booted() {
 	[[ ${t:-0} != 0 && ($m == activating || $m == active) ]]
 }
 for ((i = 0; i < 600; i++)); do booted && break; sleep 0.1; done
-booted || fail "the container did not boot in 60 s: $(tail -5 "$root.console")"
+booted || fail "the container did not boot in 60 s: leader pid $(ct_leader || echo none), postfix@-.service ConditionTimestampMonotonic=$(in_ct systemctl show -P ConditionTimestampMonotonic postfix@-.service 2>&1), mailtwind.service $(in_ct systemctl show -P ActiveState mailtwind.service 2>&1); console: $(tail -5 "$root.console")"
 sleep 5  # a Postfix started at boot would have delivered by now
 [[ -s $root/var/mail/alice ]] && fail "the stale queue was delivered at boot: $(grep -c '^From ' "$root/var/mail/alice") message(s) in alice's mailbox"
 cond=$(in_ct systemctl show -P ConditionResult postfix@-.service)
