@@ -68,6 +68,9 @@ std::string Daemon::Init() {
                  cfg_.vip_interface, vip_held_ ? "present" : "absent");
   }
   postfix_->ContinueStoppedQueueManagers();
+  // From here on, a Postfix that is not running is started by mailtwind
+  // only (KeepStopped, renewed every tick).
+  if (cfg_.manage_postfix) postfix_->KeepStopped();
   // Postfix's integrity checks run here, once: mailtwind later starts
   // Postfix without them, to keep promotions and switchovers short.
   if (auto chk = RunCommand({"postfix", "-c", cfg_.postfix_config_dir, "check"}); !chk.ok())
@@ -271,6 +274,7 @@ ctl::Json Daemon::TakeOver(const std::string& reason,
         if (!switchover_epoch) primary_->ExpectNoStandby();
         return true;
       case Step::kStartPostfix:
+        postfix_->AllowStart();
         postfix::Serve(cfg_.postfix_config_dir, cfg_.flush_after_promote, rep);
         return outcome(error, rep.error);
       case Step::kTakeAddress:
@@ -530,6 +534,8 @@ bool Daemon::StartPostfix() {
 void Daemon::StopPostfix(bool fence) {
   Busy busy(*this);
   auto r = postfix_->Stop(switching_ ? switching_->qmgr : 0);
+  // At once: nothing may start it again between here and the next tick.
+  if (cfg_.manage_postfix && !postfix_->Running()) postfix_->KeepStopped();
   if (!r.was_running) return;
   spdlog::warn("{} Postfix ({}) in {:.0f} ms{}", fence ? "fenced" : "stopped",
                cfg_.postfix_config_dir, r.ms,

@@ -57,6 +57,7 @@ ctl::Json Daemon::Status() {
   ha.paused = roles_.state().paused;
   ha.epoch_confirmed = roles_.primary() && epoch_confirmed_;
   ha.postfix_running = postfix_->Running();
+  ha.postfix_kept_stopped = postfix_->KeptStopped();
   ha.queue_writable = fs_probe_->writable();
   ha.queue_free_mb = fs_probe_->free_mb();
   ha.decision = last_decision_;

@@ -31,6 +31,9 @@ void Daemon::Tick() {
                // failure that makes the threshold.
                [this] { Evaluate(std::chrono::steady_clock::now()); });
   Evaluate(now);
+  // Postfix stopped by anyone (mailtwind, `postfix stop` by hand, a crash)
+  // stays stopped until mailtwind itself starts it.
+  if (cfg_.manage_postfix && !postfix_->Running()) postfix_->KeepStopped();
   WatchSilence(now);
   NotifyIfReady();
   SyncRelay();

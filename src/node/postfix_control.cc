@@ -1,6 +1,12 @@
 #include "node/postfix_control.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <filesystem>
@@ -23,7 +29,47 @@ LocalPostfix::LocalPostfix(std::string config_dir, std::string queue_dir)
 
 bool LocalPostfix::Running() const { return postfix::RunningMaster(queue_dir_) != 0; }
 
+LocalPostfix::~LocalPostfix() { AllowStart(); }
+
+void LocalPostfix::KeepStopped() {
+  if (guard_fd_ >= 0) return;
+  std::string path = queue_dir_ + "/pid/master.pid";
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    if (!guard_warned_)
+      spdlog::warn("cannot keep Postfix stopped: open {}: {} (a Postfix started by hand "
+                   "would run until mailtwind stops it)",
+                   path, std::strerror(errno));
+    guard_warned_ = true;
+    return;
+  }
+  // A master that runs holds the lock: nothing to keep, the role logic
+  // stops it if it must not run.
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return;
+  }
+  guard_warned_ = false;
+  // The master that ran last left its PID here: `postfix stop` would kill
+  // whatever process has that number now.
+  std::size_t n = std::strlen(kKeptStoppedLine);
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, kKeptStoppedLine, n, 0) != static_cast<ssize_t>(n))
+    spdlog::warn("{}: cannot write the guard line: {}", path, std::strerror(errno));
+  guard_fd_ = fd;
+  spdlog::info("Postfix is kept stopped: mailtwind holds {} (a `postfix start` by hand fails "
+               "with \"already running\")",
+               path);
+}
+
+void LocalPostfix::AllowStart() {
+  if (guard_fd_ < 0) return;
+  // Postfix's master truncates the file and writes its own PID.
+  close(guard_fd_);
+  guard_fd_ = -1;
+}
+
 bool LocalPostfix::Start(std::string& output) {
+  AllowStart();
   return postfix::StartPostfixQuick(config_dir_, output) || Running();
 }
 

@@ -42,6 +42,15 @@ class PostfixControl {
   virtual void ResumeQueueManager(pid_t qmgr) = 0;
   // Deliveries still in flight under master (postfix/processes.h).
   virtual std::size_t DeliveriesInFlight(pid_t master, std::string& error) = 0;
+  // While this node must not serve, nobody else may start its Postfix
+  // either (an administrator's `postfix start`, an init script): its queue
+  // manager would deliver a stale queue at once, before mailtwind could
+  // stop it. KeepStopped takes the lock Postfix's master itself takes
+  // (no-op if a master runs, or already kept); AllowStart gives it back.
+  // Start gives it back by itself.
+  virtual void KeepStopped() = 0;
+  virtual void AllowStart() = 0;
+  virtual bool KeptStopped() const = 0;
 };
 
 class LocalPostfix : public PostfixControl {
@@ -53,6 +62,16 @@ class LocalPostfix : public PostfixControl {
   std::pair<pid_t, pid_t> SuspendQueueManager() override;
   void ResumeQueueManager(pid_t qmgr) override;
   std::size_t DeliveriesInFlight(pid_t master, std::string& error) override;
+  // Postfix's master holds an exclusive flock(2) on
+  // <queue_directory>/pid/master.pid while it runs, and refuses to start
+  // while another process holds it (postfix-script: "the Postfix mail
+  // system is already running"). mailtwind holds it instead while Postfix
+  // must stay stopped, with a line in the file that `postfix status`
+  // shows and `postfix stop` cannot mistake for a process ID.
+  void KeepStopped() override;
+  void AllowStart() override;
+  bool KeptStopped() const override { return guard_fd_ >= 0; }
+  ~LocalPostfix() override;
   // A switchover cut short by a crash of mailtwind may have left the queue
   // manager stopped: Postfix would accept mail and deliver none. Returns how
   // many processes were continued.
@@ -61,6 +80,14 @@ class LocalPostfix : public PostfixControl {
  private:
   std::string config_dir_, queue_dir_;
   std::string active_dir_;  // canonical <queue_dir>/active/, as /proc/PID/fd shows it
+  int guard_fd_ = -1;       // <queue_dir>/pid/master.pid, flock'ed, while KeptStopped
+  bool guard_warned_ = false;
 };
+
+// The first line of master.pid while mailtwind keeps Postfix stopped: no
+// digit, no word that starts with '-' or '%' (postfix-script runs
+// `kill $(sed 1q pid/master.pid)` for stop, reload and abort).
+inline constexpr const char* kKeptStoppedLine =
+    "mailtwind-guard: mailtwind keeps this Postfix stopped: this node is not serving (see mailtwin status)\n";
 
 }  // namespace mailtwin

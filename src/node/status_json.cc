@@ -26,6 +26,7 @@ ctl::Json HaJson(const HaSnapshot& s) {
           {"paused", s.paused},
           {"epoch_confirmed", s.epoch_confirmed},
           {"postfix_running", s.postfix_running},
+          {"postfix_kept_stopped", s.postfix_kept_stopped},
           {"queue_writable", s.queue_writable},
           {"queue_free_mb", s.queue_free_mb},
           {"decision", s.decision.reason},

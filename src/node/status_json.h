@@ -28,6 +28,7 @@ namespace repl { class QueueModel; class Mirror; }
 // The "ha" section: the node's view of failover, as the daemon sees it now.
 struct HaSnapshot {
   bool auto_failover = true, paused = false, epoch_confirmed = false, postfix_running = false;
+  bool postfix_kept_stopped = false;  // mailtwind holds master.pid's lock
   bool queue_writable = true;
   double queue_free_mb = 0;
   ha::Decision decision;

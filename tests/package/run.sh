@@ -286,7 +286,11 @@ pre=$(in_ct systemctl show -P ExecStartPre mailtwind.service)
 	fail "ExecStartPre did not prepare Postfix's chroot: $pre"
 nnp=$(in_ct systemctl show -P NoNewPrivileges mailtwind.service)
 [[ $nnp == no ]] || fail "NoNewPrivileges=$nnp: sendmail's set-group-ID postdrop would fail under the unit"
-echo "6. old primary booted under systemd: postfix@-.service skipped (ConditionResult=$cond), Postfix not running, 0 deliveries of its queued message; mailtwind.service $state (pid $mpid), epoch unconfirmed"
+# An administrator's `postfix start` cannot start it either: mailtwind
+# holds the master's lock while the node must not serve.
+hand=$(in_ct postfix start 2>&1) && fail "postfix start by hand on the unconfirmed old primary succeeded: $hand"
+[[ $hand == *"already running"* ]] || fail "postfix start by hand failed for another reason: $hand"
+echo "6. old primary booted under systemd: postfix@-.service skipped (ConditionResult=$cond), Postfix not running, 0 deliveries of its queued message; mailtwind.service $state (pid $mpid), epoch unconfirmed; postfix start by hand refused"
 
 # 7. Serving under the unit's hardening: Postfix runs and delivers.
 out=$(in_ct mailtwin promote --force 2>&1) || fail "promote --force: $out"
@@ -297,7 +301,12 @@ in_ct postfix status >/dev/null 2>&1 || fail "Postfix does not run after promote
 master=$(head -1 "$root/var/spool/postfix/pid/master.pid" | tr -d ' ')
 cg=$(in_ct cat "/proc/$master/cgroup" | grep -o 'mailtwind.service' | head -1)
 [[ $cg == mailtwind.service ]] || fail "Postfix's master is not in mailtwind.service: $(in_ct cat "/proc/$master/cgroup")"
-echo "7. promote --force: Postfix started inside mailtwind.service (master pid $master), the message delivered to alice"
+# Serving is "ready": READY=1 reached systemd through the unit's notify
+# socket (Type=notify), so `systemctl start` would return now.
+active() { [[ $(in_ct systemctl show -P ActiveState mailtwind.service) == active ]]; }
+for ((i = 0; i < 100; i++)); do active && break; sleep 0.1; done
+active || fail "mailtwind.service is $(in_ct systemctl show -P ActiveState mailtwind.service) after serving, want active (sd_notify READY=1)"
+echo "7. promote --force: Postfix started inside mailtwind.service (master pid $master), the message delivered to alice; the unit is active (READY=1): '$(in_ct systemctl show -P StatusText mailtwind.service)'"
 container_poweroff
 boot=
 echo "PASS: package"
