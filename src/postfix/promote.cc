@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/process.h"
+#include "postfix/processes.h"
 
 namespace mailtwin::postfix {
 namespace {
@@ -155,10 +156,6 @@ std::size_t CountSetAside(const std::string& dest) {
   return n;
 }
 
-bool PostfixRunning(const std::string& config_dir) {
-  return RunCommand({"postfix", "-c", config_dir, "status"}).ok();
-}
-
 PromoteReport MakeLive(repl::Mirror& mirror, const std::string& queue_dir,
                        const std::string& config_dir) {
   PromoteReport rep;
@@ -181,7 +178,11 @@ PromoteReport MakeLive(repl::Mirror& mirror, const std::string& queue_dir,
   struct group* gr = getgrnam(pc.values["setgid_group"].c_str());
   gid_t drop_gid = gr ? gr->gr_gid : gid;
 
-  if (PostfixRunning(config_dir)) {
+  // The master itself, not `postfix status`: that asks whether
+  // pid/master.pid is locked, and mailtwind holds that lock while Postfix
+  // must stay stopped (LocalPostfix::KeepStopped); `postfix stop` would
+  // then wait 5 s for a master that does not exist.
+  if (RunningMaster(queue_dir) != 0) {
     auto r = RunCommand({"postfix", "-c", config_dir, "stop"});
     step(fmt::format("stopped the local Postfix first (exit {})", r.status));
   }

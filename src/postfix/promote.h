@@ -78,7 +78,4 @@ std::size_t CountSetAside(const std::string& dest);
 // quick-start marker): what promotion and a primary's restart use.
 bool StartPostfixQuick(const std::string& config_dir, std::string& output);
 
-// True when the Postfix instance of config_dir is running.
-bool PostfixRunning(const std::string& config_dir);
-
 }  // namespace mailtwin::postfix
