@@ -206,6 +206,7 @@ ctl::Json RelayJson(const relay::Relay& r, const Config& cfg) {
           {"held", s.held},
           {"held_total", s.held_total},
           {"hold_expired", s.hold_expired},
+          {"handed_back", s.handed_back},
           {"held_max_s", s.held_max_s},
           {"to_local", s.to_local},
           {"to_peer", s.to_peer},

@@ -130,8 +130,20 @@ class Relay::Session : public std::enable_shared_from_this<Session> {
 
   void Dispatch() {
     Route r = relay_.route_;
-    // A connection the peer passed on is never passed back.
-    if (from_peer_ && r == Route::kPeer) r = Route::kHold;
+    // A connection the peer passed on is never passed back. If this node
+    // follows now (the peer passed it on while this node served, or was
+    // about to), the peer serves or is taking over: closed before any
+    // byte went back, the peer's relay holds its client again and tries
+    // its own route (Retry), instead of both holding it until
+    // hold_timeout, longer than a sender waits for a greeting. Between two
+    // standbys this repeats every 250 ms until one serves.
+    if (from_peer_ && r == Route::kPeer) {
+      ++relay_.stats_.handed_back;
+      spdlog::info("relay: a client from {} the peer passed on goes back to the peer's relay: "
+                   "this node follows now",
+                   ends_.src.to_string());
+      return Close();
+    }
     if (r == Route::kHold) return Hold();
     bool local = r == Route::kLocal;
     tcp::endpoint to = local ? relay_.smtpd_ : relay_.peer_;

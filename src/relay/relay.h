@@ -61,6 +61,7 @@ class Relay {
     std::uint64_t held = 0;          // held now
     std::uint64_t held_total = 0;    // ever held
     std::uint64_t hold_expired = 0;  // closed after hold_timeout
+    std::uint64_t handed_back = 0;   // from the peer while this node follows: closed unanswered
     std::uint64_t to_local = 0;      // passed to this node's Postfix
     std::uint64_t to_peer = 0;       // passed to the peer's relay
     std::uint64_t from_peer = 0;     // arrived from the peer's relay

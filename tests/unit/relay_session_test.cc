@@ -242,11 +242,21 @@ TEST(RelaySession, PeerPortTakesOnlyThePeersWellFormedHeader) {
     EXPECT_EQ(peer.Recv(), "220 next hop\r\n");
     ASSERT_EQ(hop.Headers().size(), 1u);
     EXPECT_EQ(hop.Headers()[0], "PROXY TCP4 192.0.2.7 192.0.2.25 1234 25\r\n");
-    // A client the peer passed on is never passed back to it.
-    lab.Route(Route::kPeer);
-    Client again(peer_port, "127.0.0.2");
-    again.Send("PROXY TCP4 192.0.2.8 192.0.2.25 1235 25\r\n");
+    // A client the peer passed on while this node was not serving yet is
+    // held here...
+    lab.Route(Route::kHold);
+    Client held(peer_port, "127.0.0.2");
+    held.Send("PROXY TCP4 192.0.2.8 192.0.2.25 1235 25\r\n");
     EXPECT_TRUE(lab.WaitFor([](const auto& s) { return s.held == 1; }));
+    // ...and never passed back to the peer: once this node follows, it is
+    // closed unanswered at once (the peer's relay then tries its own
+    // route), not held until hold_timeout.
+    lab.Route(Route::kPeer);
+    EXPECT_EQ(held.Recv(1000), "");
+    Client again(peer_port, "127.0.0.2");
+    again.Send("PROXY TCP4 192.0.2.9 192.0.2.25 1236 25\r\n");
+    EXPECT_EQ(again.Recv(1000), "");
+    EXPECT_TRUE(lab.WaitFor([](const auto& s) { return s.handed_back == 2 && s.held == 0; }));
     EXPECT_EQ(lab.Stats().to_peer, 0u);
   }
   hop_io.stop();
