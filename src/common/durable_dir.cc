@@ -23,19 +23,22 @@ std::string ParentOf(std::string path) {
 
 }  // namespace
 
+std::string SyncDirectory(const std::string& dir) {
+  int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return fmt::format("cannot open {}: {}", dir, std::strerror(errno));
+  int r = fsync(fd);
+  int err = errno;
+  close(fd);
+  if (r != 0) return fmt::format("fsync {}: {}", dir, std::strerror(err));
+  return {};
+}
+
 std::string MakeDurableDir(const std::string& path, mode_t mode) {
   if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST)
     return fmt::format("cannot create {}: {}", path, std::strerror(errno));
   // Also when it existed: an earlier run may have died between its mkdir and
   // this fsync. One fsync per start costs nothing.
-  std::string parent = ParentOf(path);
-  int fd = open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return fmt::format("cannot open {}: {}", parent, std::strerror(errno));
-  int r = fsync(fd);
-  int err = errno;
-  close(fd);
-  if (r != 0) return fmt::format("fsync {}: {}", parent, std::strerror(err));
-  return {};
+  return SyncDirectory(ParentOf(path));
 }
 
 }  // namespace mailtwin

@@ -17,4 +17,8 @@ namespace mailtwin {
 // Returns "" or an error message.
 std::string MakeDurableDir(const std::string& path, mode_t mode);
 
+// fsyncs the directory itself: the names created, renamed or removed in it
+// become durable. Returns "" or an error message.
+std::string SyncDirectory(const std::string& dir);
+
 }  // namespace mailtwin

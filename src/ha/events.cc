@@ -39,6 +39,14 @@ std::string EventLog::Open(const std::string& state_dir) {
   std::lock_guard lk(mu_);
   dir_ = state_dir;
   if (std::string err = MakeDurableDir(dir_, 0700); !err.empty()) return err;
+  // The log's own name durable before its first event is: an event is
+  // fdatasynced before it is delivered, which is worth nothing if the file
+  // it went to is gone after a power cut.
+  std::string log = dir_ + "/events.jsonl";
+  int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return fmt::format("cannot open {}: {}", log, std::strerror(errno));
+  close(fd);
+  if (std::string err = SyncDirectory(dir_); !err.empty()) return err;
   std::ifstream mark(dir_ + "/events.notified");
   if (mark) mark >> delivered_;
   std::ifstream in(dir_ + "/events.jsonl");
@@ -108,6 +116,8 @@ void EventLog::MarkDelivered(std::uint64_t seq) {
   if (fd >= 0) close(fd);
   if (!ok || rename(tmp.c_str(), path.c_str()) != 0)
     spdlog::error("events: cannot record delivery in {}: {}", path, std::strerror(errno));
+  else if (std::string err = SyncDirectory(dir_); !err.empty())
+    spdlog::error("events: delivery mark may not survive a power cut: {}", err);
 }
 
 std::string NotificationMail(const Config& cfg, const Event& e) {

@@ -1,5 +1,7 @@
 #include "ha/ledger.h"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -7,6 +9,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/durable_dir.h"
 #include "common/queue_id.h"
 
 namespace mailtwin::ha {
@@ -35,13 +38,16 @@ std::string Ledger::Open(const std::string& state_dir) {
   std::string path = fmt::format("{}/ledger.{}", dir_, gen_);
   out_ = std::fopen(path.c_str(), "ae");
   if (!out_) return fmt::format("cannot open the ledger {}: {}", path, std::strerror(errno));
-  return {};
+  return SyncDirectory(dir_);  // its name, if fopen just created it
 }
 
 void Ledger::Record(std::string_view id) {
   if (Has(id)) return;
   cur_.emplace(id);
-  if (out_) std::fprintf(out_, "%.*s\n", static_cast<int>(id.size()), id.data());
+  if (out_) {
+    std::fprintf(out_, "%.*s\n", static_cast<int>(id.size()), id.data());
+    dirty_ = true;
+  }
   if (cur_.size() >= max_) Rotate();
 }
 
@@ -51,7 +57,12 @@ bool Ledger::Has(std::string_view id) const {
 }
 
 void Ledger::Flush() {
-  if (out_) std::fflush(out_);
+  if (!out_ || !dirty_) return;
+  dirty_ = false;
+  // Durable, not only written: after a power cut an ID the ledger forgot
+  // would let a rejoining node's leftover copy in again (a duplicate).
+  if (std::fflush(out_) != 0 || fdatasync(fileno(out_)) != 0)
+    spdlog::error("ledger: cannot make ledger.{} durable: {}", gen_, std::strerror(errno));
 }
 
 void Ledger::Rotate() {
@@ -62,12 +73,16 @@ void Ledger::Rotate() {
   std::string path = fmt::format("{}/ledger.{}", dir_, gen_);
   out_ = std::fopen(path.c_str(), "we");  // truncates the oldest generation
   if (!out_) spdlog::error("ledger: cannot open {}: {}", path, std::strerror(errno));
+  dirty_ = false;
   std::string tmp = dir_ + "/ledger.current.tmp";
   if (std::FILE* f = std::fopen(tmp.c_str(), "we")) {
     std::fprintf(f, "%d\n", gen_);
+    bool ok = std::fflush(f) == 0 && fsync(fileno(f)) == 0;
     std::fclose(f);
-    std::rename(tmp.c_str(), (dir_ + "/ledger.current").c_str());
+    if (!ok || std::rename(tmp.c_str(), (dir_ + "/ledger.current").c_str()) != 0)
+      spdlog::error("ledger: cannot switch to ledger.{}: {}", gen_, std::strerror(errno));
   }
+  if (std::string err = SyncDirectory(dir_); !err.empty()) spdlog::error("ledger: {}", err);
 }
 
 }  // namespace mailtwin::ha

@@ -8,9 +8,10 @@
 // the ledger but no longer queued has been delivered, bounced or removed.
 //
 // Stored as two generations of text files (<state_dir>/ledger.{0,1}, one ID
-// per line), appended with buffered writes flushed every check_interval: a
-// crash forgets at most the last fraction of a second, which can only turn
-// into a duplicate, never a loss. When the current generation reaches
+// per line), appended with buffered writes made durable (fdatasync) every
+// check_interval in which something was recorded: a crash or a power cut
+// forgets at most the last check_interval, which can only turn into a
+// duplicate, never a loss. When the current generation reaches
 // max_per_generation IDs the older one is dropped.
 #pragma once
 
@@ -38,6 +39,7 @@ class Ledger {
   std::unordered_set<std::string> cur_, old_;
   std::FILE* out_ = nullptr;
   int gen_ = 0;  // the file cur_ appends to: ledger.<gen_>
+  bool dirty_ = false;  // appended since the last Flush
 };
 
 }  // namespace mailtwin::ha

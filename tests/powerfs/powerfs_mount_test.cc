@@ -23,6 +23,8 @@
 #include <gtest/gtest.h>
 
 #include "common/durable_dir.h"
+#include "ha/events.h"
+#include "ha/ledger.h"
 
 namespace mailtwin::lab {
 namespace {
@@ -233,6 +235,52 @@ TEST_F(PowerFsMountTest, MakeDurableDirSurvivesACutAPlainMkdirDoesNot) {
   EXPECT_FALSE(Exists("plain"));
   EXPECT_EQ(Read("durable/f"), "acknowledged");
   EXPECT_EQ(MakeDurableDir(P("durable"), 0700), "");  // an existing one is fine
+}
+
+// The node's own records: the ledger (which IDs this node held: a
+// forgotten one lets a rejoining node's leftover in twice) and the event
+// log (an event appended is delivered, after a cut too; a delivered one is
+// not delivered again).
+TEST_F(PowerFsMountTest, LedgerAndEventLogKeepWhatTheyAcknowledgedAcrossACut) {
+  std::string state = P("state");
+  ASSERT_EQ(MakeDurableDir(state, 0700), "");  // as the daemon's role store does first
+  auto event = [](const char* kind) {
+    ha::Event e;
+    e.kind = kind;
+    return e;
+  };
+  {
+    ha::Ledger ledger;
+    ASSERT_EQ(ledger.Open(state), "");
+    ledger.Record("4jgBv01V0hz1c71f");
+    ledger.Record("4jgBv01V0hz1c72g");
+    ledger.Flush();  // what the daemon does at every tick
+    ledger.Record("4jgBv01V0hz1c73h");  // not flushed yet: may be forgotten
+    ha::EventLog log;
+    ASSERT_EQ(log.Open(state), "");
+    log.Append(event("promotion"));
+    Ctl("cut");
+  }
+  {
+    ha::Ledger ledger;
+    ASSERT_EQ(ledger.Open(state), "");
+    EXPECT_TRUE(ledger.Has("4jgBv01V0hz1c71f"));
+    EXPECT_TRUE(ledger.Has("4jgBv01V0hz1c72g"));
+    ha::EventLog log;
+    ASSERT_EQ(log.Open(state), "");
+    auto undelivered = log.Undelivered();
+    ASSERT_EQ(undelivered.size(), 1u);  // appended, so delivered after the cut
+    EXPECT_EQ(undelivered[0].kind, "promotion");
+    log.MarkDelivered(undelivered[0].seq);
+    log.Append(event("fencing"));
+    Ctl("cut");
+  }
+  ha::EventLog log;
+  ASSERT_EQ(log.Open(state), "");
+  EXPECT_EQ(log.last_seq(), 2u);
+  auto undelivered = log.Undelivered();
+  ASSERT_EQ(undelivered.size(), 1u);  // the delivered one is not delivered again
+  EXPECT_EQ(undelivered[0].kind, "fencing");
 }
 
 }  // namespace
