@@ -267,7 +267,7 @@ tp_round() {
 	if [[ $mode == mt ]]; then
 		local t3
 		bench_mt_wait_idle main 120 || bench_log "WARNING: replication not idle 120 s after the queue emptied"
-		t3=$(bench_now)
+		t3=$BENCH_IDLE_AT
 		mt_pair_check main backup "throughput round $r"
 		j1m=$(mt_json main)
 		j1b=$(mt_json backup)
@@ -424,7 +424,7 @@ for size in "${Q_SIZES[@]}"; do
 	bench_log "4. queue of ${Q_AT_MT[$size]}: mailtwind, $Q_MSGS msgs at $Q_RATE msg/s"
 	t0=$(bench_now)
 	mt_pair_start qmain qbackup 300
-	MT_CATCHUP[$size]=$(bench_fmt "$(bench_sub "$(bench_now)" "$t0")" %.2f)
+	MT_CATCHUP[$size]=$(bench_fmt "$(bench_sub "$BENCH_IDLE_AT" "$t0")" %.2f)
 	j0m=$(mt_json qmain)
 	j0b=$(mt_json qbackup)
 	out=$(paced qmain "$Q_RATE" --count "$Q_MSGS") || bench_log "WARNING: paced sender reported failures"
@@ -494,7 +494,7 @@ if ((INIT_SYNC)); then
 		INITIAL_SYNC=$(awk -v a="$T_LIVE" -v b="$T_MIRROR" 'BEGIN { printf "%.1f\n", (a > b) ? a : b }')
 	fi
 	bench_mt_wait_idle big 300 || bench_log "WARNING: big's link not idle"
-	T_IDLE=$(bench_sub "$(bench_now)" "$t0")
+	T_IDLE=$(bench_sub "$BENCH_IDLE_AT" "$t0")
 	SCAN_S=$(sed -n 's/.*scanned in \([0-9.]*\) s.*/\1/p' "$LAB_DIR/big/mailtwind.log" | tail -1)
 	CATCHUP_S=$(bench_fmt "$(mt_json big replication.last_catchup_s)" %.2f)
 	MIRROR_FILES=$(mt_json bigsb replication.mirror_files)
