@@ -64,8 +64,9 @@ mt_pki() {
 }
 
 # mt_ca DIR NAME: a new certificate authority in DIR: DIR/ca.pem (subject
-# CN=NAME) and DIR/ca.key; EC P-256, valid 2 days. The one maker of the lab's certificates, with mt_cert (t-04 makes a
-# foreign CA with them, tests/package a node's files).
+# CN=NAME) and DIR/ca.key; EC P-256, valid 2 days. With mt_cert, the one
+# maker of the lab's certificates (mt_pki; t-04's rogue node and foreign
+# CA; tests/package's standby).
 mt_ca() {
 	local dir=${1:?usage: mt_ca DIR NAME} name=${2:?usage: mt_ca DIR NAME}
 	mkdir -p "$dir"
