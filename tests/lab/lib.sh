@@ -185,7 +185,7 @@ settle() {
 	# Mail deferred by the test's own violence (a delivery cut by a kill)
 	# would wait for Postfix's next queue run (5 minutes): retry it now.
 	local deferred
-	deferred=$(find "$LAB_DIR/$host/spool/deferred" -type f 2>/dev/null | wc -l)
+	deferred=$(lab_postfix_queued "$host" deferred)
 	if ((deferred > 0)); then
 		echo "   ($host had $deferred deferred messages at the end: flushed)"
 		lab_exec "$host" postqueue -c "$(lab_postfix_conf "$host")" -f || true
