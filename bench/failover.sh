@@ -93,9 +93,8 @@ lab_bg client "$LAB_DIR/sender.out" "$BENCH_PY" "$REPO/lab/sender.py" \
 	--rate 40 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 3600 --times >/dev/null
 
 pair_ready() {  # pair_ready PRIMARY STANDBY: serving, replicating live, handover settled
-	[[ $(mt_status "$1" role) == primary && $(mt_status "$1" state) == live &&
-		$(mt_status "$2" role) == standby && $(mt_ha "$2" handover_pending) == 0 &&
-		$(mt_ha "$1" postfix_running) == True ]]
+	[[ $(mt_json "$1" role replication.state ha.postfix_running) == $'primary\nlive\nTrue' &&
+		$(mt_json "$2" role ha.handover_pending) == $'standby\n0' ]]
 }
 log_time() {  # log_time FILE PATTERN AFTER: epoch time of the first line matching after AFTER
 	"$BENCH_PY" - "$@" <<-'PY'
@@ -139,11 +138,8 @@ for ((k = 1; k <= 2 * KILLS; k++)); do
 done
 lab_wait_for 60 pair_ready "$P" "$S" || bench_log "after the last kill, $S did not rejoin"
 
-# 3. Switchover and failback: the client's longest gap between two 250s.
-gap_between() {  # gap_between T0 T1: longest gap between 250s in [T0, T1]
-	awk -v a="$1" -v b="$2" '$5 >= a && $5 <= b { if (p) { g = $5 - p; if (g > m) m = g } p = $5 }
-		END { printf "%.3f\n", m }' "$log"
-}
+# 3. Switchover and failback: the client's longest gap between two 250s
+# (lab_longest_gap: from t0, the command, until 2 s after the roles swapped).
 declare -a SW FB
 if [[ $(mt_status main role) != primary ]]; then
 	mt main failback >/dev/null || { bench_log "could not move the role to main"; exit 1; }
@@ -161,7 +157,7 @@ for ((r = 1; r <= SWITCHES; r++)); do
 		out=$(mt "$asked" "$kind" 2>&1) || { bench_log "$kind $r failed: $out"; exit 1; }
 		lab_wait_for 10 pair_ready "$want_s" "$want_p" || { bench_log "$kind $r: roles did not swap"; exit 1; }
 		sleep 2
-		gap=$(gap_between "$t0" "$EPOCHREALTIME")
+		gap=$(lab_longest_gap "$log" "$t0")
 		if [[ $kind == switchover ]]; then SW+=("$gap"); else FB+=("$gap"); fi
 		bench_log "$kind $r (asked on $asked): intake pause $gap s ($out)"
 	done
@@ -205,11 +201,10 @@ if [[ $(mt_status main role) != primary ]]; then P=backup S=main; fi
 # Accounting.
 touch "$LAB_DIR/stop"
 sleep 3
-# Committed queue files only (owner-execute bit): a kill -9 can leave a
-# cleanup temporary file (USEC.PID, mode 0600) that is no message.
-drained() { [[ -z $(find "$LAB_DIR/$P/spool"/{incoming,active,deferred,maildrop} -type f -perm -u=x 2>/dev/null | head -1) ]]; }
-lab_wait_for 120 drained || {
-	bench_log "$P still has $(bench_queue_count "$P") messages queued: $(cd "$LAB_DIR/$P/spool" && find incoming active deferred maildrop -type f | head -5 | tr '\n' ' ')"
+# Committed queue files only (lab_postfix_settled): a kill -9 can leave a
+# cleanup temporary file that is no message.
+lab_wait_for 120 lab_postfix_settled "$P" || {
+	bench_log "$P still has $(lab_postfix_queued "$P") messages queued: $(cd "$LAB_DIR/$P/spool" && find incoming active deferred maildrop -type f | head -5 | tr '\n' ' ')"
 	[[ -z ${BENCH_PAUSE:-} ]] || { bench_log "lab kept $BENCH_PAUSE s: $LAB_DIR"; sleep "$BENCH_PAUSE"; }
 }
 sleep 1

@@ -116,13 +116,13 @@ strict_off() {
 }
 
 pair_start_idle() {
-	bench_mt_start backup 10
-	bench_mt_start main 30
-	bench_mt_wait_idle main 30 || { bench_log "link not live: $(bench_mt_json main)"; return 1; }
+	mt_start backup >/dev/null
+	mt_start --timeout 30 main >/dev/null
+	bench_mt_wait_idle main 30 || { bench_log "link not live: $(mt_json main)"; return 1; }
 }
 pair_stop() {
-	bench_mt_stop main
-	bench_mt_stop backup
+	mt_stop main
+	mt_stop backup
 }
 
 # round MODE: one throughput round; prints msgs/s.
@@ -135,7 +135,7 @@ round() {
 	strict) strict_on; pair_start_idle ;;
 	esac
 	local j0 j1
-	[[ $mode == plain ]] || j0=$(bench_mt_json main)
+	[[ $mode == plain ]] || j0=$(mt_json main)
 	t0=$(bench_now)
 	lab_source client "$(lab_ip main)" "${SOURCE_OPTS[@]}" -m "$TP_MSGS" >/dev/null
 	bench_wait_queue main "" 0 300 || bench_log "WARNING: main's queue did not empty"
@@ -143,11 +143,13 @@ round() {
 	rate=$(awk -v n="$TP_MSGS" -v a="$t0" -v b="$t2" 'BEGIN { printf "%.1f\n", n / (b - a) }')
 	local cpu=""
 	if [[ $mode != plain ]]; then
-		j1=$(bench_mt_json main)
-		cpu=", primary mailtwind $(awk -v a="$(bench_json_get "$j1" cpu_ms)" -v b="$(bench_json_get "$j0" cpu_ms)" -v n="$TP_MSGS" 'BEGIN { printf "%.0f", (a - b) * 1000 / n }') ms CPU per 1000 msgs"
+		j1=$(mt_json main)
+		cpu=", primary mailtwind $(awk -v a="$(lab_json "$j1" cpu_ms)" -v b="$(lab_json "$j0" cpu_ms)" -v n="$TP_MSGS" 'BEGIN { printf "%.0f", (a - b) * 1000 / n }') ms CPU per 1000 msgs"
 	fi
 	if [[ $mode == sync || $mode == strict ]]; then
-		bench_log "  $mode: gate held $(bench_json_get "$j1" messages) messages, hold p50 $(bench_fmt "$(bench_json_get "$j1" hold_p50_ms)" %.2f) ms p99 $(bench_fmt "$(bench_json_get "$j1" hold_p99_ms)" %.2f) ms, unprotected $(bench_json_get "$j1" unprotected_total), refused $(bench_json_get "$j1" refused), errors $(bench_json_get "$j1" errors)"
+		local g
+		mapfile -t g < <(lab_json "$j1" gate.messages gate.hold_p50_ms gate.hold_p99_ms gate.unprotected_total gate.refused gate.errors)
+		bench_log "  $mode: gate held ${g[0]} messages, hold p50 $(bench_fmt "${g[1]}" %.2f) ms p99 $(bench_fmt "${g[2]}" %.2f) ms, unprotected ${g[3]}, refused ${g[4]}, errors ${g[5]}"
 	fi
 	[[ $mode == strict ]] && strict_off
 	[[ $mode == relay || $mode == sync || $mode == strict ]] && gate_route off
@@ -193,10 +195,10 @@ mt_set_durability main sync
 pair_start_idle
 PACED_SYNC=$(paced) || bench_log "WARNING: paced sender failures (sync)"
 bench_log "  sync:  $PACED_SYNC"
-J=$(bench_mt_json main)
-ADDED50=$(bench_fmt "$(bench_json_get "$J" hold_p50_ms)" %.2f)
-ADDED99=$(bench_fmt "$(bench_json_get "$J" hold_p99_ms)" %.2f)
-bench_log "  gate hold: p50 $ADDED50 ms, p99 $ADDED99 ms over $(bench_json_get "$J" hold_samples) messages; replication lag p50 $(bench_fmt "$(bench_json_get "$J" lag_p50_ms)" %.2f) p99 $(bench_fmt "$(bench_json_get "$J" lag_p99_ms)" %.2f) ms"
+J=$(mt_json main)
+ADDED50=$(bench_fmt "$(lab_json "$J" gate.hold_p50_ms)" %.2f)
+ADDED99=$(bench_fmt "$(lab_json "$J" gate.hold_p99_ms)" %.2f)
+bench_log "  gate hold: p50 $ADDED50 ms, p99 $ADDED99 ms over $(lab_json "$J" gate.hold_samples) messages; replication lag p50 $(bench_fmt "$(lab_json "$J" replication.lag_p50_ms)" %.2f) p99 $(bench_fmt "$(lab_json "$J" replication.lag_p99_ms)" %.2f) ms"
 bench_log "  client MAIL..250: async p50 $(bench_field "$PACED_ASYNC" smtp_p50_ms) p99 $(bench_field "$PACED_ASYNC" smtp_p99_ms) ms; sync p50 $(bench_field "$PACED_SYNC" smtp_p50_ms) p99 $(bench_field "$PACED_SYNC" smtp_p99_ms) ms"
 CLIENT50=$(bench_diff "$(bench_field "$PACED_SYNC" smtp_p50_ms)" "$(bench_field "$PACED_ASYNC" smtp_p50_ms)")
 CLIENT99=$(bench_diff "$(bench_field "$PACED_SYNC" smtp_p99_ms)" "$(bench_field "$PACED_ASYNC" smtp_p99_ms)")
@@ -228,8 +230,8 @@ T=$(lab_exec client "$BENCH_PY" "$REPO/lab/gate_trial.py" --server "$(lab_ip mai
 	--rcpt trial@dead.lab.test --not-on-hold | tail -n 1)
 lab_kill "$LOAD" || true
 bench_log "  $T"
-J=$(bench_mt_json main)
-bench_log "  strict gate: released $(bench_json_get "$J" released), refused $(bench_json_get "$J" refused), hold p50 $(bench_fmt "$(bench_json_get "$J" hold_p50_ms)" %.2f) ms p99 $(bench_fmt "$(bench_json_get "$J" hold_p99_ms)" %.2f) ms"
+J=$(mt_json main)
+bench_log "  strict gate: released $(lab_json "$J" gate.released), refused $(lab_json "$J" gate.refused), hold p50 $(bench_fmt "$(lab_json "$J" gate.hold_p50_ms)" %.2f) ms p99 $(bench_fmt "$(lab_json "$J" gate.hold_p99_ms)" %.2f) ms"
 N_TRIALS=$((N_TRIALS + $(bench_field "$T" trials)))
 LOST=$((LOST + $(bench_field "$T" missing)))
 pair_stop

@@ -17,21 +17,13 @@
 #                                    cannot mix two versions in one report
 #   bench_private_bin                that copy alone, for a lab made otherwise
 #                                    (e.g. by tests/lab/lib.sh's pair_setup)
-#   bench_mt_json HOST               one line of `mailtwin status --json` ("" if down)
-#   bench_json_get JSON KEY          a scalar field of that JSON (first match of
-#                                    "KEY": ...; strings without their quotes)
-#   bench_mt HOST KEY                bench_json_get of a fresh status
-#   bench_mt_start HOST [TIMEOUT]    start mailtwind (like mt_start, but waits up to
-#                                    TIMEOUT s, default 10, for the control socket:
-#                                    a primary scans its whole queue before it
-#                                    opens the socket)
-#   bench_mt_stop HOST               stop it (SIGTERM to that PID) if it runs
-#   bench_mt_wipe HOST               remove its state and mirror (daemon stopped)
+#   bench_mt_wipe HOST               remove HOST's mailtwind state and mirror (stopped)
 #   bench_mt_wait_idle MAIN [T]      wait until MAIN's link is live and every sent
-#                                    frame is acknowledged (sent_seq == acked_seq)
-#   bench_queue_count HOST [QUEUES]  files in HOST's queue dirs (default: every
-#                                    message queue: maildrop incoming active deferred hold)
-#   bench_wait_queue HOST QUEUES N [T]   wait until bench_queue_count HOST QUEUES == N
+#                                    frame is acknowledged (sent_seq == acked_seq);
+#                                    BENCH_IDLE_AT: when the status said so (the
+#                                    end of the wait if it never did)
+#   bench_wait_queue HOST QUEUES N [T]   wait (polling at 20 Hz) until
+#                                    lab_postfix_queued HOST QUEUES == N
 #   bench_sent_count HOST            "status=sent" lines in HOST's maillog
 #   bench_stats V...                 "median min max" of the values
 #   bench_verdict VALUE OP TARGET    PASS or MISS (OP is >= or <=; NA gives NA)
@@ -46,10 +38,15 @@
 #   bench_cpu_busy SECONDS           % of all CPUs busy over SECONDS (/proc/stat);
 #                                    taken while the lab is idle, it shows what
 #                                    the rest of the machine is using
+#
+# The daemons and their status come from lab/mailtwin.sh: mt_start [--timeout
+# T] HOST, mt_stop HOST, mt_json HOST [PATH...] (a status snapshot, or fields
+# of it), lab_json JSON PATH... (fields of a snapshot, or of any JSON);
+# queue counts from lab/lab.sh: lab_postfix_queued HOST [QUEUES].
 
 BENCH_T0=${BENCH_T0:-$EPOCHREALTIME}
-# Debian's python3, not a shim in PATH that costs 0.2 s per start.
-BENCH_PY=${BENCH_PY:-$(if [[ -x /usr/bin/python3 ]]; then echo /usr/bin/python3; else command -v python3; fi)}
+# Debian's python3, not a shim in PATH that costs 0.2 s per start (lab.sh).
+BENCH_PY=${BENCH_PY:-$LAB_PY}
 
 bench_now() { echo "$EPOCHREALTIME"; }
 
@@ -93,72 +90,35 @@ bench_calc() { "$BENCH_PY" -c "from math import *; print($1)"; }
 
 bench_sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f\n", a - b }'; }
 
-bench_mt_json() {
-	local sock=$LAB_DIR/$1/mailtwin/control.sock
-	[[ -S $sock ]] || return 0
-	"$MAILTWIN_BIN/mailtwin" --socket "$sock" status --json 2>/dev/null || true
-}
-
-bench_json_get() {
-	local json=$1 key=$2
-	if [[ $json =~ \"$key\":[[:space:]]*(\"[^\"]*\"|[-+0-9.eE]+|true|false|null) ]]; then
-		local v=${BASH_REMATCH[1]}
-		v=${v#\"}
-		echo "${v%\"}"
-	fi
-}
-
-bench_mt() { bench_json_get "$(bench_mt_json "$1")" "$2"; }
-
-bench_mt_start() {
-	local host=$1 timeout=${2:-10}
-	rm -f "$LAB_DIR/$host/mailtwin/control.sock"
-	lab_bg "$host" "$LAB_DIR/$host/mailtwind.log" \
-		"$MAILTWIN_BIN/mailtwind" --config "$LAB_DIR/$host/mailtwin.toml" >/dev/null
-	eval "MT_PID_${host//-/_}=$LAB_BG_PID"
-	lab_wait_for "$timeout" test -S "$LAB_DIR/$host/mailtwin/control.sock" || {
-		bench_log "mailtwind on $host did not open its control socket in $timeout s; its log:"
-		tail -20 "$LAB_DIR/$host/mailtwind.log" >&2
-		return 1
-	}
-}
-
-bench_mt_stop() {
-	local v="MT_PID_${1//-/_}"
-	if [[ -n ${!v:-} ]]; then
-		lab_kill "${!v}"
-		eval "$v="
-	fi
-	rm -f "$LAB_DIR/$1/mailtwin/control.sock"
-}
-
 bench_mt_wipe() {
 	rm -rf "$LAB_DIR/$1/mailtwin/state" "$LAB_DIR/$1/mirror"
 }
 
+# The time of the read is taken when mailtwin has answered, before python3
+# parses it: the ~25 ms of its start are not part of what is measured
+# (t3 - t2 in the replication benchmark was mailtwin's time plus a bash
+# regex before).
 _bench_mt_idle() {
-	local j
-	j=$(bench_mt_json "$1")
-	[[ $(bench_json_get "$j" state) == live &&
-		$(bench_json_get "$j" sent_seq) == "$(bench_json_get "$j" acked_seq)" ]]
+	local json t
+	local -a v
+	json=$(mt_json "$1")
+	t=$EPOCHREALTIME
+	mapfile -t v < <(lab_json "$json" replication.state replication.sent_seq replication.acked_seq)
+	[[ ${v[0]:-} == live && ${v[1]:-} == "${v[2]:-}" ]] || return 1
+	BENCH_IDLE_AT=$t
 }
-bench_mt_wait_idle() { lab_wait_for "${2:-60}" _bench_mt_idle "$1"; }
-
-bench_queue_count() {
-	local spool=$LAB_DIR/$1/spool q
-	local -a dirs=()
-	for q in ${2:-maildrop incoming active deferred hold}; do dirs+=("$spool/$q"); done
-	find "${dirs[@]}" -type f 2>/dev/null | wc -l
+bench_mt_wait_idle() {
+	lab_wait_for "${2:-60}" _bench_mt_idle "$1" || { BENCH_IDLE_AT=$EPOCHREALTIME; return 1; }
 }
 
-_bench_queue_is() { (($(bench_queue_count "$1" "$2") == $3)); }
+_bench_queue_is() { (($(lab_postfix_queued "$1" "$2") == $3)); }
 bench_wait_queue() {
 	local host=$1 queues=$2 n=$3 timeout=${4:-120}
 	# Poll at 20 Hz: finding a few hundred files costs ~1 ms.
 	local deadline=$((${EPOCHREALTIME/./} + timeout * 1000000))
 	until _bench_queue_is "$host" "$queues" "$n"; do
 		((${EPOCHREALTIME/./} < deadline)) || {
-			bench_log "$host: $(bench_queue_count "$host" "$queues") files in $queues, waited for $n"
+			bench_log "$host: $(lab_postfix_queued "$host" "$queues") files in ${queues:-the queue}, waited for $n"
 			return 1
 		}
 		sleep 0.05

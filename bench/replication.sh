@@ -174,11 +174,11 @@ paced() {
 # sent_since HOST BASE N: true once HOST's maillog has N more status=sent than BASE.
 sent_since() { (($(bench_sent_count "$1") - $2 >= $3)); }
 # queue_at_least HOST QUEUES N: true once HOST's QUEUES hold at least N files.
-queue_at_least() { (($(bench_queue_count "$1" "$2") >= $3)); }
+queue_at_least() { (($(lab_postfix_queued "$1" "$2") >= $3)); }
 
-# delta J1 J0 KEY: KEY of status J1 minus KEY of status J0 ("NA" if either lacks it).
+# delta J1 J0 PATH: PATH of status J1 minus PATH of status J0 ("NA" if either lacks it).
 delta() {
-	awk -v a="$(bench_json_get "$1" "$3")" -v b="$(bench_json_get "$2" "$3")" \
+	awk -v a="$(lab_json "$1" "$3")" -v b="$(lab_json "$2" "$3")" \
 		'BEGIN { if (a == "" || b == "") print "NA"; else printf "%.3f\n", a - b }'
 }
 
@@ -189,16 +189,16 @@ mt_pair_start() {
 	for h in "$1" "$2"; do
 		eval "MT_MARK_$h=$({ wc -l <"$LAB_DIR/$h/mailtwind.log"; } 2>/dev/null || echo 0)"
 	done
-	bench_mt_start "$2" 10
-	bench_mt_start "$1" "$t"
+	mt_start "$2" >/dev/null
+	mt_start --timeout "$t" "$1" >/dev/null
 	bench_mt_wait_idle "$1" "$t" || {
-		bench_log "the $1 -> $2 link is not live and idle after $t s: $(bench_mt_json "$1")"
+		bench_log "the $1 -> $2 link is not live and idle after $t s: $(mt_json "$1")"
 		return 1
 	}
 }
 mt_pair_stop() {
-	bench_mt_stop "$1"
-	bench_mt_stop "$2"
+	mt_stop "$1"
+	mt_stop "$2"
 }
 
 # mt_check_alive HOST: warn (and remember) if HOST's mailtwind died.
@@ -251,8 +251,8 @@ tp_round() {
 	local mode=$1 n=$TP_MSGS j0m j0b j1m j1b
 	if [[ $mode == mt ]]; then
 		mt_pair_start main backup 30
-		j0m=$(bench_mt_json main)
-		j0b=$(bench_mt_json backup)
+		j0m=$(mt_json main)
+		j0b=$(mt_json backup)
 	fi
 	local sent0 t0 t1 t2
 	sent0=$(bench_sent_count main)
@@ -267,17 +267,17 @@ tp_round() {
 	if [[ $mode == mt ]]; then
 		local t3
 		bench_mt_wait_idle main 120 || bench_log "WARNING: replication not idle 120 s after the queue emptied"
-		t3=$(bench_now)
+		t3=$BENCH_IDLE_AT
 		mt_pair_check main backup "throughput round $r"
-		j1m=$(bench_mt_json main)
-		j1b=$(bench_mt_json backup)
-		[[ $(bench_json_get "$j1b" mirror_files) == 0 ]] ||
-			bench_log "WARNING: the standby's mirror holds $(bench_json_get "$j1b" mirror_files) messages; main's queue is empty"
-		TP_LAG50=$(bench_fmt "$(bench_json_get "$j1m" lag_p50_ms)" %.2f)
-		TP_LAG99=$(bench_fmt "$(bench_json_get "$j1m" lag_p99_ms)" %.2f)
+		j1m=$(mt_json main)
+		j1b=$(mt_json backup)
+		[[ $(lab_json "$j1b" replication.mirror_files) == 0 ]] ||
+			bench_log "WARNING: the standby's mirror holds $(lab_json "$j1b" replication.mirror_files) messages; main's queue is empty"
+		TP_LAG50=$(bench_fmt "$(lab_json "$j1m" replication.lag_p50_ms)" %.2f)
+		TP_LAG99=$(bench_fmt "$(lab_json "$j1m" replication.lag_p99_ms)" %.2f)
 		TP_CPU="$(per1000 "$(delta "$j1m" "$j0m" cpu_ms)" "$n" | cut -d. -f1)+$(per1000 "$(delta "$j1b" "$j0b" cpu_ms)" "$n" | cut -d. -f1)"
 		TP_DRAIN=$(bench_sub "$t3" "$t2")
-		TP_COMMIT="$(bench_fmt "$(bench_json_get "$j1b" commit_ms_avg)" %.0f)/$(bench_fmt "$(bench_json_get "$j1b" commit_ms_max)" %.0f)/$(bench_json_get "$j1b" syncfs)"
+		TP_COMMIT="$(bench_fmt "$(lab_json "$j1b" replication.commit_ms_avg)" %.0f)/$(bench_fmt "$(lab_json "$j1b" replication.commit_ms_max)" %.0f)/$(lab_json "$j1b" replication.syncfs)"
 		mt_pair_stop main backup
 	fi
 	bench_log "  $mode: $n msgs, smtp-source $(bench_fmt "$(bench_sub "$t1" "$t0")" %.2f) s, queue empty at $(bench_fmt "$(bench_sub "$t2" "$t0")" %.2f) s: $TP_RATE msgs/s"
@@ -320,32 +320,32 @@ PHASE_S[1]=$(bench_sub "$(bench_now)" "$phase_t0")
 phase_t0=$(bench_now)
 bench_log "2. lag at $LAG_RATE msg/s for $LAG_SECS s"
 mt_pair_start main backup 30
-j0m=$(bench_mt_json main)
-j0b=$(bench_mt_json backup)
+j0m=$(mt_json main)
+j0b=$(mt_json backup)
 PACED_LAG=$(paced main "$LAG_RATE" --duration "$LAG_SECS") || bench_log "WARNING: paced sender reported failures"
 bench_log "  $PACED_LAG"
 bench_wait_queue main "" 0 120 || bench_log "WARNING: main's queue did not empty"
 bench_mt_wait_idle main 120 || bench_log "WARNING: replication not idle after the paced run"
 mt_pair_check main backup "the lag run"
-j1m=$(bench_mt_json main)
-j1b=$(bench_mt_json backup)
+j1m=$(mt_json main)
+j1b=$(mt_json backup)
 LAG_N=$(bench_field "$PACED_LAG" sent)
-LAG_P50=$(bench_fmt "$(bench_json_get "$j1m" lag_p50_ms)" %.2f)
-LAG_P99=$(bench_fmt "$(bench_json_get "$j1m" lag_p99_ms)" %.2f)
-LAG_SAMPLES=$(bench_json_get "$j1m" lag_samples)
-SHIP_P50=$(bench_fmt "$(bench_json_get "$j1m" ship_p50_ms)" %.2f)
-SHIP_P99=$(bench_fmt "$(bench_json_get "$j1m" ship_p99_ms)" %.2f)
+LAG_P50=$(bench_fmt "$(lab_json "$j1m" replication.lag_p50_ms)" %.2f)
+LAG_P99=$(bench_fmt "$(lab_json "$j1m" replication.lag_p99_ms)" %.2f)
+LAG_SAMPLES=$(lab_json "$j1m" replication.lag_samples)
+SHIP_P50=$(bench_fmt "$(lab_json "$j1m" replication.ship_p50_ms)" %.2f)
+SHIP_P99=$(bench_fmt "$(lab_json "$j1m" replication.ship_p99_ms)" %.2f)
 CPU_P=$(per1000 "$(delta "$j1m" "$j0m" cpu_ms)" "${LAG_N:-0}")
 CPU_S=$(per1000 "$(delta "$j1b" "$j0b" cpu_ms)" "${LAG_N:-0}")
 CPU_SUM=$(sum "$CPU_P" "$CPU_S")
-LAG_FRAMES=$(bench_fmt "$(delta "$j1m" "$j0m" sent_seq)" %.0f)
-LAG_FSYNCS=$(bench_fmt "$(delta "$j1b" "$j0b" fsyncs)" %.0f)
-LAG_COMMITS=$(bench_fmt "$(delta "$j1b" "$j0b" commits)" %.0f)
-LAG_COMMIT_MS="$(bench_fmt "$(bench_json_get "$j1b" commit_ms_avg)")/$(bench_fmt "$(bench_json_get "$j1b" commit_ms_max)" %.0f)"
-LAG_SYNCFS=$(bench_json_get "$j1b" syncfs)
-LAG_COMMIT_Q="$(bench_fmt "$(bench_json_get "$j1b" commit_p50_ms)" %.2f)/$(bench_fmt "$(bench_json_get "$j1b" commit_p99_ms)" %.2f)"
-LAG_BATCH_Q="$(bench_fmt "$(bench_json_get "$j1b" batch_p50_ms)" %.2f)/$(bench_fmt "$(bench_json_get "$j1b" batch_p99_ms)" %.2f)"
-LAG_RECYCLED=$(bench_fmt "$(delta "$j1b" "$j0b" recycled_inodes)" %.0f)
+LAG_FRAMES=$(bench_fmt "$(delta "$j1m" "$j0m" replication.sent_seq)" %.0f)
+LAG_FSYNCS=$(bench_fmt "$(delta "$j1b" "$j0b" replication.fsyncs)" %.0f)
+LAG_COMMITS=$(bench_fmt "$(delta "$j1b" "$j0b" replication.commits)" %.0f)
+LAG_COMMIT_MS="$(bench_fmt "$(lab_json "$j1b" replication.commit_ms_avg)")/$(bench_fmt "$(lab_json "$j1b" replication.commit_ms_max)" %.0f)"
+LAG_SYNCFS=$(lab_json "$j1b" replication.syncfs)
+LAG_COMMIT_Q="$(bench_fmt "$(lab_json "$j1b" replication.commit_p50_ms)" %.2f)/$(bench_fmt "$(lab_json "$j1b" replication.commit_p99_ms)" %.2f)"
+LAG_BATCH_Q="$(bench_fmt "$(lab_json "$j1b" replication.batch_p50_ms)" %.2f)/$(bench_fmt "$(lab_json "$j1b" replication.batch_p99_ms)" %.2f)"
+LAG_RECYCLED=$(bench_fmt "$(delta "$j1b" "$j0b" replication.recycled_inodes)" %.0f)
 bench_log "  lag p50 $LAG_P50 ms, p99 $LAG_P99 ms ($LAG_SAMPLES samples); cpu/1000 msgs: primary $CPU_P ms, standby $CPU_S ms"
 mt_pair_stop main backup
 
@@ -385,13 +385,13 @@ settle_qmain() {
 }
 
 for size in "${Q_SIZES[@]}"; do
-	have=$(bench_queue_count qmain)
+	have=$(lab_postfix_queued qmain)
 	bench_log "4. queue of $size: filling qmain ($have queued)"
 	if ((size > have)); then
 		send qmain $((size - have))
 		settle_qmain
 	fi
-	Q_AT_RS[$size]=$(bench_queue_count qmain)
+	Q_AT_RS[$size]=$(lab_postfix_queued qmain)
 
 	bench_log "4. queue of ${Q_AT_RS[$size]}: rsync loop, $Q_MSGS msgs at $Q_RATE msg/s"
 	summary=$LAB_DIR/rsync-$size.json ready=$LAB_DIR/rsync-$size.ready
@@ -407,42 +407,42 @@ for size in "${Q_SIZES[@]}"; do
 	lab_wait_for 30 test -e "$summary" || { bench_log "rsync loop wrote no summary"; tail "$LAB_DIR/rsync-loop.log" >&2; exit 1; }
 	lab_kill "$loop_pid"
 	js=$(<"$summary")
-	RS_CPU[$size]=$(awk -v c="$(bench_json_get "$js" rsync_cpu_s)" 'BEGIN { printf "%.1f\n", c * 1000 }')
-	RS_RUNS[$size]=$(bench_json_get "$js" runs)
-	RS_RUN_P50[$size]=$(bench_fmt "$(bench_json_get "$js" run_ms_p50)")
-	RS_LAG50[$size]=$(bench_fmt "$(bench_json_get "$js" lag_ms_p50)")
-	RS_LAG99[$size]=$(bench_fmt "$(bench_json_get "$js" lag_ms_p99)")
-	RS_LAGMEAN[$size]=$(bench_fmt "$(bench_json_get "$js" lag_ms_mean)")
-	RS_COMMITS[$size]=$(bench_json_get "$js" commits)
-	RS_BAD[$size]=$(bench_json_get "$js" bad_exits)
-	RS_BUSY[$size]=$(bench_fmt "$(bench_json_get "$js" busy)" %.2f)
-	RS_OVERHEAD[$size]=$(awk -v a="$(bench_json_get "$js" loop_cpu_s)" -v b="$(bench_json_get "$js" inotify_cpu_s)" \
+	RS_CPU[$size]=$(awk -v c="$(lab_json "$js" rsync_cpu_s)" 'BEGIN { printf "%.1f\n", c * 1000 }')
+	RS_RUNS[$size]=$(lab_json "$js" runs)
+	RS_RUN_P50[$size]=$(bench_fmt "$(lab_json "$js" run_ms_p50)")
+	RS_LAG50[$size]=$(bench_fmt "$(lab_json "$js" lag_ms_p50)")
+	RS_LAG99[$size]=$(bench_fmt "$(lab_json "$js" lag_ms_p99)")
+	RS_LAGMEAN[$size]=$(bench_fmt "$(lab_json "$js" lag_ms_mean)")
+	RS_COMMITS[$size]=$(lab_json "$js" commits)
+	RS_BAD[$size]=$(lab_json "$js" bad_exits)
+	RS_BUSY[$size]=$(bench_fmt "$(lab_json "$js" busy)" %.2f)
+	RS_OVERHEAD[$size]=$(awk -v a="$(lab_json "$js" loop_cpu_s)" -v b="$(lab_json "$js" inotify_cpu_s)" \
 		'BEGIN { printf "%.1f\n", (a + b) * 1000 }')
 	bench_log "  rsync: ${RS_RUNS[$size]} runs (p50 ${RS_RUN_P50[$size]} ms), ${RS_CPU[$size]} ms CPU, lag p50 ${RS_LAG50[$size]} ms over ${RS_COMMITS[$size]} commits"
 
-	Q_AT_MT[$size]=$(bench_queue_count qmain)
+	Q_AT_MT[$size]=$(lab_postfix_queued qmain)
 	bench_log "4. queue of ${Q_AT_MT[$size]}: mailtwind, $Q_MSGS msgs at $Q_RATE msg/s"
 	t0=$(bench_now)
 	mt_pair_start qmain qbackup 300
-	MT_CATCHUP[$size]=$(bench_fmt "$(bench_sub "$(bench_now)" "$t0")" %.2f)
-	j0m=$(bench_mt_json qmain)
-	j0b=$(bench_mt_json qbackup)
+	MT_CATCHUP[$size]=$(bench_fmt "$(bench_sub "$BENCH_IDLE_AT" "$t0")" %.2f)
+	j0m=$(mt_json qmain)
+	j0b=$(mt_json qbackup)
 	out=$(paced qmain "$Q_RATE" --count "$Q_MSGS") || bench_log "WARNING: paced sender reported failures"
 	bench_log "  $out"
 	settle_qmain
 	bench_mt_wait_idle qmain 60 || bench_log "WARNING: qmain's replication not idle"
 	mt_pair_check qmain qbackup "the rsync comparison at $size"
-	j1m=$(bench_mt_json qmain)
-	j1b=$(bench_mt_json qbackup)
+	j1m=$(mt_json qmain)
+	j1b=$(mt_json qbackup)
 	MT_QCPU_P[$size]=$(bench_fmt "$(delta "$j1m" "$j0m" cpu_ms)")
 	MT_QCPU_S[$size]=$(bench_fmt "$(delta "$j1b" "$j0b" cpu_ms)")
 	MT_QCPU[$size]=$(sum "${MT_QCPU_P[$size]}" "${MT_QCPU_S[$size]}")
-	MT_CHANGES[$size]=$(bench_fmt "$(delta "$j1m" "$j0m" sent_seq)" %.0f)
-	MT_QLAG50[$size]=$(bench_fmt "$(bench_json_get "$j1m" lag_p50_ms)" %.2f)
-	MT_QLAG99[$size]=$(bench_fmt "$(bench_json_get "$j1m" lag_p99_ms)" %.2f)
-	MT_QSAMPLES[$size]="$(bench_json_get "$j0m" lag_samples)->$(bench_json_get "$j1m" lag_samples)"
+	MT_CHANGES[$size]=$(bench_fmt "$(delta "$j1m" "$j0m" replication.sent_seq)" %.0f)
+	MT_QLAG50[$size]=$(bench_fmt "$(lab_json "$j1m" replication.lag_p50_ms)" %.2f)
+	MT_QLAG99[$size]=$(bench_fmt "$(lab_json "$j1m" replication.lag_p99_ms)" %.2f)
+	MT_QSAMPLES[$size]="$(lab_json "$j0m" replication.lag_samples)->$(lab_json "$j1m" replication.lag_samples)"
 	# Sanity: the standby's mirror holds as many messages as qmain's queue.
-	MIRROR_CHECK[$size]="$(bench_json_get "$j1b" mirror_files)/$(bench_queue_count qmain)"
+	MIRROR_CHECK[$size]="$(lab_json "$j1b" replication.mirror_files)/$(lab_postfix_queued qmain)"
 	bench_log "  mailtwind: caught up in ${MT_CATCHUP[$size]} s; ${MT_CHANGES[$size]} changes, ${MT_QCPU[$size]} ms CPU, lag p50 ${MT_QLAG50[$size]} ms"
 	mt_pair_stop qmain qbackup
 done
@@ -469,23 +469,23 @@ if ((INIT_SYNC)); then
 	t0=$(bench_now)
 	send big "$INIT_N"
 	lab_wait_for 120 queue_at_least big hold "$INIT_N" ||
-		bench_log "WARNING: big holds $(bench_queue_count big hold) of $INIT_N"
+		bench_log "WARNING: big holds $(lab_postfix_queued big hold) of $INIT_N"
 	FILL_S=$(bench_fmt "$(bench_sub "$(bench_now)" "$t0")")
-	BIG_QUEUED=$(bench_queue_count big)
+	BIG_QUEUED=$(lab_postfix_queued big)
 	bench_log "  $BIG_QUEUED queued in $FILL_S s; starting the standby, then the primary"
 	bench_mt_wipe bigsb
 	# shellcheck disable=SC2034  # read by mt_pair_check
 	MT_MARK_big=0 MT_MARK_bigsb=0
-	bench_mt_start bigsb 10
+	mt_start bigsb >/dev/null
 	t0=$(bench_now)
-	bench_mt_start big 600
+	mt_start --timeout 600 big >/dev/null
 	T_SOCKET=$(bench_sub "$(bench_now)" "$t0")
 	T_LIVE='' T_MIRROR=
 	deadline=$((${EPOCHREALTIME/./} + 900 * 1000000))
 	while [[ -z $T_LIVE || -z $T_MIRROR ]]; do
 		now=$(bench_now)
-		[[ -z $T_LIVE && $(bench_mt big state) == live ]] && T_LIVE=$(bench_sub "$now" "$t0")
-		[[ -z $T_MIRROR && $(bench_mt bigsb mirror_files) == "$BIG_QUEUED" ]] && T_MIRROR=$(bench_sub "$now" "$t0")
+		[[ -z $T_LIVE && $(mt_json big replication.state) == live ]] && T_LIVE=$(bench_sub "$now" "$t0")
+		[[ -z $T_MIRROR && $(mt_json bigsb replication.mirror_files) == "$BIG_QUEUED" ]] && T_MIRROR=$(bench_sub "$now" "$t0")
 		((${EPOCHREALTIME/./} < deadline)) || { bench_log "WARNING: initial sync not done in 900 s"; break; }
 		if ! mt_check_alive big || ! mt_check_alive bigsb; then break; fi
 		sleep 0.2
@@ -494,10 +494,10 @@ if ((INIT_SYNC)); then
 		INITIAL_SYNC=$(awk -v a="$T_LIVE" -v b="$T_MIRROR" 'BEGIN { printf "%.1f\n", (a > b) ? a : b }')
 	fi
 	bench_mt_wait_idle big 300 || bench_log "WARNING: big's link not idle"
-	T_IDLE=$(bench_sub "$(bench_now)" "$t0")
+	T_IDLE=$(bench_sub "$BENCH_IDLE_AT" "$t0")
 	SCAN_S=$(sed -n 's/.*scanned in \([0-9.]*\) s.*/\1/p' "$LAB_DIR/big/mailtwind.log" | tail -1)
-	CATCHUP_S=$(bench_fmt "$(bench_mt big last_catchup_s)" %.2f)
-	MIRROR_FILES=$(bench_mt bigsb mirror_files)
+	CATCHUP_S=$(bench_fmt "$(mt_json big replication.last_catchup_s)" %.2f)
+	MIRROR_FILES=$(mt_json bigsb replication.mirror_files)
 	mt_pair_check big bigsb "the initial sync"
 	bench_log "  socket after $T_SOCKET s (scan ${SCAN_S:-?} s), live after ${T_LIVE:-never} s, mirror complete after ${T_MIRROR:-never} s, all acked after $T_IDLE s"
 	mt_pair_stop big bigsb

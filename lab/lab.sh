@@ -34,8 +34,11 @@
 #   lab_postfix_conf HOST              print its config directory
 #   lab_postconf HOST [ARGS...]        postconf -c CONF ARGS (edits and queries)
 #   lab_postfix_start|stop|kill|running HOST
-#   lab_postfix_queued HOST            number of messages in its queue
+#   lab_postfix_queued HOST [QUEUES]   number of files in its queue (default: maildrop
+#                                      incoming active deferred hold)
 #   lab_postfix_empty HOST             true if that number is 0
+#   lab_postfix_settled HOST           true if no committed message waits in incoming,
+#                                      active, deferred or maildrop (hold may keep some)
 #   lab_postfix_slow_greeting HOST SECONDS|off  its smtpd greets SECONDS late
 #                                      (a saturated server, seen from outside)
 #   lab_crash HOST                     kill -9 every process of HOST at once
@@ -65,6 +68,10 @@
 #                                      delivered recipient
 #   lab_sink_wait DIR COUNT [TIMEOUT]  wait until DIR holds COUNT messages
 #   lab_account LOG SINK_DIR...        sender.py's 250s vs the sinks: TOTAL LOST DUPS
+#   lab_longest_gap LOG FROM [TO]      the longest time without a 250 in sender.py's
+#                                      LOG (--times) from FROM to TO (default now)
+#   lab_json JSON PATH...              fields of a JSON text by dotted path, one line
+#                                      each (lab/json_get.py)
 #   lab_source HOST SERVER[:PORT] [smtp-source options...]
 #   lab_dns_start HOST DOMAINS MXHOST:PREF...  dnsmasq on HOST: A records of the
 #                                      lab's hosts (NAME.lab.test), MX records
@@ -88,11 +95,16 @@
 # Setup functions print "lab: error: ..." and exit the calling shell when they
 # fail (cleanup still runs from the trap).  Predicates and waits return 1.
 # Variables: LAB_DIR (where the lab's files go; default /tmp/mt-lab-$LAB_ID),
-# LAB_KEEP=1 (keep LAB_DIR after cleanup, for debugging).
+# LAB_KEEP=1 (keep LAB_DIR after cleanup, for debugging), LAB_PY (the python3
+# that runs the lab's Python tools; default /usr/bin/python3).
 
 # Bookkeeping of every lab lives here, one directory per LAB_ID: it is what
 # makes cleanup (and "lab.sh gc") exact.
 _LAB_RUN=/run/mailtwin-lab
+# This directory (the lab's Python tools), and the python3 that runs them:
+# Debian's, not a shim in PATH (pyenv's costs 0.2 s and more per start).
+_LAB_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB_PY=${LAB_PY:-$(if [[ -x /usr/bin/python3 ]]; then echo /usr/bin/python3; else command -v python3; fi)}
 
 _lab_say() { printf 'lab: %s\n' "$*" >&2; }
 _lab_die() {
@@ -728,17 +740,31 @@ lab_postfix_slow_greeting() {
 	lab_pf "$host" postfix reload >/dev/null 2>&1 || _lab_die "postfix reload failed on $host"
 }
 
-# lab_postfix_queued HOST: number of messages in HOST's queue (maildrop,
-# incoming, active, deferred, hold), counted from the files.
+# lab_postfix_queued HOST [QUEUES]: number of files in HOST's QUEUES (a
+# space-separated list; empty or missing: maildrop incoming active deferred
+# hold, the whole queue), counted from the files, hash subdirectories
+# included. Cheap enough to poll (a few hundred files: ~1 ms).
 lab_postfix_queued() {
-	local spool=$LAB_DIR/${1:?usage: lab_postfix_queued HOST}/spool
+	local spool=$LAB_DIR/${1:?usage: lab_postfix_queued HOST [QUEUES]}/spool q
 	lab_postfix_conf "$1" >/dev/null
-	find "$spool"/{maildrop,incoming,active,deferred,hold} -type f 2>/dev/null | wc -l
+	local -a dirs=()
+	for q in ${2:-maildrop incoming active deferred hold}; do dirs+=("$spool/$q"); done
+	find "${dirs[@]}" -type f 2>/dev/null | wc -l
 }
 
 # lab_postfix_empty HOST: true if HOST's queue holds nothing (for
 # lab_wait_for).
 lab_postfix_empty() { (($(lab_postfix_queued "${1:?usage: lab_postfix_empty HOST}") == 0)); }
+
+# lab_postfix_settled HOST: true when HOST has delivered what it will: no
+# committed message in incoming, active, deferred or maildrop (hold may keep
+# some). Only files with the owner-execute bit count: a kill -9 can leave a
+# cleanup temporary file (USEC.PID, 0600) that is no message and that
+# Postfix itself removes later.
+lab_postfix_settled() {
+	local spool=$LAB_DIR/${1:?usage: lab_postfix_settled HOST}/spool
+	[[ -z $(find "$spool"/{incoming,active,deferred,maildrop} -type f -perm -u=x 2>/dev/null | head -1) ]]
+}
 
 #
 # Test traffic: Postfix's own smtp-sink and smtp-source.
@@ -903,6 +929,30 @@ lab_account() {
 	TOTAL=$(wc -l <"$LAB_DIR/accepted")
 	LOST=$(wc -l <"$LAB_DIR/lost")
 	DUPS=$(comm -12 "$LAB_DIR/accepted" <(uniq -d "$LAB_DIR/delivered") | wc -l)
+}
+
+# lab_longest_gap LOG FROM [TO]: the longest time (seconds, 3 decimals) in
+# which the client of LOG (lab/sender.py --times: the 5th field is the time
+# of each 250) got no 250 between FROM and TO (default: now): from FROM to
+# the first 250, between two 250s, and from the last one to TO. So an
+# intake that stops and never resumes shows as a gap as long as the wait,
+# not as 0, and a pause that begins right at FROM is not missed.
+lab_longest_gap() {
+	local log=${1:?usage: lab_longest_gap LOG FROM [TO]} from=${2:?usage: lab_longest_gap LOG FROM [TO]}
+	awk -v t="$from" -v now="${3:-$EPOCHREALTIME}" '$5 >= t && $5 <= now { g = $5 - (p ? p : t); if (g > m) m = g; p = $5 }
+		END { g = now - (p ? p : t); if (g > m) m = g; printf "%.3f\n", m }' "$log"
+}
+
+# lab_json JSON PATH...: the fields PATH... of the JSON text JSON, one line
+# each (lab/json_get.py: PATH is names joined by dots, a number indexes a
+# list, "A|B" is the first of A and B that exists; values print as Python
+# shows them, True/False; an empty line for a missing path). Fails, printing
+# nothing, if JSON is not JSON. One python3 start (~20-30 ms): read every
+# field a poll needs in one call.
+lab_json() {
+	local json=${1-}
+	shift
+	"$LAB_PY" -S "$_LAB_HERE/json_get.py" "$@" <<<"$json"
 }
 
 # lab_source HOST SERVER[:PORT] [SMTP-SOURCE OPTIONS...]: run smtp-source in

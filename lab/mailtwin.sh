@@ -2,7 +2,12 @@
 #
 # mailtwin.sh: mailtwin nodes in the lab. Source it after lab.sh.
 #
-#   mt_pki                          make the lab's CA and one certificate per node
+#   mt_pki HOST...                  make the lab's CA ($LAB_DIR/pki) and one
+#                                   certificate per HOST
+#   mt_ca DIR NAME                  a CA of its own: DIR/ca.pem, DIR/ca.key
+#   mt_cert CA_DIR NAME [OUT]       a certificate for NAME (CN and DNS name) from
+#                                   the CA in CA_DIR: OUT.pem, OUT.key (0600);
+#                                   OUT defaults to CA_DIR/NAME
 #   mt_config HOST ROLE PEER        write $LAB_DIR/HOST/mailtwin.toml (and, with
 #                                   the relay on, mt_relay HOST); knobs:
 #                                   MT_DURABILITY (sync), MT_FAILOVER (auto|manual),
@@ -21,10 +26,17 @@
 #                                   public mail: smtp, or the relay's smtpd
 #   mt_gate HOST                    route HOST's Postfix through the gate
 #   mt_set_durability HOST MODE     async | sync | strict, for the next start
-#   mt_start HOST [ARGS...]         start mailtwind in HOST (background, logged to
-#                                   $LAB_DIR/HOST/mailtwind.log); prints its PID
+#   mt_start [--timeout T] HOST [ARGS...]  start mailtwind in HOST (background,
+#                                   logged to $LAB_DIR/HOST/mailtwind.log), wait up
+#                                   to T s (default 10) for its control socket (a
+#                                   primary scans its whole queue first); prints its PID
 #   mt_stop HOST                    stop it (SIGTERM), mt_kill HOST (SIGKILL)
 #   mt HOST ARGS...                 run the mailtwin CLI for HOST's node
+#   mt_json HOST                    `mailtwin status --json`, one line (nothing, and
+#                                   success, if the daemon does not answer)
+#   mt_json HOST PATH...            fields of it, one line each (lab_json: dotted
+#                                   paths, e.g. ha.epoch_confirmed, gate.refused;
+#                                   True/False); fails if the daemon does not answer
 #   mt_status HOST KEY              one field of `mailtwin status --json`
 #                                   (replication.KEY, or KEY at the top)
 #   mt_wait_state HOST STATE [T]    wait until HOST's link is in STATE
@@ -45,19 +57,38 @@ MT_PORT=${MT_PORT:-7525}
 
 mt_pki() {
 	local pki=$LAB_DIR/pki host
-	mkdir -p "$pki"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-		-subj "/CN=mailtwin lab CA $LAB_ID" -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null ||
-		{ echo "mt_pki: openssl failed" >&2; return 1; }
+	mt_ca "$pki" "mailtwin lab CA $LAB_ID" || return 1
 	for host in "$@"; do
-		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$host" \
-			-keyout "$pki/$host.key" -out "$pki/$host.csr" 2>/dev/null &&
-			openssl x509 -req -in "$pki/$host.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
-				-CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:%s\n' "$host") \
-				-out "$pki/$host.pem" 2>/dev/null ||
-			{ echo "mt_pki: cannot make the certificate of $host" >&2; return 1; }
-		chmod 600 "$pki/$host.key"
+		mt_cert "$pki" "$host" || return 1
 	done
+}
+
+# mt_ca DIR NAME: a new certificate authority in DIR: DIR/ca.pem (subject
+# CN=NAME) and DIR/ca.key; EC P-256, valid 2 days. With mt_cert, the one
+# maker of the lab's certificates (mt_pki; t-04's rogue node and foreign
+# CA; tests/package's standby).
+mt_ca() {
+	local dir=${1:?usage: mt_ca DIR NAME} name=${2:?usage: mt_ca DIR NAME}
+	mkdir -p "$dir"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+		-subj "/CN=$name" -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null ||
+		{ echo "mt_ca: openssl failed" >&2; return 1; }
+}
+
+# mt_cert CA_DIR NAME [OUT]: a certificate for NAME (CN=NAME, DNS:NAME),
+# signed by the CA in CA_DIR (mt_ca): OUT.pem and OUT.key (mode 0600); OUT
+# defaults to CA_DIR/NAME.
+mt_cert() {
+	local ca=${1:?usage: mt_cert CA_DIR NAME [OUT]} name=${2:?usage: mt_cert CA_DIR NAME [OUT]}
+	local out=${3:-$1/$2}
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" \
+		-keyout "$out.key" -out "$out.csr" 2>/dev/null &&
+		openssl x509 -req -in "$out.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca.key" \
+			-CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:%s\n' "$name") \
+			-out "$out.pem" 2>/dev/null ||
+		{ echo "mt_cert: cannot make the certificate of $name" >&2; return 1; }
+	rm -f "$out.csr"
+	chmod 600 "$out.key"
 }
 
 mt_config() {
@@ -156,14 +187,19 @@ mt_set_durability() {
 }
 
 mt_start() {
-	local host=$1
+	local timeout=10
+	if [[ ${1:-} == --timeout ]]; then
+		timeout=${2:?usage: mt_start [--timeout SECONDS] HOST [ARGS...]}
+		shift 2
+	fi
+	local host=${1:?usage: mt_start [--timeout SECONDS] HOST [ARGS...]}
 	shift
 	rm -f "$LAB_DIR/$host/mailtwin/control.sock"  # left by a crash
 	lab_bg "$host" "$LAB_DIR/$host/mailtwind.log" \
 		"$MAILTWIN_BIN/mailtwind" --config "$LAB_DIR/$host/mailtwin.toml" "$@" >/dev/null
 	eval "MT_PID_${host//-/_}=$LAB_BG_PID"
-	lab_wait_for 10 test -S "$LAB_DIR/$host/mailtwin/control.sock" || {
-		echo "mt_start: mailtwind on $host did not come up; its log:" >&2
+	lab_wait_for "$timeout" test -S "$LAB_DIR/$host/mailtwin/control.sock" || {
+		echo "mt_start: mailtwind on $host did not open its control socket in $timeout s; its log:" >&2
 		tail -20 "$LAB_DIR/$host/mailtwind.log" >&2
 		return 1
 	}
@@ -192,19 +228,30 @@ mt() {
 	lab_exec "$host" "$MAILTWIN_BIN/mailtwin" --config "$LAB_DIR/$host/mailtwin.toml" "$@"
 }
 
-mt_status() {
-	"$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json 2>/dev/null |
-		python3 -c '
-import json, sys
-j = json.load(sys.stdin)
-print(j.get("replication", {}).get(sys.argv[1], j.get(sys.argv[1], "")))' "$2"
+# mt_json HOST [PATH...]: without PATH, HOST's `mailtwin status --json`
+# (one line; nothing, and success, when the daemon does not answer: a
+# snapshot for a report). With PATHs, those fields of it, one line each
+# (lab_json: "ha.epoch_confirmed", "gate.refused", "nodes.1.role";
+# True/False; an empty line for a missing field); fails when the daemon
+# does not answer. One mailtwin and one python3 (~30 ms in all): a poll
+# reads every field it needs in one call.
+mt_json() {
+	local sock=$LAB_DIR/${1:?usage: mt_json HOST [PATH...]}/mailtwin/control.sock json
+	shift
+	json=$([[ -S $sock ]] && "$MAILTWIN_BIN/mailtwin" --socket "$sock" status --json 2>/dev/null) || true
+	if (($# == 0)); then
+		[[ -z $json ]] || echo "$json"
+		return 0
+	fi
+	[[ -n $json ]] && lab_json "$json" "$@"
 }
 
+# mt_status HOST KEY: one field of HOST's status: replication.KEY, or KEY at
+# the top (role, epoch, node...). As Python prints it (True/False).
+mt_status() { mt_json "$1" "replication.${2:?usage: mt_status HOST KEY}|$2"; }
+
 # mt_ha HOST KEY: one field of the "ha" section of `mailtwin status --json`.
-mt_ha() {
-	"$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json 2>/dev/null |
-		python3 -c 'import json, sys; print(json.load(sys.stdin)["ha"][sys.argv[1]])' "$2"
-}
+mt_ha() { mt_json "$1" "ha.${2:?usage: mt_ha HOST KEY}"; }
 
 # mt_role_is HOST ROLE EPOCH: true if HOST has that role at that epoch.
 mt_role_is() { [[ $(mt_status "$1" role) == "$2" && $(mt_status "$1" epoch) == "$3" ]]; }

@@ -90,7 +90,11 @@ pc_power_off() {
 	PC_CUTS=$((PC_CUTS + 1))
 }
 
-_pc_gate() { mt_status main gate 2>/dev/null | python3 -c 'import ast,sys; print(ast.literal_eval(sys.stdin.read())[sys.argv[1]])' "$1" 2>/dev/null || echo "?"; }
+_pc_gate() {  # KEY: a field of main's gate status; "?" if there is none
+	local v
+	v=$(mt_json main "gate.$1") || v=
+	echo "${v:-?}"
+}
 _pc_epoch() { PC_EPOCH=$(mt_status backup epoch 2>/dev/null); [[ $PC_EPOCH =~ ^[0-9]+$ ]]; }
 _pc_protected() { [[ $(_pc_gate unprotected) == 0 ]]; }
 

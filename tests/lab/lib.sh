@@ -157,13 +157,9 @@ start_sender() {
 	lab_wait_for 20 test -s "$log" || fail "no mail accepted (servers $servers)"
 }
 
-# queue_settled HOST: true when HOST's queue holds no committed message in
-# incoming, active, deferred or maildrop. Only files with the owner-execute
-# bit count: a kill -9 can leave a cleanup temporary file (USEC.PID, 0600)
-# that is no message and that Postfix itself removes later.
-queue_settled() {
-	[[ -z $(find "$LAB_DIR/$1/spool"/{incoming,active,deferred,maildrop} -type f -perm -u=x 2>/dev/null | head -1) ]]
-}
+# queue_settled HOST: lab_postfix_settled HOST (lab/lab.sh): no committed
+# message left in incoming, active, deferred or maildrop.
+queue_settled() { lab_postfix_settled "$1"; }
 
 # queue_files HOST: every file in HOST's incoming, active, deferred and
 # maildrop, with its mode and age (for failure messages).
@@ -189,7 +185,7 @@ settle() {
 	# Mail deferred by the test's own violence (a delivery cut by a kill)
 	# would wait for Postfix's next queue run (5 minutes): retry it now.
 	local deferred
-	deferred=$(find "$LAB_DIR/$host/spool/deferred" -type f 2>/dev/null | wc -l)
+	deferred=$(lab_postfix_queued "$host" deferred)
 	if ((deferred > 0)); then
 		echo "   ($host had $deferred deferred messages at the end: flushed)"
 		lab_exec "$host" postqueue -c "$(lab_postfix_conf "$host")" -f || true
@@ -271,10 +267,7 @@ queue_has() {
 # queue_quiet HOST: nothing in flight in HOST's queue (incoming, active,
 # maildrop empty): what remains (deferred, hold) no longer changes by itself.
 # (Not queue_settled, above: that one also wants deferred/ empty.)
-queue_quiet() {
-	local q=$LAB_DIR/$1/spool
-	[[ -z $(find "$q/incoming" "$q/active" "$q/maildrop" -type f 2>/dev/null | head -1) ]]
-}
+queue_quiet() { (($(lab_postfix_queued "$1" "incoming active maildrop") == 0)); }
 
 # traffic_start N: smtp-source in the background, N messages to each of a
 # delivered and a deferred destination. traffic_wait: wait for it to finish.

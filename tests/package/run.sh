@@ -162,15 +162,13 @@ grep -q "name may use only letters" <<<"$out" && grep -q "not starting" <<<"$out
 grep -q '^RestartPreventExitStatus=78$' "$root$unit" || fail "the unit would restart a refused configuration"
 echo "4. ExecStart on the example $cfg: exit 78, '$(grep -o 'not starting.*' <<<"$out")'"
 
-# 5. A configured standby.
+# 5. A configured standby. Its certificates come from the lab's maker
+# (lab/mailtwin.sh: mt_ca, mt_cert); the CA's key stays outside /etc/mailtwin.
 pki=$root/etc/mailtwin
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-	-subj "/CN=test CA" -keyout "$root/tmp/ca.key" -out "$pki/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=mx2" \
-	-keyout "$pki/node.key" -out "$root/tmp/node.csr" 2>/dev/null
-openssl x509 -req -in "$root/tmp/node.csr" -CA "$pki/ca.pem" -CAkey "$root/tmp/ca.key" \
-	-CAcreateserial -days 30 -extfile <(echo subjectAltName=DNS:mx2) -out "$pki/node.pem" 2>/dev/null
-chmod 600 "$pki/node.key"
+# shellcheck source=../../lab/mailtwin.sh
+. "$REPO/lab/mailtwin.sh"
+mt_ca "$root/tmp" "test CA" && cp "$root/tmp/ca.pem" "$pki/ca.pem" &&
+	mt_cert "$root/tmp" mx2 "$pki/node" || fail "certificates"
 sed -i -e 's/^name = .*/name = "mx2"/' -e 's/^cluster = .*/cluster = "pkgtest"/' \
 	-e 's/^peer_name = .*/peer_name = "mx1"/' \
 	-e 's/^listen = "192.0.2.2:7525"/listen = "127.0.0.1:7525"/' \

@@ -47,8 +47,7 @@ printf 'Subject: t-00 local\n\nfrom sendmail\n' |
 # Wait until the sink has all of them and main's queue is empty: then nothing
 # more can arrive, and the count must be exact.
 lab_sink_wait "$sink" 202 60 || fail "not all messages arrived"
-main_queue_empty() { (($(lab_postfix_queued main) == 0)); }
-lab_wait_for 30 main_queue_empty || fail "main's queue did not drain"
+lab_wait_for 30 lab_postfix_empty main || fail "main's queue did not drain"
 
 got=$(lab_sink_messages "$sink")
 ((got == 202)) || fail "sink has $got messages, want 202"

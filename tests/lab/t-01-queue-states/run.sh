@@ -22,7 +22,7 @@ slow=$(send_mail s@client.lab.test s@slow.lab.test)
 held=$(send_mail s@client.lab.test h@dead.lab.test)
 
 in_deferred() { queue_has main deferred "$1"; }
-ndr_queued() { (($(find "$LAB_DIR/main/spool/deferred" -type f 2>/dev/null | wc -l) >= 5)); }
+ndr_queued() { (($(lab_postfix_queued main deferred) >= 5)); }
 for id in "$partly" "$deferred" "$bounced" "$held"; do
 	lab_wait_for 20 in_deferred "$id" || fail "$id did not reach deferred/"
 done
@@ -33,7 +33,7 @@ lab_wait_for 10 in_active "$slow" || fail "$slow is not in active/"
 
 # Checkpoint 1: deferred, held, bounced, partly delivered and active mail.
 queue="$LAB_DIR/main/spool"
-count() { find "$queue/$1" -type f | wc -l; }
+count() { lab_postfix_queued main "$1"; }
 (($(count active) == 1)) || fail "expected one message in active/, have $(count active)"
 (($(count hold) == 1)) || fail "expected a message in hold/"
 # 3 deferred messages + the NDR for b1, itself deferred (its sender is at dead).

@@ -71,9 +71,7 @@ mt_start main >/dev/null || fail "primary daemon did not restart"
 # instance in CI, and nothing ever overflowed.)
 mt_wait_state main live 20 || fail "link did not come back"
 restore_limit
-watcher_overflows() {
-	mt_status main watcher | python3 -c 'import ast,sys; print(ast.literal_eval(sys.stdin.read())["overflows"])'
-}
+watcher_overflows() { mt_json main replication.watcher.overflows; }
 overflows=0
 for round in 1 2 3 4 5; do
 	traffic_start 200

@@ -47,8 +47,8 @@ mt backup promote --force || fail "promote failed"
 lab_postfix_running backup || fail "Postfix does not run on backup"
 
 # Wait until backup has delivered everything it can (the held message stays).
-settled() { [[ -z $(find "$LAB_DIR/backup/spool"/{incoming,active,deferred,maildrop} -type f 2>/dev/null | head -1) ]]; }
-lab_wait_for 90 settled || fail "backup did not deliver everything: $(find "$LAB_DIR/backup/spool"/{incoming,active,deferred,maildrop} -type f | wc -l) left"
+lab_wait_for 90 lab_postfix_settled backup ||
+	fail "backup did not deliver everything: $(lab_postfix_queued backup "incoming active deferred maildrop") left"
 [[ -n $(find "$LAB_DIR/backup/spool/hold" -name "$held") ]] || fail "the held message is not held on backup"
 
 # Count deliveries: one line "message-id recipient" per delivered recipient.

@@ -16,16 +16,7 @@ pair_start
 # for cluster "other", with a certificate from our CA.
 lab_host rogue 3
 lab_postfix_create rogue
-mt_pki_extra() {  # a certificate for HOST from our CA
-	local pki=$LAB_DIR/pki h=$1
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$h" \
-		-keyout "$pki/$h.key" -out "$pki/$h.csr" 2>/dev/null &&
-		openssl x509 -req -in "$pki/$h.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
-			-CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:%s\n' "$h") \
-			-out "$pki/$h.pem" 2>/dev/null &&
-		chmod 600 "$pki/$h.key"
-}
-mt_pki_extra rogue || fail "certificate for rogue"
+mt_cert "$LAB_DIR/pki" rogue || fail "certificate for rogue"
 MT_CLUSTER=other mt_config rogue standby main
 sed -i 's/^peer_name = .*/peer_name = "main"/' "$LAB_DIR/rogue/mailtwin.toml"
 mt_start rogue >/dev/null || fail "rogue standby did not start"
@@ -42,14 +33,7 @@ echo "1. another cluster: refused ($(grep -ho "belongs to cluster '[a-z]*', not 
 
 # 2. A primary with a certificate from a foreign CA, talking to our backup.
 foreign=$LAB_DIR/foreign
-mkdir -p "$foreign"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=evil CA" \
-	-keyout "$foreign/ca.key" -out "$foreign/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=main" \
-	-keyout "$foreign/main.key" -out "$foreign/main.csr" 2>/dev/null
-openssl x509 -req -in "$foreign/main.csr" -CA "$foreign/ca.pem" -CAkey "$foreign/ca.key" \
-	-CAcreateserial -days 2 -extfile <(printf 'subjectAltName=DNS:main\n') -out "$foreign/main.pem" 2>/dev/null
-chmod 600 "$foreign/main.key"
+mt_ca "$foreign" "evil CA" && mt_cert "$foreign" main || fail "the foreign CA"
 mt_stop main
 sed -i "s/^peer = .*/peer = \"$(lab_ip backup):$MT_PORT\"/; s/^peer_name = .*/peer_name = \"backup\"/" \
 	"$LAB_DIR/main/mailtwin.toml"

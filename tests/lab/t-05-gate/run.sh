@@ -32,7 +32,7 @@ mt main check-config "$LAB_DIR/main/mailtwin.toml" >"$LAB_DIR/check.out" ||
 grep -q warning "$LAB_DIR/check.out" && fail "check-config warns: $(cat "$LAB_DIR/check.out")"
 pair_start
 main_ip=$(lab_ip main)
-gate() { mt_status main gate | python3 -c "import ast,sys; print(ast.literal_eval(sys.stdin.read())['$1'])"; }
+gate() { mt_json main "gate.$1"; }
 
 # --- 1. Faithful relay -------------------------------------------------------
 out=$(lab_exec client swaks --server "$main_ip:25" --pipeline --helo client.lab.test \

@@ -28,13 +28,6 @@ pair_start
 start_sender 30 "a@sink.lab.test,b@late.lab.test"
 sleep 3
 
-# The longest time without a 250 from time $1 (seconds) until now: from $1
-# to the first 250, between two 250s, and from the last one to now. (So an
-# intake that never resumes shows as a gap as long as the wait, not as 0.)
-gap_after() {
-	awk -v t="$1" -v now="$EPOCHREALTIME" '$5 >= t { g = $5 - (p ? p : t); if (g > m) m = g; p = $5 }
-		END { g = now - (p ? p : t); if (g > m) m = g; printf "%.3f\n", m }' "$log"
-}
 # Clients may see intake stand still for this long at most: measured 0.3-0.45 s
 # (docs/benchmarks.md, bench/run failover); generous for a busy CI machine,
 # and below the 5 s the test waits afterwards, so a stalled intake fails.
@@ -58,7 +51,7 @@ lab_wait_for 10 mt_role_is backup primary 2 || fail "backup is not primary at ep
 mt_role_is main standby 2 || fail "main is not standby at epoch 2"
 lab_postfix_running main && fail "main's Postfix runs after the switchover"
 sleep 5
-g1=$(gap_after "$t")
+g1=$(lab_longest_gap "$log" "$t")
 echo "   intake pause (longest gap between 250s): $g1 s"
 awk -v g="$g1" -v m="$MAX_PAUSE" 'BEGIN { exit !(g <= m) }' ||
 	fail "the switchover stopped intake for $g1 s (more than $MAX_PAUSE s)"
@@ -72,7 +65,7 @@ echo "2. $out"
 lab_wait_for 10 mt_role_is main primary 3 || fail "main is not primary at epoch 3"
 lab_wait_for 10 mt_role_is backup standby 3 || fail "backup is not standby at epoch 3"
 sleep 5
-g2=$(gap_after "$t")
+g2=$(lab_longest_gap "$log" "$t")
 echo "   intake pause (longest gap between 250s): $g2 s"
 awk -v g="$g2" -v m="$MAX_PAUSE" 'BEGIN { exit !(g <= m) }' ||
 	fail "the failback stopped intake for $g2 s (more than $MAX_PAUSE s)"

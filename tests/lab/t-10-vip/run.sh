@@ -60,9 +60,8 @@ lab_wait_for 2 client_goes_to backup ||
 	fail "the client's neighbour entry for $vip still names $(ip -n "$(lab_ns client)" neigh show "$vip") after backup took it (no gratuitous ARP?)"
 n=$(wc -l <"$log")
 lab_wait_for 10 accepted_over $((n + 10)) || fail "no mail through the VIP after the failover"
-gap() { awk -v t="$1" '$5 >= t { if (p) { g = $5 - p; if (g > m) m = g } p = $5 } END { printf "%.2f\n", m }' "$log"; }
 echo "2. main killed; backup took over and the VIP in $(python3 -c "print(f'{$t1 - $t0:.2f}')") s;" \
-	"the client followed it (longest gap between 250s: $(gap "${t0%.*}") s)"
+	"the client followed it (longest gap between 250s: $(lab_longest_gap "$log" "$t0") s)"
 grep -h 'vip: .* taken' "$LAB_DIR/backup/mailtwind.log" | tail -1 | sed 's/^.* vip: /   backup: /'
 
 # 3. main comes back as standby and drops the stale copy.
@@ -88,7 +87,7 @@ lab_wait_for 5 bash -c "! ip -n $(lab_ns backup) -4 -o addr show dev eth0 | grep
 	fail "backup, now standby, still holds the VIP"
 n=$(wc -l <"$log")
 lab_wait_for 10 accepted_over $((n + 10)) || fail "no mail through the VIP after the failback"
-echo "4. failback: the VIP is back on main; the client followed (longest gap: $(gap "${t2%.*}") s)"
+echo "4. failback: the VIP is back on main; the client followed (longest gap: $(lab_longest_gap "$log" "$t2") s)"
 
 # 5. Nothing lost.
 settle_and_account main "$log" "$SINK_OK"

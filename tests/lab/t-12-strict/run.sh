@@ -36,7 +36,7 @@ mt main check-config "$LAB_DIR/main/mailtwin.toml" >"$LAB_DIR/check.out" 2>&1 ||
 grep -q warning "$LAB_DIR/check.out" && fail "check-config warns: $(cat "$LAB_DIR/check.out")"
 pair_start
 main_ip=$(lab_ip main)
-gate() { mt_status main gate | python3 -c "import ast,sys; print(ast.literal_eval(sys.stdin.read())['$1'])"; }
+gate() { mt_json main "gate.$1"; }
 held() { find "$LAB_DIR/$1/$2/hold" -type f 2>/dev/null | wc -l; }
 copies() { lab_sink_rcpts "$SINK_OK" | awk -v m="$1" '$1 == m' | wc -l; }
 

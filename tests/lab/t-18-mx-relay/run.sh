@@ -41,10 +41,7 @@ mt_relay backup || fail "postfix-config --relay-only on backup"
 mt backup check-config "$conf" >/dev/null || fail "check-config after postfix-config: $(mt backup check-config "$conf")"
 echo "0. check-config: refuses Postfix on port 25 beside the relay, passes after postfix-config"
 
-relay_stat() {  # HOST KEY: one field of the status's "relay" section
-	"$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json |
-		python3 -c 'import json, sys; print(json.load(sys.stdin)["relay"][sys.argv[1]])' "$2"
-}
+relay_stat() { mt_json "$1" "relay.$2"; }  # HOST KEY: one field of the status's "relay" section
 
 # 1. A client at the standby's address.
 client_ip=$(lab_ip client)

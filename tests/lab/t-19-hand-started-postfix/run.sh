@@ -37,7 +37,7 @@ echo "1. standby: postfix start by hand refused ('$(head -1 <<<"$out")'); postfi
 # 2. An old primary with a stale queue, alone.
 lab_source client "$(lab_ip main)" -s 4 -m 40 -l 2048 -f s@client.lab.test \
 	-t stale@dead.lab.test || fail "smtp-source"
-deferred() { (($(find "$LAB_DIR/main/spool/deferred" -type f | wc -l) >= 40)); }
+deferred() { (($(lab_postfix_queued main deferred) >= 40)); }
 lab_wait_for 30 deferred || fail "the 40 messages did not reach deferred/ on main"
 mt_wait_synced main backup 30 || fail "mirror did not converge"
 mt_stop backup
