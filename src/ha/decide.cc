@@ -206,6 +206,11 @@ Decision DecideStandby(const Observations& o, const HaConfig& c, Clock::time_poi
                            o.probe_serial_failures, o.probe_failures, why);
   bool down = silent && o.probe_failures >= c.fail_threshold;
   bool broken = !silent && o.probe_serial_failures >= c.fail_threshold_link_up();
+  if ((down || broken) && o.since_handed_over && *o.since_handed_over < c.handover_grace())
+    return Decided(S, fmt::format("{} and {}, but this node handed the role to {} {} ms ago and "
+                                  "it is still taking over: waiting up to {} ms for it to serve",
+                                  probes, silence(), o.peer_node.empty() ? "the peer" : o.peer_node,
+                                  o.since_handed_over->count(), c.handover_grace().count()));
   if (down || broken) {
     std::string what =
         down ? fmt::format("primary down: {} and {}", probes, silence())

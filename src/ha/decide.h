@@ -32,6 +32,7 @@
 //   (common/epoch.h), is refused whatever the roles: nobody adopts it.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -86,6 +87,10 @@ struct Observations {
   // counted once per overlapping probe.
   int probe_serial_failures = 0;
   std::string probe_error;    // why the last probe failed
+  // Since this node handed the role to the peer (switchover, failback),
+  // while the new primary has not connected yet: it is taking over, and
+  // its SMTP service is down until its promotion ends.
+  std::optional<Millis> since_handed_over;
 };
 
 enum class Action {
@@ -134,6 +139,11 @@ struct HaConfig {
   int fail_threshold_link_up() const { return fail_threshold * 4; }
   // A primary whose loop stalled this long may have been replaced.
   Millis lease() const { return peer_timeout / 2; }
+  // After handing the role over, this long for the new primary to serve
+  // before its silence and failed probes count: a promotion takes 0.2-1 s,
+  // more on a loaded host, and this node's probes would otherwise find it
+  // "down" within fail_threshold probes and take the role straight back.
+  Millis handover_grace() const { return std::max(Millis(5000), peer_timeout * 4); }
 };
 HaConfig HaConfigOf(const Config& cfg);
 

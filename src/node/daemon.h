@@ -200,6 +200,9 @@ class Daemon {
   bool epoch_confirmed_ = false;
   std::optional<ha::Clock::time_point> unconfirmed_since_;
   bool primary_seen_ = false;
+  // When this node handed the role over (switchover, failback), until the
+  // new primary connects: Decide gives it handover_grace to come up.
+  std::optional<ha::Clock::time_point> handed_over_at_;
   int postfix_start_failures_ = 0;
   // The last take-over could not make the mirror live: Postfix must not
   // serve a queue without the mirrored mail (ha::Observations).

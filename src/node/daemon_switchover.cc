@@ -107,6 +107,7 @@ void Daemon::SwitchoverDone() {
   std::string peer = primary_ ? primary_->link().peer_node() : cfg_.peer;
   if (vip_held_) vip_linger_until_ = now + std::chrono::seconds(2);
   StepDown(roles_.epoch() + 1, fmt::format("{} to {}", done.kind, peer));
+  handed_over_at_ = now;
   Raise(done.kind,
         fmt::format("{}: the role moved to {} at epoch {}; intake here paused {:.3f} s (from "
                     "the first stopped delivery {:.3f} s){}",

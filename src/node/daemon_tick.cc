@@ -130,6 +130,12 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   o.probe_failures = probe_.failures();
   o.probe_serial_failures = probe_.serial_failures();
   o.probe_error = probe_.error();
+  if (handed_over_at_) {
+    if (o.role != NodeRole::kStandby || o.link_up)
+      handed_over_at_.reset();  // the new primary connected (or this node serves again)
+    else
+      o.since_handed_over = std::chrono::duration_cast<Millis>(now - *handed_over_at_);
+  }
   return o;
 }
 
