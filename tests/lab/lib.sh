@@ -312,7 +312,7 @@ dup_sources() {
 	while read -r id; do
 		[[ -n $id ]] || continue
 		qid=$(grep -F "message-id=<$id>" "$LAB_DIR/$sender/maillog" | grep -o ': [0-9A-Za-z]*: message-id' | head -1 | cut -d' ' -f2 | tr -d : || true)
-		via=$(grep -lF "Message-Id: <$id>" "$@" -r 2>/dev/null | xargs -r grep -h '^X-Client-Addr:' |
+		via=$(grep -rliF "Message-Id: <$id>" "$@" 2>/dev/null | xargs -r grep -h '^X-Client-Addr:' |
 			awk -v m="$(lab_ip main)" -v b="$(lab_ip backup)" '{ print ($2 == m ? "main" : $2 == b ? "backup" : $2) }' | paste -sd+ || true)
 		if [[ -n $qid ]] && grep -q "$qid: .*message may be sent more than once" "$LAB_DIR/$sender/maillog"; then
 			why="lost250 (the sender lost the 250 of a queued copy: $(grep "$qid: .*message may be sent more than once" "$LAB_DIR/$sender/maillog" | head -1 | grep -o 'lost connection with [^ ]*\|conversation with [^ ]*' | head -1 || true))"

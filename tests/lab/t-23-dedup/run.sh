@@ -2,7 +2,7 @@
 #
 # t-23-dedup: no duplicate from a lost 250 (issue 15). A real sending
 # Postfix (host sender) finds the pair by MX at the lab's DNS server (main
-# 10, backup 20) and delivers 20 messages a second. The serving primary is
+# 10, backup 20) and delivers RATE messages a second. The serving primary is
 # killed -9 (every process of its host) at a random moment, KILLS times (3
 # here; bench/run mx does more); after each kill the other node takes over
 # and the killed one comes back as standby, so the next kill hits the new
@@ -10,12 +10,15 @@
 # replicated) but whose 250 never reached the sender is sent again, to the
 # other MX: the new primary must answer it 250 without queueing it again
 # (docs/gate.md, "Duplicates after a failover").
-# The standby's packets are delayed ACK_DELAY_MS (40 ms; lab_netem, as a
-# link between two sites would): each 250 then waits that much longer for
-# the standby's acknowledgement, so that a kill finds a few messages queued
-# and replicated whose 250 has not reached the sender yet - the window
-# this test is about (with the lab's sub-millisecond link a kill rarely
-# lands in it, and the test could not fail).
+# The window this test is about is the time between the commit and the
+# 250 reaching the sender: with the lab's sub-millisecond link and a sink
+# that takes each message at once (the gate releases the reply of a message
+# delivered before its acknowledgement), a kill rarely lands in it (none of
+# three kills did, twice in a row), and the test could not fail. So, as in
+# t-14, half the mail is for slow.lab.test (its server answers DATA after
+# 1 s: the message stays queued), and the standby's packets are delayed
+# ACK_DELAY_MS (40 ms, lab_netem: a link between two sites): each 250 then
+# waits about that long for the standby's acknowledgement.
 #   1. the stream goes through main;
 #   2. each kill: the other node takes over at the next epoch; the killed
 #      node rejoins as standby;
@@ -28,7 +31,9 @@
 . "$(dirname "$0")/../lib.sh"
 
 KILLS=${KILLS:-3}
+RATE=${RATE:-20}
 ACK_DELAY_MS=${ACK_DELAY_MS:-40}
+export SLOW_SECONDS=1
 SEED=${SEED:-$RANDOM}
 echo "   (kills at random moments: SEED=$SEED)"
 RANDOM=$SEED
@@ -39,10 +44,12 @@ mt_gate main
 mt_gate backup
 pair_start
 
-lab_netem backup "$ACK_DELAY_MS" 0 0
-
 # 1. The stream.
-mx_stream "a@sink.lab.test"
+lab_netem backup "$ACK_DELAY_MS" 0 0
+start_sender "$RATE" "a@sink.lab.test,b@slow.lab.test" 127.0.0.1 sender
+sleep 4
+MX_RELAYED=$(lab_mx_relayed sender)
+[[ $MX_RELAYED =~ ^via_main=[0-9]+$ ]] || fail "the sender did not deliver through main only: '$MX_RELAYED'"
 hold=$("$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/main/mailtwin/control.sock" status --json |
 	python3 -c 'import json, sys; g = json.load(sys.stdin)["gate"]; print("p50 %.1f ms, p99 %.1f ms" % (g["hold_p50_ms"], g["hold_p99_ms"]))')
 echo "1. the sender found main by MX and delivered through it: $MX_RELAYED; main's gate held each 250 $hold"
@@ -73,8 +80,8 @@ echo "3. the sender's queue is empty"
 
 # 4. The mail, by Message-ID at the sink, and where each duplicate came from.
 settle "$primary"
-lab_mx_account "$log" sender "$SINK_OK" >/dev/null
-dup_sources sender "$SINK_OK"
+lab_mx_account "$log" sender "$SINK_OK" "$SINK_SLOW" >/dev/null
+dup_sources sender "$SINK_OK" "$SINK_SLOW"
 answered=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c "gate: duplicate of" || true)
 echo "4. $MX_ACCOUNT dup_lost250=$DUP_LOST250 dup_other=$DUP_OTHER dedup_answered=$answered"
 if [[ -s $LAB_DIR/dup_sources ]]; then sed "s/^/   duplicate: /" "$LAB_DIR/dup_sources"; fi
