@@ -151,6 +151,21 @@ std::string DedupTable::Open(const std::string& path, std::int64_t now_s) {
   return {};
 }
 
+void DedupTable::Insert(const DedupEntry& e) {
+  auto key = Key(e.digest);
+  auto it = entries_.find(key);
+  if (it != entries_.end()) {
+    if (it->second.expires_s < e.expires_s) {
+      it->second = e;
+      dirty_ = true;
+    }
+    return;
+  }
+  if (entries_.size() >= kMaxEntries) return;
+  entries_.emplace(std::move(key), e);
+  dirty_ = true;
+}
+
 std::string DedupTable::Add(const std::vector<DedupEntry>& entries) {
   for (const auto& e : entries) {
     auto key = Key(e.digest);
@@ -177,7 +192,8 @@ std::string DedupTable::Expire(std::int64_t now_s) {
   return n ? Save() : std::string();
 }
 
-std::string DedupTable::Save() const {
+std::string DedupTable::Save() {
+  dirty_ = false;
   if (path_.empty()) return {};
   std::string data(kHeader);
   data.push_back('\n');

@@ -55,7 +55,12 @@ class DedupTable {
   const DedupEntry* Match(const Digest& d, std::int64_t now_s) const;
   // Drops expired entries; saves if any went. Returns "" or a save error.
   std::string Expire(std::int64_t now_s);
-  std::string Save() const;
+  std::string Save();
+  // Adds entries without saving (many arrive one frame at a time); dirty()
+  // until the next Save.
+  void Insert(const DedupEntry& e);
+  bool dirty() const { return dirty_; }
+  const std::unordered_map<std::string, DedupEntry>& entries() const { return entries_; }
   // Resends recognised since this daemon started (the gate counts them).
   void CountDuplicate() { ++duplicates_; }
   std::uint64_t duplicates() const { return duplicates_; }
@@ -72,6 +77,7 @@ class DedupTable {
   std::string path_;
   std::unordered_map<std::string, DedupEntry> entries_;
   std::uint64_t duplicates_ = 0;
+  bool dirty_ = false;
 };
 
 class RecentFingerprints {

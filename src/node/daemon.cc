@@ -111,8 +111,16 @@ std::string Daemon::StartMirrorSide() {
   h.hello = [this] { return SelfHello(); };
   h.on_new_file = [this](const std::string& id) { ledger_.Record(id); };
   h.on_fingerprint = [this](const std::string& node, const repl::msg::Fingerprint& m) {
-    recent_fps_->Add(m.id, m.digest, node.empty() ? std::string("?") : node,
-                     std::chrono::steady_clock::now());
+    if (m.keep_s == 0)
+      return recent_fps_->Add(m.id, m.digest, node.empty() ? std::string("?") : node,
+                              std::chrono::steady_clock::now());
+    // An entry of the primary's own table: this node keeps it too.
+    std::string origin = m.origin;
+    for (char& c : origin)
+      if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '_';
+    if (origin.empty()) origin = "?";
+    auto now_s = gate::WallSeconds();
+    dedup_.Insert(gate::DedupEntry{m.digest, m.id, origin, now_s, now_s + m.keep_s});
   };
   h.on_node_status = [this](const std::string& n, const repl::msg::NodeStatus& m) {
     OnPeerStatus(n, m);

@@ -69,6 +69,21 @@ std::string PrimarySide::StartLink() {
     hooks_.on_node_status(link_ ? link_->peer_node() : cfg_.peer, m);
   });
   link_->SetOnSwitchoverRequest(hooks_.on_switchover_request);
+  // The dedup table follows the role: a standby that takes fingerprints
+  // gets this primary's inherited entries, for its own next take-over.
+  link_->SetOnFingerprintsOk([this] {
+    if (!dedup_ || dedup_->empty()) return;
+    auto now_s = gate::WallSeconds();
+    std::size_t n = 0;
+    for (const auto& [k, e] : dedup_->entries()) {
+      if (e.expires_s <= now_s) continue;
+      auto keep = static_cast<std::uint32_t>(
+          std::min<std::int64_t>(e.expires_s - now_s, repl::kMaxFingerprintKeep));
+      if (link_->SendFingerprint(repl::msg::Fingerprint{e.id, e.digest, keep, e.origin})) ++n;
+    }
+    spdlog::info("dedup: sent the {} entries of this node's dedup table to standby {}", n,
+                 link_->peer_node());
+  });
   sink_ = std::make_unique<HandoverSink>(
       queue_dir_, hash_, cfg_.postfix_config_dir, ledger_,
       [this](const std::string& id) { return model_ && model_->Find(id) != nullptr; });

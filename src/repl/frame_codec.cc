@@ -84,6 +84,8 @@ struct PayloadEncoder {
   void operator()(const msg::Fingerprint& m) {
     w.Str(m.id);
     w.Blob(std::string_view(reinterpret_cast<const char*>(m.digest.data()), m.digest.size()));
+    w.U32(m.keep_s);
+    w.Str(m.origin.substr(0, kMaxName));
   }
   void operator()(const msg::HandoverFile& m) { (*this)(static_cast<const msg::File&>(m)); }
   void operator()(const msg::HandoverLog& m) { (*this)(static_cast<const msg::LogData&>(m)); }
@@ -232,7 +234,9 @@ bool Decode(PayloadDecoder& d, msg::Fingerprint& m) {
   if (!d.r_.Blob(v, m.digest.size())) return d.Fail("truncated or oversized digest");
   if (v.size() != m.digest.size()) return d.Fail("a fingerprint digest is 32 bytes");
   std::copy(v.begin(), v.end(), reinterpret_cast<char*>(m.digest.data()));
-  return true;
+  if (!d.r_.U32(m.keep_s)) return d.Fail("truncated");
+  if (m.keep_s > kMaxFingerprintKeep) return d.Fail("fingerprint kept longer than 31 days");
+  return d.Name(m.origin);
 }
 bool Decode(PayloadDecoder& d, msg::HandoverFile& m) {
   return Decode(d, static_cast<msg::File&>(m));

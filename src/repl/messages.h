@@ -26,6 +26,7 @@ inline constexpr std::uint64_t kMaxFileSize = 2ull << 30;   // one queue file
 inline constexpr std::uint64_t kMaxLogSize = 64ull << 20;   // one defer/bounce/trace log
 inline constexpr std::size_t kMaxManifestEntries = 16384;   // per Manifest frame
 inline constexpr std::size_t kMaxName = 255;                // cluster/node names, error text
+inline constexpr std::uint32_t kMaxFingerprintKeep = 31 * 86400;  // Fingerprint keep_s
 
 enum class Role : std::uint8_t { kPrimary = 1, kStandby = 2 };
 
@@ -172,6 +173,12 @@ struct LogDelete {
 struct Fingerprint {
   std::string id;
   std::array<std::uint8_t, 32> digest{};
+  // 0: a message the primary just accepted. Else an entry of the primary's
+  // dedup table (a message inherited at an earlier failover), to keep this
+  // many seconds from its arrival, and the node it came from: so the table
+  // follows the role through the next failover.
+  std::uint32_t keep_s = 0;
+  std::string origin;
   bool operator==(const Fingerprint&) const = default;
 };
 

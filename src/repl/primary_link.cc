@@ -179,6 +179,7 @@ void PrimaryLink::OnFrame(Frame&& f) {
             spdlog::info("replication: standby {} takes fingerprints: duplicates of messages "
                          "whose 250 a failover loses can be recognised",
                          peer_node_);
+            if (on_fingerprints_ok_) on_fingerprints_ok_();
           }
           if (on_node_status_) on_node_status_(m);
         } else if constexpr (std::is_same_v<T, msg::Error>) {
@@ -296,9 +297,13 @@ void PrimaryLink::OnAck(std::uint64_t seq) {
 
 bool PrimaryLink::SendFingerprint(const std::string& id,
                                   const std::array<std::uint8_t, 32>& digest) {
+  return SendFingerprint(msg::Fingerprint{id, digest, 0, {}});
+}
+
+bool PrimaryLink::SendFingerprint(const msg::Fingerprint& m) {
   if (!conn_ || !peer_fingerprints_ || (state_ != State::kLive && state_ != State::kCatchup))
     return false;
-  conn_->Send(++seq_, msg::Fingerprint{id, digest});
+  conn_->Send(++seq_, m);
   ++fingerprints_sent_;
   return true;
 }

@@ -110,7 +110,10 @@ class PrimaryLink : public Connection::Handler {
   // WaitDurable that follows covers it). Only to a standby that said it
   // takes them (NodeStatus kFingerprints); false when not sent.
   bool SendFingerprint(const std::string& id, const std::array<std::uint8_t, 32>& digest);
+  bool SendFingerprint(const msg::Fingerprint& m);
   bool peer_takes_fingerprints() const { return peer_fingerprints_; }
+  // Called when the standby of this session says it takes fingerprints.
+  void SetOnFingerprintsOk(std::function<void()> fn) { on_fingerprints_ok_ = std::move(fn); }
   std::uint64_t fingerprints_sent() const { return fingerprints_sent_; }
 
   // The zero-loss gate's question: is id's committed queue file durable on
@@ -178,7 +181,8 @@ class PrimaryLink : public Connection::Handler {
   LatencyStats ship_;
   std::uint64_t files_sent_ = 0;
   std::uint64_t fingerprints_sent_ = 0;
-  bool peer_fingerprints_ = false;  // this session's standby takes Fingerprint frames
+  bool peer_fingerprints_ = false;
+  std::function<void()> on_fingerprints_ok_;  // this session's standby takes Fingerprint frames
   std::uint64_t bytes_sent_ = 0;
   struct Waiter {
     std::optional<std::uint64_t> target;  // acked >= target means durable

@@ -229,16 +229,50 @@ TEST(DedupProtocol, FingerprintIsAChangeWithAFixedSizeDigest) {
   repl::Writer w(payload);
   w.Str("4jbphZ0BYjz1bYpH");
   w.Blob(std::string(31, 'x'));
+  w.U32(0);
+  w.Str("");
   repl::Message out;
   EXPECT_NE(repl::DecodePayload(repl::MsgType::kFingerprint, payload, out), "");
   payload.clear();
   w.Str("../x");
   w.Blob(std::string(32, 'x'));
+  w.U32(0);
+  w.Str("");
   EXPECT_NE(repl::DecodePayload(repl::MsgType::kFingerprint, payload, out), "");
   payload.clear();
   w.Str("4jbphZ0BYjz1bYpH");
   w.Blob(std::string(32, 'x'));
+  w.U32(0);
+  w.Str("");
   EXPECT_EQ(repl::DecodePayload(repl::MsgType::kFingerprint, payload, out), "");
+  // A table entry kept longer than any retention, or with a control
+  // character in its origin, is refused.
+  for (auto [keep, origin] : {std::pair<std::uint32_t, std::string>{repl::kMaxFingerprintKeep + 1, "main"},
+                              {60, "ma\nin"}}) {
+    payload.clear();
+    w.Str("4jbphZ0BYjz1bYpH");
+    w.Blob(std::string(32, 'x'));
+    w.U32(keep);
+    w.Str(origin);
+    EXPECT_NE(repl::DecodePayload(repl::MsgType::kFingerprint, payload, out), "") << keep;
+  }
+}
+
+TEST(DedupTable, EntriesFromThePrimaryAreSavedOnce) {
+  testing::TempDir dir;
+  DedupTable t;
+  ASSERT_EQ(t.Open(dir.path() + "/dedup.table", kNow), "");
+  t.Insert(Entry(1, kNow, kNow + 100));
+  t.Insert(Entry(2, kNow, kNow + 100));
+  EXPECT_TRUE(t.dirty());
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/dedup.table"));
+  ASSERT_EQ(t.Save(), "");
+  EXPECT_FALSE(t.dirty());
+  t.Insert(Entry(1, kNow, kNow + 50));  // an earlier expiry changes nothing
+  EXPECT_FALSE(t.dirty());
+  DedupTable again;
+  ASSERT_EQ(again.Open(dir.path() + "/dedup.table", kNow), "");
+  EXPECT_EQ(again.size(), 2u);
 }
 
 }  // namespace
