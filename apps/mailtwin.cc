@@ -159,6 +159,13 @@ void PrintStatus(const Json& s) {
       fmt::print("hold      {} released from hold/ once the standby held them, {} refused (451)\n",
                  g.value("released", 0), g.value("refused", 0));
   }
+  if (s.contains("dedup")) {
+    const Json& d = s["dedup"];
+    fmt::print("dedup     {} duplicates answered 250 and not queued again; {} inherited messages "
+               "kept {} s; {} recent fingerprints\n",
+               d.value("duplicates", 0), d.value("entries", 0), d.value("retention_s", 0),
+               d.value("recent_fingerprints", 0));
+  }
   std::string err = r.value("last_error", "");
   if (!err.empty()) fmt::print("last err  {}\n", err);
 }

@@ -28,9 +28,15 @@
 #   refused_both     the sender's delivery attempts that every MX refused
 #   sender_deferred  messages the sender deferred at least once: each waits
 #                    for its retry (300 s at least, with the defaults)
+#   dup_lost250      duplicated, and the sender had lost the 250 of a queued
+#                    copy ("may be sent more than once"): what the gate's
+#                    dedup answers (docs/gate.md); target 0
+#   dup_other        duplicated for another reason (a delivery the dying
+#                    main finished whose done mark never reached backup);
+#                    each duplicate's source is in the bench log (dup_sources)
 # Sums over the rounds, drain_s as the median.
 #
-# Last line: RESULT kills=N lost=N duplicated=N refused_both=N
+# Last line: RESULT kills=N lost=N duplicated=N dup_lost250=N dup_other=N refused_both=N
 #   sender_deferred=N drain_s_p50=.. classic_drain_s_p50=.. drain_gap_s=..
 #   (mailtwin's median minus classic's; target <= 2) classic_lost=N
 #   classic_duplicated=N classic_refused_both=N classic_sender_deferred=N
@@ -88,7 +94,9 @@ round() {
 	drain=$(bench_fmt "$(bench_sub "$EPOCHREALTIME" "$t0")" %.1f)
 	settle backup >&2
 	lab_mx_account "$log" sender "$SINK_OK" "$SINK_SLOW" >/dev/null
-	line="$MX_ACCOUNT drain_s=$drain"
+	dup_sources sender "$SINK_OK" "$SINK_SLOW"
+	while read -r dup; do bench_log "$mode $k: duplicate: $dup"; done <"$LAB_DIR/dup_sources"
+	line="$MX_ACCOUNT dup_lost250=$DUP_LOST250 dup_other=$DUP_OTHER drain_s=$drain"
 	bench_log "$mode $k: $line"
 	echo "$line"
 }
@@ -98,7 +106,7 @@ declare -a DRAIN CDRAIN
 for ((k = 1; k <= ROUNDS; k++)); do
 	for mode in mailtwin classic; do
 		line=$(round "$mode" "$k") || { bench_log "$mode $k failed: $line"; exit 1; }
-		for key in lost duplicated refused_both sender_deferred; do
+		for key in lost duplicated dup_lost250 dup_other refused_both sender_deferred; do
 			SUM[$mode.$key]=$((${SUM[$mode.$key]:-0} + $(bench_field "$line" "$key")))
 		done
 		if [[ $mode == mailtwin ]]; then DRAIN+=("$(bench_field "$line" drain_s)"); else CDRAIN+=("$(bench_field "$line" drain_s)"); fi
@@ -113,6 +121,7 @@ bench_log "mailtwin: lost ${SUM[mailtwin.lost]} (target 0: $(bench_verdict "${SU
 gap=$(bench_fmt "$(bench_sub "$(p50 "${DRAIN[@]}")" "$(p50 "${CDRAIN[@]}")")" %.1f)
 bench_log "targets: refused_both ${SUM[mailtwin.refused_both]} ($(bench_verdict "${SUM[mailtwin.refused_both]}" '<=' 0)), sender_deferred ${SUM[mailtwin.sender_deferred]} ($(bench_verdict "${SUM[mailtwin.sender_deferred]}" '<=' 0)), drain gap to classic $gap s ($(bench_verdict "$gap" '<=' 2))"
 echo "RESULT kills=$ROUNDS lost=${SUM[mailtwin.lost]} duplicated=${SUM[mailtwin.duplicated]}" \
+	"dup_lost250=${SUM[mailtwin.dup_lost250]} dup_other=${SUM[mailtwin.dup_other]}" \
 	"refused_both=${SUM[mailtwin.refused_both]} sender_deferred=${SUM[mailtwin.sender_deferred]}" \
 	"drain_s_p50=$(p50 "${DRAIN[@]}") classic_drain_s_p50=$(p50 "${CDRAIN[@]}") drain_gap_s=$gap" \
 	"classic_lost=${SUM[classic.lost]} classic_duplicated=${SUM[classic.duplicated]}" \

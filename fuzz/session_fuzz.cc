@@ -30,7 +30,7 @@ const MsgType kTypes[] = {
     MsgType::kMove,         MsgType::kDelete,         MsgType::kLogData,    MsgType::kLogDelete,
     MsgType::kAck,          MsgType::kHandoverFile,   MsgType::kHandoverLog, MsgType::kHandoverDone,
     MsgType::kHandoverResult, MsgType::kSwitchover,   MsgType::kSwitchoverRequest,
-    MsgType::kNodeStatus,
+    MsgType::kNodeStatus,   MsgType::kFingerprint,
 };
 
 std::uint64_t U64(const std::uint8_t* p) {

@@ -39,6 +39,8 @@ std::optional<std::chrono::microseconds> ParseDurationUs(std::string_view text) 
   if (unit.empty() || unit == "ms") return us(v * 1000);
   if (unit == "s") return us(v * 1000000);
   if (unit == "m") return us(v * 60000000);
+  if (unit == "h" && v <= 1000000) return us(v * 3600000000LL);
+  if (unit == "d" && v <= 100000) return us(v * 86400000000LL);
   return std::nullopt;
 }
 
@@ -253,7 +255,23 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   c.gate_after_filter = gate.Str("after_filter", false, c.gate_after_filter);
   std::string durability = gate.Str("durability", false, "sync");
   c.sync_timeout = gate.Duration("sync_timeout", c.sync_timeout);
+  c.dedup_window =
+      std::chrono::duration_cast<Millis>(gate.DurationUs("dedup_window", c.dedup_window, true));
+  c.dedup_retention = gate.Duration("dedup_retention", c.dedup_retention);
   gate.CheckUnknown();
+  if (c.dedup_window > Millis(600000))
+    out.errors.push_back(fmt::format(
+        "[gate] dedup_window ({} ms) above 10 minutes: it only needs to cover the replies that "
+        "may have been lost with the old primary (sync_timeout, the failover's detection); "
+        "30s is the default, 0 turns duplicate detection off",
+        c.dedup_window.count()));
+  if (c.dedup_window.count() > 0 &&
+      (c.dedup_retention < Millis(60000) || c.dedup_retention > Millis(31LL * 86400 * 1000)))
+    out.errors.push_back(fmt::format(
+        "[gate] dedup_retention ({} ms) must be between 1 minute and 31 days: a sender retries a "
+        "message whose reply it lost for days (Postfix: up to maximal_queue_lifetime, 5d); "
+        "5d is the default",
+        c.dedup_retention.count()));
   if (durability == "async") c.durability = Durability::kAsync;
   else if (durability == "sync") c.durability = Durability::kSync;
   else if (durability == "strict") c.durability = Durability::kStrict;

@@ -67,6 +67,11 @@ struct Config {
   std::string gate_after_filter = "127.0.0.1:10026";  // the smtpd that queues the mail
   Durability durability = Durability::kSync;
   Millis sync_timeout{1000};
+  // Duplicates after a failover (docs/gate.md): fingerprints the standby
+  // received this long before it takes over enter the new primary's dedup
+  // table (0: off), and stay there dedup_retention.
+  Millis dedup_window{30000};
+  Millis dedup_retention{5LL * 24 * 3600 * 1000};
 
   // [failover] (docs/failover.md)
   bool auto_failover = true;  // mode = "auto" | "manual"

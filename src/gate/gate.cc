@@ -1,5 +1,6 @@
 #include "gate/gate.h"
 
+#include <cctype>
 #include <deque>
 #include <vector>
 
@@ -21,7 +22,9 @@ constexpr std::size_t kMaxHeldBytes = 1 << 20;  // replies queued behind a held 
 class Gate::Session : public std::enable_shared_from_this<Session> {
  public:
   Session(Gate& gate, tcp::socket front)
-      : gate_(gate), alive_(gate.alive_), front_(std::move(front)), back_(front_.get_executor()) {}
+      : gate_(gate), alive_(gate.alive_), front_(std::move(front)), back_(front_.get_executor()) {
+    stream_.SetObserver(&fp_);
+  }
 
   void Start() {
     back_.async_connect(gate_.after_filter_, [self = shared_from_this()](asio::error_code ec) {
@@ -54,7 +57,8 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
   // Drain: close at once unless a message's reply is still to come or to be
   // passed on; then Postfix's smtpd closes once it has the reply.
   void Drain() {
-    if (closed_ || stream_.awaiting_message_reply() || !out_.empty() || writing_) return;
+    if (closed_ || (!local_ && stream_.awaiting_message_reply()) || !out_.empty() || writing_)
+      return;
     spdlog::debug("gate: intake stops: closing a session between messages");
     Close();
   }
@@ -90,8 +94,26 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
       if (!*self->alive_ || self->closed_) return;
       if (ec) return self->Close();  // Postfix closed the session
       std::string_view data(self->fbuf_.data(), n);
-      if (!self->stream_.opaque() && !self->stream_.FromClient(data))
-        return self->Fail("from Postfix's smtpd: " + self->stream_.error());
+      if (self->local_) return self->LocalCommands(data);
+      if (!self->stream_.opaque()) {
+        std::string_view rest = data;
+        bool first = true;
+        while (!rest.empty()) {
+          std::size_t eod = std::string_view::npos;
+          if (!self->stream_.FromClient(rest, &eod))
+            return self->Fail("from Postfix's smtpd: " + self->stream_.error());
+          if (eod == std::string_view::npos) break;
+          Digest d = self->fp_.Finish();
+          // A resend of a message inherited at a failover: the after-filter
+          // never sees the end of its data, so it queues nothing.
+          if (first && self->gate_.dedup_)
+            if (const DedupEntry* e = self->gate_.dedup_->Match(d, WallSeconds()))
+              return self->Duplicate(*e);
+          self->fps_.push_back(d);
+          rest.remove_prefix(eod);
+          first = false;
+        }
+      }
       asio::async_write(self->back_, asio::buffer(self->fbuf_.data(), n),
                         [self](asio::error_code ec, std::size_t) {
                           if (!*self->alive_ || self->closed_) return;
@@ -105,6 +127,7 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
     back_.async_read_some(asio::buffer(bbuf_), [self = shared_from_this()](asio::error_code ec,
                                                                             std::size_t n) {
       if (!*self->alive_ || self->closed_) return;
+      if (self->local_) return;  // closed by Duplicate(): the gate answers now
       if (ec) {
         // The after-filter hung up: pass on what it said, then close.
         self->back_eof_ = true;
@@ -133,6 +156,11 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
     std::uint64_t n = next_++;
     bool hold = r.EndsMessage() && !r.queue_id.empty() &&
                 gate_.cfg_.durability != Durability::kAsync;
+    if (r.answers == Answers::kEndOfData && !fps_.empty()) {
+      Digest d = fps_.front();
+      fps_.pop_front();
+      if (r.EndsMessage() && !r.queue_id.empty()) gate_.replicas_.Fingerprint(r.queue_id, d);
+    }
     if (r.EndsMessage()) ++gate_.stats_.messages;
     out_.push_back({n, std::move(r.text), hold});
     if (!hold) return;
@@ -171,6 +199,55 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
     });
   }
 
+  // The message just ended is a resend of e, inherited at a failover: its
+  // first 250 was lost with the old primary. Answer 250 (the sender is owed
+  // it) and do not queue it again: the after-filter is still in its DATA
+  // phase, and there is no SMTP command that ends DATA without committing,
+  // so the gate closes that connection before the final "."; its smtpd logs
+  // "lost connection after DATA" and cleanup discards the unfinished queue
+  // file (never 0700: the watcher never replicates it). From here on the
+  // gate answers Postfix's smtpd itself (LocalCommands).
+  void Duplicate(const DedupEntry& e) {
+    ++gate_.stats_.duplicates;
+    gate_.dedup_->CountDuplicate();
+    spdlog::warn("gate: duplicate of {}, whose 250 was lost when {} failed; not queued again "
+                 "(from <{}>, {} recipient{})",
+                 e.id, e.origin, fp_.sender(), fp_.recipients(), fp_.recipients() == 1 ? "" : "s");
+    local_ = true;
+    asio::error_code ec;
+    back_.close(ec);
+    out_.push_back({next_++, fmt::format("250 2.0.0 Ok: queued as {}\r\n", e.id), false});
+    FlushFront();
+    ReadFront();
+  }
+
+  // After a duplicate: Postfix's smtpd sends QUIT and hangs up (its proxy
+  // connection lasts one transaction). Anything else ends the session
+  // with a 421: nothing of it was queued, so its client retries.
+  void LocalCommands(std::string_view data) {
+    local_in_ += data;
+    if (local_in_.size() > SmtpStream::kMaxLine) local_in_.clear();
+    std::size_t nl;
+    while ((nl = local_in_.find('\n')) != std::string::npos) {
+      std::string line = local_in_.substr(0, nl);
+      local_in_.erase(0, nl + 1);
+      while (!line.empty() && line.back() == '\r') line.pop_back();
+      std::string verb = line.substr(0, 4);
+      for (auto& c : verb) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      if (verb == "RSET" || verb == "NOOP") {
+        out_.push_back({next_++, "250 2.0.0 Ok\r\n", false});
+        continue;
+      }
+      out_.push_back({next_++, verb == "QUIT" ? "221 2.0.0 Bye\r\n"
+                                              : "421 4.3.0 mailtwin: closing this connection\r\n",
+                      false});
+      back_eof_ = true;  // close once this reply is out
+      break;
+    }
+    FlushFront();
+    if (!back_eof_) ReadFront();
+  }
+
   Gate& gate_;
   std::shared_ptr<bool> alive_;
   tcp::socket front_;
@@ -181,6 +258,10 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
   std::string wbuf_;
   std::uint64_t next_ = 0;
   bool writing_ = false, read_paused_ = false, back_eof_ = false, closed_ = false;
+  Fingerprinter fp_;
+  std::deque<Digest> fps_;  // of messages ended, their replies not yet seen
+  bool local_ = false;      // a duplicate was answered: the after-filter is gone
+  std::string local_in_;
 };
 
 struct Gate::Hold {
@@ -197,8 +278,8 @@ struct Gate::Hold {
   unsigned stage = 0;     // which wait the timer belongs to (a stale expiry is ignored)
 };
 
-Gate::Gate(asio::io_context& io, const Config& cfg, Replicas& replicas)
-    : io_(io), cfg_(cfg), replicas_(replicas), acceptor_(io) {}
+Gate::Gate(asio::io_context& io, const Config& cfg, Replicas& replicas, DedupTable* dedup)
+    : io_(io), cfg_(cfg), replicas_(replicas), dedup_(dedup), acceptor_(io) {}
 
 Gate::~Gate() {
   Stop();

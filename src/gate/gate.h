@@ -33,6 +33,8 @@
 #include <asio.hpp>
 
 #include "common/config.h"
+#include "gate/dedup_table.h"
+#include "gate/fingerprint.h"
 #include "postfix/hold.h"
 #include "repl/stats.h"
 
@@ -53,11 +55,21 @@ class Replicas {
   // answer 250).
   virtual postfix::HoldResult Release(const std::string& id) = 0;
   virtual postfix::HoldResult Withdraw(const std::string& id) = 0;
+  // The fingerprint of message id, queued just now: it goes to the standby
+  // ahead of the WaitDurable that follows, so that the acknowledgement the
+  // gate waits for covers it too.
+  virtual void Fingerprint(const std::string& id, const Digest& d) {
+    (void)id;
+    (void)d;
+  }
 };
 
 class Gate {
  public:
-  Gate(asio::io_context& io, const Config& cfg, Replicas& replicas);
+  // dedup: messages inherited at a failover whose resends are answered 250
+  // and not queued again (may be null: no duplicate is recognised).
+  Gate(asio::io_context& io, const Config& cfg, Replicas& replicas,
+       DedupTable* dedup = nullptr);
   ~Gate();
   std::string Start();  // "" or why the listener could not start
   void Stop();
@@ -85,6 +97,7 @@ class Gate {
     std::uint64_t released = 0;       // strict: moved from hold/ to incoming/
     std::uint64_t abandoned = 0;      // strict: withdrawn, its session gone before the reply
     std::uint64_t errors = 0;         // sessions closed on a protocol error
+    std::uint64_t duplicates = 0;     // resends of inherited messages: 250, not queued again
   };
   const Stats& stats() const { return stats_; }
   std::size_t waiting() const { return waiting_; }  // replies held right now
@@ -112,6 +125,7 @@ class Gate {
   asio::io_context& io_;
   const Config& cfg_;
   Replicas& replicas_;
+  DedupTable* dedup_;
   asio::ip::tcp::acceptor acceptor_;
   asio::generic::stream_protocol::endpoint after_filter_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -60,8 +60,9 @@ bool SmtpStream::TakeLine(std::string_view& bytes, std::string& partial, std::st
   return true;
 }
 
-bool SmtpStream::FromClient(std::string_view bytes) {
+bool SmtpStream::FromClient(std::string_view bytes, std::size_t* eod_end) {
   if (!error_.empty()) return false;
+  const std::size_t total = bytes.size();
   while (!bytes.empty() && !opaque_) {
     switch (client_) {
       case Client::kChunk: {
@@ -98,10 +99,15 @@ bool SmtpStream::FromClient(std::string_view bytes) {
               break;
           }
         }
+        if (observer_) observer_->Data(bytes.substr(0, i));
         bytes.remove_prefix(i);
         if (end) {
           expect_.push_back(Answers::kEndOfData);
           client_ = Client::kCommand;
+          if (eod_end) {
+            *eod_end = total - bytes.size();
+            return true;
+          }
         }
         break;
       }
@@ -118,6 +124,7 @@ bool SmtpStream::FromClient(std::string_view bytes) {
 }
 
 bool SmtpStream::ClientLine(std::string_view line) {
+  if (observer_) observer_->Command(line);
   std::string verb = UpperVerb(line);
   if (verb == "DATA") {
     expect_.push_back(Answers::kData);

@@ -55,6 +55,15 @@ struct Reply {
   }
 };
 
+// Sees what the client sends, as SmtpStream parses it (the gate's
+// fingerprint of each message: gate/fingerprint.h).
+class ClientObserver {
+ public:
+  virtual ~ClientObserver() = default;
+  virtual void Command(std::string_view line) = 0;  // without its line end
+  virtual void Data(std::string_view bytes) = 0;    // DATA phase bytes, the final "." included
+};
+
 class SmtpStream {
  public:
   static constexpr std::size_t kMaxLine = 64 * 1024;    // one command or reply line
@@ -62,8 +71,12 @@ class SmtpStream {
   static constexpr std::uint64_t kMaxChunk = std::uint64_t{1} << 40;  // BDAT size
 
   // Bytes from the client (toward the server). Returns false on a protocol
-  // error; error() says which.
-  bool FromClient(std::string_view bytes);
+  // error; error() says which. With eod_end, stops right after the line
+  // that ends a DATA phase, if any, and stores how many bytes it took up to
+  // there (else leaves *eod_end alone): the caller decides about the
+  // message before passing those bytes on.
+  bool FromClient(std::string_view bytes, std::size_t* eod_end = nullptr);
+  void SetObserver(ClientObserver* o) { observer_ = o; }
   // Bytes from the server (toward the client). Complete replies are appended
   // to out in order; a partial one stays buffered. Returns false on error.
   bool FromServer(std::string_view bytes, std::vector<Reply>& out);
@@ -101,6 +114,7 @@ class SmtpStream {
   std::deque<Answers> expect_{Answers::kGreeting};
   bool opaque_ = false;
   std::string error_;
+  ClientObserver* observer_ = nullptr;
 };
 
 // "250 2.0.0 Ok: queued as 4jbpr156tpz1bYhF" -> "4jbpr156tpz1bYhF" (also the

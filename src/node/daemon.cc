@@ -85,6 +85,13 @@ std::string Daemon::Init() {
                           (std::uint64_t{rd()} << 32) | rd()};
   if (std::string err = events_.Open(cfg_.state_dir); !err.empty()) return err;
   if (std::string err = ledger_.Open(cfg_.state_dir); !err.empty()) return err;
+  recent_fps_ = std::make_unique<gate::RecentFingerprints>(cfg_.dedup_window);
+  if (std::string w = dedup_.Open(cfg_.state_dir + "/dedup.table", gate::WallSeconds()); !w.empty())
+    spdlog::warn("{}", w);
+  if (!dedup_.empty())
+    spdlog::info("dedup: {} messages inherited at a failover: their resends are answered 250 "
+                 "and not queued again",
+                 dedup_.size());
   notifier_ = std::make_unique<ha::Notifier>(cfg_, events_);
   ha_ = ha::HaConfigOf(cfg_);
   handover_pending_ = postfix::CountSetAside(HandoverDir());
@@ -106,6 +113,18 @@ std::string Daemon::StartMirrorSide() {
   h.judge = [this](const repl::msg::Hello& p) { return JudgeClaimedPrimary(p); };
   h.hello = [this] { return SelfHello(); };
   h.on_new_file = [this](const std::string& id) { ledger_.Record(id); };
+  h.on_fingerprint = [this](const std::string& node, const repl::msg::Fingerprint& m) {
+    if (m.keep_s == 0)
+      return recent_fps_->Add(m.id, m.digest, node.empty() ? std::string("?") : node,
+                              std::chrono::steady_clock::now());
+    // An entry of the primary's own table: this node keeps it too.
+    std::string origin = m.origin;
+    for (char& c : origin)
+      if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '_';
+    if (origin.empty()) origin = "?";
+    auto now_s = gate::WallSeconds();
+    dedup_.Insert(gate::DedupEntry{m.digest, m.id, origin, now_s, now_s + m.keep_s});
+  };
   h.on_node_status = [this](const std::string& n, const repl::msg::NodeStatus& m) {
     OnPeerStatus(n, m);
   };
@@ -151,7 +170,7 @@ std::string Daemon::StartPrimarySide() {
     });
   };
   primary_ = std::make_unique<PrimarySide>(io_, cfg_, queue_dir_, hash_, Ident(), ledger_,
-                                           std::move(h));
+                                           std::move(h), cfg_.dedup_window.count() ? &dedup_ : nullptr);
   std::string err = primary_->Start();
   if (!err.empty()) primary_.reset();  // half started: nothing of it may run
   return err;
@@ -269,6 +288,9 @@ ctl::Json Daemon::TakeOver(const std::string& reason,
         return back.error.empty();
       }
       case Step::kStartPrimarySide:
+        // Before the gate opens: a sender whose 250 died with the old
+        // primary may already be waiting at our relay with its resend.
+        InheritFingerprints();
         if (std::string err = StartPrimarySide(); !err.empty())
           return outcome(warning, "promoted, but replication could not start: " + err);
         if (!switchover_epoch) primary_->ExpectNoStandby();
@@ -375,8 +397,35 @@ void Daemon::FinishTakeOver() {
   }
 }
 
+void Daemon::InheritFingerprints() {
+  if (cfg_.dedup_window.count() <= 0) return;
+  auto now_s = gate::WallSeconds();
+  auto retention_s =
+      std::chrono::duration_cast<std::chrono::seconds>(cfg_.dedup_retention).count();
+  auto entries = recent_fps_->Take(std::chrono::steady_clock::now(), now_s, retention_s);
+  if (entries.empty()) return;
+  std::string err = dedup_.Add(entries);
+  spdlog::warn("dedup: {} messages the old primary accepted in the last {} ms may have lost their "
+               "250 with it: a resend of any of them is answered 250 and not queued again for "
+               "{} s ({} entries){}",
+               entries.size(), cfg_.dedup_window.count(), retention_s, dedup_.size(),
+               err.empty() ? "" : "; but the table could not be saved: " + err);
+}
+
+ctl::Json Daemon::DedupJson() const {
+  return {{"window_ms", cfg_.dedup_window.count()},
+          {"retention_s",
+           std::chrono::duration_cast<std::chrono::seconds>(cfg_.dedup_retention).count()},
+          {"entries", dedup_.size()},
+          {"duplicates", dedup_.duplicates()},
+          {"recent_fingerprints", recent_fps_ ? recent_fps_->size() : 0}};
+}
+
 void Daemon::OnInSync() {
   if (roles_.role() != NodeRole::kStandby) return;
+  // Say at once that this node takes fingerprints (NodeStatus), rather than
+  // at the next status a second later.
+  mirror_side_->server().SendUp(SelfStatus());
   // Mail this node made since it stepped down (its own notifications, in
   // maildrop) goes along, if its Postfix is not running.
   if (!postfix_->Running()) postfix::SetAside(queue_dir_, HandoverDir());
@@ -468,7 +517,8 @@ repl::msg::NodeStatus Daemon::SelfStatus() const {
             (postfix_->Running() ? NS::kPostfixRunning : 0) |
             (fs_probe_->writable() ? NS::kQueueWritable : 0) |
             (roles_.primary() && epoch_confirmed_ ? NS::kEpochConfirmed : 0) |
-            (vip_held_ ? NS::kVipHeld : 0);
+            (vip_held_ ? NS::kVipHeld : 0) |
+            (cfg_.dedup_window.count() > 0 ? NS::kFingerprints : 0);
   auto add = [&m](Queue q) {
     auto i = static_cast<std::size_t>(q) - 1;
     if (i < m.queues.size()) ++m.queues[i];

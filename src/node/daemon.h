@@ -44,6 +44,7 @@
 
 #include "common/config.h"
 #include "ctl/control.h"
+#include "gate/dedup_table.h"
 #include "ha/decide.h"
 #include "ha/events.h"
 #include "ha/ledger.h"
@@ -217,6 +218,13 @@ class Daemon {
   bool degraded_told_ = false;
   std::size_t handover_pending_ = 0;
   ha::Ledger ledger_;
+  // Duplicates after a failover (docs/gate.md): the fingerprints a standby
+  // received lately, and the table a primary answers resends from.
+  gate::DedupTable dedup_;
+  std::unique_ptr<gate::RecentFingerprints> recent_fps_;
+  ha::Clock::time_point dedup_expired_at_{};
+  void InheritFingerprints();
+  ctl::Json DedupJson() const;
 
   struct Switching {
     std::string reason, kind;

@@ -90,6 +90,7 @@ ctl::Json Daemon::Status() {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - peer_status_at_).count();
   }
   j["nodes"] = nodes;
+  j["dedup"] = DedupJson();
   if (relay_) j["relay"] = RelayJson(*relay_, cfg_);
   if (primary_) {
     j["replication"] = PrimaryReplicationJson(*primary_, cfg_);

@@ -19,6 +19,13 @@ void Daemon::ScheduleTick() {
 void Daemon::Tick() {
   auto now = std::chrono::steady_clock::now();
   ledger_.Flush();
+  if (dedup_.dirty())
+    if (std::string err = dedup_.Save(); !err.empty()) spdlog::error("dedup: {}", err);
+  if (!dedup_.empty() && now - dedup_expired_at_ >= std::chrono::seconds(60)) {
+    dedup_expired_at_ = now;
+    if (std::string err = dedup_.Expire(gate::WallSeconds()); !err.empty())
+      spdlog::error("dedup: {}", err);
+  }
   fs_probe_->Sample(now);
   // Time this loop spent in its own blocking work (starting Postfix, a
   // promotion) is not a stall of the node.

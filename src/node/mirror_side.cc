@@ -24,6 +24,10 @@ std::string MirrorSide::Start() {
     hooks_.on_node_status(server_->peer_node(), m);
   });
   server_->SetOnSwitchover(hooks_.on_switchover);
+  if (hooks_.on_fingerprint)
+    server_->SetOnFingerprint([this](const repl::msg::Fingerprint& m) {
+      hooks_.on_fingerprint(server_->peer_node(), m);
+    });
   server_->SetLiveHooks(hooks_.on_in_sync,
                         [this](const repl::msg::HandoverResult& r) { OnHandoverResult(r); });
   return server_->Start();

@@ -32,6 +32,8 @@ class MirrorSide {
     repl::HelloJudge judge;                      // a dialing primary's Hello
     std::function<repl::msg::Hello()> hello;     // this node's own
     std::function<void(const std::string& id)> on_new_file;
+    // The primary's fingerprint of a message (node: the primary's name).
+    std::function<void(const std::string& node, const repl::msg::Fingerprint&)> on_fingerprint;
     std::function<void(const std::string& node, const repl::msg::NodeStatus&)> on_node_status;
     std::function<void(const repl::msg::Switchover&)> on_switchover;
     std::function<void()> on_in_sync;            // the primary's SyncDone arrived

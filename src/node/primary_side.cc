@@ -9,7 +9,7 @@ namespace mailtwin {
 
 PrimarySide::PrimarySide(asio::io_context& io, const Config& cfg, const std::string& queue_dir,
                          const repl::HashLayout& hash, repl::Identity ident, ha::Ledger& ledger,
-                         Hooks hooks)
+                         Hooks hooks, gate::DedupTable* dedup)
     : io_(io),
       cfg_(cfg),
       queue_dir_(queue_dir),
@@ -17,6 +17,7 @@ PrimarySide::PrimarySide(asio::io_context& io, const Config& cfg, const std::str
       ident_(std::move(ident)),
       ledger_(ledger),
       hooks_(std::move(hooks)),
+      dedup_(dedup),
       batch_timer_(io) {}
 
 PrimarySide::~PrimarySide() {
@@ -68,6 +69,21 @@ std::string PrimarySide::StartLink() {
     hooks_.on_node_status(link_ ? link_->peer_node() : cfg_.peer, m);
   });
   link_->SetOnSwitchoverRequest(hooks_.on_switchover_request);
+  // The dedup table follows the role: a standby that takes fingerprints
+  // gets this primary's inherited entries, for its own next take-over.
+  link_->SetOnFingerprintsOk([this] {
+    if (!dedup_ || dedup_->empty()) return;
+    auto now_s = gate::WallSeconds();
+    std::size_t n = 0;
+    for (const auto& [k, e] : dedup_->entries()) {
+      if (e.expires_s <= now_s) continue;
+      auto keep = static_cast<std::uint32_t>(
+          std::min<std::int64_t>(e.expires_s - now_s, repl::kMaxFingerprintKeep));
+      if (link_->SendFingerprint(repl::msg::Fingerprint{e.id, e.digest, keep, e.origin})) ++n;
+    }
+    spdlog::info("dedup: sent the {} entries of this node's dedup table to standby {}", n,
+                 link_->peer_node());
+  });
   sink_ = std::make_unique<HandoverSink>(
       queue_dir_, hash_, cfg_.postfix_config_dir, ledger_,
       [this](const std::string& id) { return model_ && model_->Find(id) != nullptr; });
@@ -98,7 +114,7 @@ std::string PrimarySide::StartGate() {
   postfix::CheckGate(cfg_, postfix::InspectGate(cfg_), problems);
   for (const auto& w : problems.warnings) spdlog::warn("{}", w);
   for (const auto& e : problems.errors) spdlog::error("{}", e);
-  gate_ = std::make_unique<gate::Gate>(io_, cfg_, static_cast<gate::Replicas&>(*this));
+  gate_ = std::make_unique<gate::Gate>(io_, cfg_, static_cast<gate::Replicas&>(*this), dedup_);
   return gate_->Start();
 }
 
@@ -150,6 +166,10 @@ std::optional<std::chrono::steady_clock::time_point> PrimarySide::DownSince() co
   // "Down for sync_timeout already": the gate does not hold the reply.
   if (awaiting_first_standby()) return std::chrono::steady_clock::now() - cfg_.sync_timeout;
   return link_->down_since();
+}
+
+void PrimarySide::Fingerprint(const std::string& id, const gate::Digest& d) {
+  link_->SendFingerprint(id, d);
 }
 
 postfix::HoldResult PrimarySide::Release(const std::string& id) {

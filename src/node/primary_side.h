@@ -43,7 +43,8 @@ class PrimarySide : private gate::Replicas {
     std::function<void(const repl::msg::SwitchoverRequest&)> on_switchover_request;
   };
   PrimarySide(asio::io_context& io, const Config& cfg, const std::string& queue_dir,
-              const repl::HashLayout& hash, repl::Identity ident, ha::Ledger& ledger, Hooks hooks);
+              const repl::HashLayout& hash, repl::Identity ident, ha::Ledger& ledger, Hooks hooks,
+              gate::DedupTable* dedup = nullptr);
   ~PrimarySide() override;
   PrimarySide(const PrimarySide&) = delete;
   PrimarySide& operator=(const PrimarySide&) = delete;
@@ -83,6 +84,7 @@ class PrimarySide : private gate::Replicas {
   std::optional<std::chrono::steady_clock::time_point> DownSince() const override;
   postfix::HoldResult Release(const std::string& id) override;
   postfix::HoldResult Withdraw(const std::string& id) override;
+  void Fingerprint(const std::string& id, const gate::Digest& d) override;
 
   asio::io_context& io_;
   const Config& cfg_;
@@ -91,6 +93,7 @@ class PrimarySide : private gate::Replicas {
   repl::Identity ident_;
   ha::Ledger& ledger_;
   Hooks hooks_;
+  gate::DedupTable* dedup_;
   bool no_standby_ = false;
   // Dies with this object: handlers that run after it see it expired.
   std::shared_ptr<char> alive_ = std::make_shared<char>();

@@ -127,6 +127,7 @@ ctl::Json GateJson(const gate::Gate& g, const Config& cfg) {
           {"released", gs.released},
           {"abandoned", gs.abandoned},
           {"errors", gs.errors},
+          {"duplicates", gs.duplicates},
           {"hold_samples", hold.count()},
           {"hold_p50_ms", hold.Quantile(0.5)},
           {"hold_p99_ms", hold.Quantile(0.99)}};

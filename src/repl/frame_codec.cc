@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "repl/wire.h"
@@ -79,6 +81,12 @@ struct PayloadEncoder {
     w.Str(m.id);
   }
   void operator()(const msg::Ack& m) { w.U64(m.seq); }
+  void operator()(const msg::Fingerprint& m) {
+    w.Str(m.id);
+    w.Blob(std::string_view(reinterpret_cast<const char*>(m.digest.data()), m.digest.size()));
+    w.U32(m.keep_s);
+    w.Str(m.origin.substr(0, kMaxName));
+  }
   void operator()(const msg::HandoverFile& m) { (*this)(static_cast<const msg::File&>(m)); }
   void operator()(const msg::HandoverLog& m) { (*this)(static_cast<const msg::LogData&>(m)); }
   void operator()(const msg::HandoverDone& m) { w.Str(m.id); }
@@ -220,6 +228,16 @@ bool Decode(PayloadDecoder& d, msg::LogData& m) {
 }
 bool Decode(PayloadDecoder& d, msg::LogDelete& m) { return d.LogKindField(m.kind) && d.Id(m.id); }
 bool Decode(PayloadDecoder& d, msg::Ack& m) { return d.r_.U64(m.seq); }
+bool Decode(PayloadDecoder& d, msg::Fingerprint& m) {
+  if (!d.Id(m.id)) return false;
+  std::string_view v;
+  if (!d.r_.Blob(v, m.digest.size())) return d.Fail("truncated or oversized digest");
+  if (v.size() != m.digest.size()) return d.Fail("a fingerprint digest is 32 bytes");
+  std::copy(v.begin(), v.end(), reinterpret_cast<char*>(m.digest.data()));
+  if (!d.r_.U32(m.keep_s)) return d.Fail("truncated");
+  if (m.keep_s > kMaxFingerprintKeep) return d.Fail("fingerprint kept longer than 31 days");
+  return d.Name(m.origin);
+}
 bool Decode(PayloadDecoder& d, msg::HandoverFile& m) {
   return Decode(d, static_cast<msg::File&>(m));
 }
@@ -236,7 +254,7 @@ bool Decode(PayloadDecoder& d, msg::NodeStatus& m) {
   std::uint8_t role;
   if (!d.r_.U8(role) || !d.r_.U64(m.epoch) || !d.r_.U8(m.flags)) return d.Fail("truncated");
   if (role != 1 && role != 2) return d.Fail("unknown role");
-  m.flags &= 31;  // flags a later version adds are ignored
+  m.flags &= msg::NodeStatus::kKnownFlags;  // flags a later version adds are ignored
   m.role = static_cast<Role>(role);
   for (auto& n : m.queues)
     if (!d.r_.U32(n)) return d.Fail("truncated");
@@ -276,13 +294,13 @@ MsgType TypeOf(const Message& m) {
       MsgType::kMove,  MsgType::kDelete,  MsgType::kLogData,   MsgType::kLogDelete,
       MsgType::kAck,   MsgType::kHandoverFile, MsgType::kHandoverLog, MsgType::kHandoverDone,
       MsgType::kHandoverResult, MsgType::kSwitchover, MsgType::kSwitchoverRequest,
-      MsgType::kNodeStatus};
+      MsgType::kNodeStatus, MsgType::kFingerprint};
   return kTypes[m.index()];
 }
 
 bool IsChange(const Message& m) {
   auto t = static_cast<int>(TypeOf(m));
-  return t >= 20 && t <= 26;
+  return t >= 20 && t <= 27;
 }
 
 const std::string& ChangeId(const Message& m) {
@@ -338,6 +356,7 @@ std::string DecodePayload(MsgType type, std::string_view payload, Message& out) 
     case MsgType::kSwitchover: return DecodeAs<msg::Switchover>(payload, out);
     case MsgType::kSwitchoverRequest: return DecodeAs<msg::SwitchoverRequest>(payload, out);
     case MsgType::kNodeStatus: return DecodeAs<msg::NodeStatus>(payload, out);
+    case MsgType::kFingerprint: return DecodeAs<msg::Fingerprint>(payload, out);
   }
   return fmt::format("unknown frame type {}", static_cast<int>(type));
 }

@@ -26,6 +26,7 @@ inline constexpr std::uint64_t kMaxFileSize = 2ull << 30;   // one queue file
 inline constexpr std::uint64_t kMaxLogSize = 64ull << 20;   // one defer/bounce/trace log
 inline constexpr std::size_t kMaxManifestEntries = 16384;   // per Manifest frame
 inline constexpr std::size_t kMaxName = 255;                // cluster/node names, error text
+inline constexpr std::uint32_t kMaxFingerprintKeep = 31 * 86400;  // Fingerprint keep_s
 
 enum class Role : std::uint8_t { kPrimary = 1, kStandby = 2 };
 
@@ -42,6 +43,7 @@ enum class MsgType : std::uint8_t {
   kDelete = 24,
   kLogData = 25,
   kLogDelete = 26,
+  kFingerprint = 27,
   kAck = 30,
   kHandoverFile = 40,
   kHandoverLog = 41,
@@ -162,6 +164,24 @@ struct LogDelete {
   bool operator==(const LogDelete&) const = default;
 };
 
+// The gate's fingerprint of a message it accepted (docs/gate.md,
+// "Duplicates after a failover"): SHA-256 of envelope and content. A change
+// message (it has a sequence number, so the gate can wait for its Ack), but
+// it changes nothing in the mirror. Sent only to a standby whose NodeStatus
+// carries kFingerprints: an older standby would call type 27 a protocol
+// error.
+struct Fingerprint {
+  std::string id;
+  std::array<std::uint8_t, 32> digest{};
+  // 0: a message the primary just accepted. Else an entry of the primary's
+  // dedup table (a message inherited at an earlier failover), to keep this
+  // many seconds from its arrival, and the node it came from: so the table
+  // follows the role through the next failover.
+  std::uint32_t keep_s = 0;
+  std::string origin;
+  bool operator==(const Fingerprint&) const = default;
+};
+
 struct Ack {
   std::uint64_t seq = 0;  // every change frame up to seq is durable
   bool operator==(const Ack&) const = default;
@@ -213,7 +233,9 @@ struct SwitchoverRequest {
 // Decide learns whether the peer's queue filesystem is healthy.
 struct NodeStatus {
   static constexpr std::uint8_t kPaused = 1, kPostfixRunning = 2, kQueueWritable = 4,
-                                kEpochConfirmed = 8, kVipHeld = 16;
+                                kEpochConfirmed = 8, kVipHeld = 16,
+                                kFingerprints = 32;  // takes Fingerprint frames
+  static constexpr std::uint8_t kKnownFlags = 63;
   Role role = Role::kStandby;
   std::uint64_t epoch = 0;
   std::uint8_t flags = 0;
@@ -231,7 +253,8 @@ using Message = std::variant<msg::Hello, msg::Error, msg::Heartbeat, msg::Manife
                              msg::File, msg::Patch, msg::Meta, msg::Move, msg::Delete,
                              msg::LogData, msg::LogDelete, msg::Ack, msg::HandoverFile,
                              msg::HandoverLog, msg::HandoverDone, msg::HandoverResult,
-                             msg::Switchover, msg::SwitchoverRequest, msg::NodeStatus>;
+                             msg::Switchover, msg::SwitchoverRequest, msg::NodeStatus,
+                             msg::Fingerprint>;
 
 MsgType TypeOf(const Message& m);
 // True for the messages that change the mirror and carry a sequence number.

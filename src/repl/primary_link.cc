@@ -110,6 +110,7 @@ void PrimaryLink::Connect() {
           seq_ = 0;
           acked_ = 0;
           inflight_.clear();
+          peer_fingerprints_ = false;
           conn_->Send(0, ident_.HelloAs(Role::kPrimary));
         });
       });
@@ -173,6 +174,13 @@ void PrimaryLink::OnFrame(Frame&& f) {
         } else if constexpr (std::is_same_v<T, msg::SwitchoverRequest>) {
           if (on_switchover_request_) on_switchover_request_(m);
         } else if constexpr (std::is_same_v<T, msg::NodeStatus>) {
+          if ((m.flags & msg::NodeStatus::kFingerprints) && !peer_fingerprints_) {
+            peer_fingerprints_ = true;
+            spdlog::info("replication: standby {} takes fingerprints: duplicates of messages "
+                         "whose 250 a failover loses can be recognised",
+                         peer_node_);
+            if (on_fingerprints_ok_) on_fingerprints_ok_();
+          }
           if (on_node_status_) on_node_status_(m);
         } else if constexpr (std::is_same_v<T, msg::Error>) {
           last_error_ = fmt::format("standby refused: {}", m.text);
@@ -287,6 +295,19 @@ void PrimaryLink::OnAck(std::uint64_t seq) {
   CompleteWaiters();
 }
 
+bool PrimaryLink::SendFingerprint(const std::string& id,
+                                  const std::array<std::uint8_t, 32>& digest) {
+  return SendFingerprint(msg::Fingerprint{id, digest, 0, {}});
+}
+
+bool PrimaryLink::SendFingerprint(const msg::Fingerprint& m) {
+  if (!conn_ || !peer_fingerprints_ || (state_ != State::kLive && state_ != State::kCatchup))
+    return false;
+  conn_->Send(++seq_, m);
+  ++fingerprints_sent_;
+  return true;
+}
+
 void PrimaryLink::WaitDurable(const std::string& id, DurableFn done) {
   if (!watcher_.model().Find(id)) {
     // Not queued (any more): delivered or deleted before we looked.
@@ -336,6 +357,7 @@ void PrimaryLink::OnClosed(const std::string& why) {
   last_error_ = why;
   conn_.reset();
   peer_hello_.reset();
+  peer_fingerprints_ = false;
   state_ = State::kDisconnected;
   if (!down_since_) down_since_ = std::chrono::steady_clock::now();
   live_since_.reset();

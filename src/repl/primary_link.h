@@ -106,6 +106,16 @@ class PrimaryLink : public Connection::Handler {
   // Seconds the current catch-up took, once live.
   std::optional<double> last_catchup_seconds() const { return last_catchup_s_; }
 
+  // Sends the gate's fingerprint of message id (a change frame, so a
+  // WaitDurable that follows covers it). Only to a standby that said it
+  // takes them (NodeStatus kFingerprints); false when not sent.
+  bool SendFingerprint(const std::string& id, const std::array<std::uint8_t, 32>& digest);
+  bool SendFingerprint(const msg::Fingerprint& m);
+  bool peer_takes_fingerprints() const { return peer_fingerprints_; }
+  // Called when the standby of this session says it takes fingerprints.
+  void SetOnFingerprintsOk(std::function<void()> fn) { on_fingerprints_ok_ = std::move(fn); }
+  std::uint64_t fingerprints_sent() const { return fingerprints_sent_; }
+
   // The zero-loss gate's question: is id's committed queue file durable on
   // the standby? Calls done(true) once the standby has acknowledged frames
   // carrying id's current state, or done(false) if the message leaves the
@@ -170,6 +180,9 @@ class PrimaryLink : public Connection::Handler {
   LatencyStats lag_;
   LatencyStats ship_;
   std::uint64_t files_sent_ = 0;
+  std::uint64_t fingerprints_sent_ = 0;
+  bool peer_fingerprints_ = false;
+  std::function<void()> on_fingerprints_ok_;  // this session's standby takes Fingerprint frames
   std::uint64_t bytes_sent_ = 0;
   struct Waiter {
     std::optional<std::uint64_t> target;  // acked >= target means durable

@@ -19,7 +19,7 @@ std::string_view SessionStateName(SessionState s) {
 
 namespace {
 
-bool IsChangeType(MsgType t) { return t >= MsgType::kFile && t <= MsgType::kLogDelete; }
+bool IsChangeType(MsgType t) { return t >= MsgType::kFile && t <= MsgType::kFingerprint; }
 
 }  // namespace
 

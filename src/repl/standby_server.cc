@@ -257,7 +257,12 @@ void StandbyServer::OnChange(Frame&& f) {
     return conn_->Fail(msg::ErrorCode::kProtocol,
                        fmt::format("sequence {} after {}", f.seq, last_seq_));
   }
-  std::string err = mirror_.Apply(f.msg);
+  std::string err;
+  if (const auto* fp = std::get_if<msg::Fingerprint>(&f.msg)) {
+    if (on_fingerprint_) on_fingerprint_(*fp);
+  } else {
+    err = mirror_.Apply(f.msg);
+  }
   if (!err.empty()) {
     last_error_ = err;
     session_ = SessionState::kClosed;

@@ -83,6 +83,11 @@ class StandbyServer : public Connection::Handler {
     return true;
   }
   std::size_t queued_bytes() const { return conn_ ? conn_->queued_bytes() : 0; }
+  // Called with each Fingerprint the primary sends (it is acknowledged like
+  // a change, but the mirror keeps no trace of it).
+  void SetOnFingerprint(std::function<void(const msg::Fingerprint&)> fn) {
+    on_fingerprint_ = std::move(fn);
+  }
   // Called with the ID of each queue file the mirror starts receiving.
   void SetOnNewFile(std::function<void(const std::string&)> fn) { on_new_file_ = std::move(fn); }
   // A primary's session is open (catching up or live).
@@ -142,6 +147,7 @@ class StandbyServer : public Connection::Handler {
   std::function<void(const msg::NodeStatus&)> on_node_status_;
   std::function<void(const msg::HandoverResult&)> on_result_;
   std::function<void(const std::string&)> on_new_file_;
+  std::function<void(const msg::Fingerprint&)> on_fingerprint_;
   std::string peer_node_;
   std::string last_error_;
   std::uint64_t last_seq_ = 0;

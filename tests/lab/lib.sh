@@ -288,3 +288,34 @@ _traffic_done() {
 	return 0
 }
 traffic_wait() { lab_wait_for "${1:-120}" _traffic_done; }
+
+# dup_sources SENDER SINK_DIR...: after lab_mx_account, why each message
+# delivered twice was: one line per duplicate, "MSGID lost250 ..." when the
+# sender logged "message may be sent more than once" for it, or a 4xx "in
+# reply to end of DATA command" (a node dying mid-reply: its smtpd lost the
+# gate and said 451 for a message already queued): it lost the 250 of a
+# copy that was queued, the case mailtwin's dedup answers; else
+# "MSGID other ..." (e.g. a delivery the dying primary finished whose done
+# mark never reached the standby). Each line also names the node that
+# relayed each copy (the sink's X-Client-Addr). Sets DUP_LOST250 and
+# DUP_OTHER; the lines are in $LAB_DIR/dup_sources.
+dup_sources() {
+	local sender=$1 id qid why via
+	shift
+	DUP_LOST250=0 DUP_OTHER=0
+	: >"$LAB_DIR/dup_sources"
+	while read -r id; do
+		[[ -n $id ]] || continue
+		qid=$(grep -F "message-id=<$id>" "$LAB_DIR/$sender/maillog" | grep -o ': [0-9A-Za-z]*: message-id' | head -1 | cut -d' ' -f2 | tr -d : || true)
+		via=$(grep -rliF "Message-Id: <$id>" "$@" 2>/dev/null | xargs -r grep -h '^X-Client-Addr:' |
+			awk -v m="$(lab_ip main)" -v b="$(lab_ip backup)" '{ print ($2 == m ? "main" : $2 == b ? "backup" : $2) }' | paste -sd+ || true)
+		if [[ -n $qid ]] && grep -Eq "$qid: .*(message may be sent more than once|said: 4[0-9][0-9] .*in reply to end of DATA command)" "$LAB_DIR/$sender/maillog"; then
+			why="lost250 (the sender lost the 250 of a queued copy: $(grep -E "$qid: .*(message may be sent more than once|said: 4[0-9][0-9] .*in reply to end of DATA command)" "$LAB_DIR/$sender/maillog" | head -1 | grep -o 'lost connection with [^ ]*\|conversation with [^ ]*\|host [^ ]* said: 4[0-9][0-9]' | head -1 || true))"
+			DUP_LOST250=$((DUP_LOST250 + 1))
+		else
+			why="other (the sender got its 250 once: a copy the dying primary had delivered, its done mark not on the standby)"
+			DUP_OTHER=$((DUP_OTHER + 1))
+		fi
+		echo "$id $why; copies relayed by $via" >>"$LAB_DIR/dup_sources"
+	done < <(comm -12 "$LAB_DIR/accepted" <(uniq -d "$LAB_DIR/delivered"))
+}

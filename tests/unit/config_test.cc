@@ -138,7 +138,10 @@ TEST(Config, Durations) {
   EXPECT_EQ(ParseDuration("2s"), Millis(2000));
   EXPECT_EQ(ParseDuration("1m"), Millis(60000));
   EXPECT_EQ(ParseDuration("40"), Millis(40));
-  EXPECT_FALSE(ParseDuration("2h"));
+  EXPECT_EQ(ParseDuration("2h"), Millis(2 * 3600 * 1000));
+  EXPECT_EQ(ParseDuration("5d"), Millis(5LL * 86400 * 1000));
+  EXPECT_FALSE(ParseDuration("2x"));
+  EXPECT_FALSE(ParseDuration("99999999999d"));  // would overflow
   EXPECT_FALSE(ParseDuration("-1s"));
   EXPECT_FALSE(ParseDuration("500us"));  // not whole milliseconds
   EXPECT_EQ(ParseDurationUs("500us"), std::chrono::microseconds(500));
@@ -155,6 +158,24 @@ TEST(Config, BatchDelay) {
   text.replace(text.find("\"250us\""), 7, "\"90ms\"");
   ConfigErrors errs2;
   EXPECT_FALSE(Load(text, errs2));
+}
+
+TEST(Config, Dedup) {
+  ConfigErrors errs;
+  auto c = Load(kGood, errs);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->dedup_window, Millis(30000));
+  EXPECT_EQ(c->dedup_retention, Millis(5LL * 86400 * 1000));
+  ConfigErrors e1;
+  c = Load(std::string(kGood) + "\n[gate]\ndedup_window = \"0s\"\ndedup_retention = \"2h\"\n", e1);
+  ASSERT_TRUE(c) << e1.errors[0];
+  EXPECT_EQ(c->dedup_window, Millis(0));
+  EXPECT_EQ(c->dedup_retention, Millis(7200000));
+  for (const char* bad : {"dedup_window = \"11m\"", "dedup_retention = \"30s\"",
+                          "dedup_retention = \"40d\"", "dedup_window = \"-1s\""}) {
+    ConfigErrors e;
+    EXPECT_FALSE(Load(std::string(kGood) + "\n[gate]\n" + bad + "\n", e)) << bad;
+  }
 }
 
 }  // namespace

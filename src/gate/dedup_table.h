@@ -1,0 +1,109 @@
+// dedup_table.h - messages a new primary inherited whose 250 may have been
+// lost with the old one, so that their senders' resends are answered 250
+// without being queued a second time (docs/gate.md, "Duplicates after a
+// failover").
+//
+// RecentFingerprints: on a standby, the fingerprints the primary sent with
+// its messages (protocol.md, Fingerprint) over the last `dedup_window`,
+// in memory. At a take-over they go into the DedupTable of the new
+// primary, each kept for `dedup_retention`.
+//
+// DedupTable: durable, one text file (<state_dir>/dedup.table), rewritten
+// whole (temporary file, fsync, rename, fsync of the directory) when
+// entries are added or expire. Read back as hostile input: a line that is
+// not exactly a valid entry is skipped and counted, the file's size and the
+// number of entries are capped, an expiry further ahead than the longest
+// retention is refused. Times are the node's own wall clock (seconds since
+// the epoch): a clock step only lengthens or shortens a retention.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "gate/fingerprint.h"
+
+namespace mailtwin::gate {
+
+struct DedupEntry {
+  Digest digest{};
+  std::string id;      // the queue ID the old primary gave it
+  std::string origin;  // the node it came from (the primary that failed)
+  std::int64_t added_s = 0;
+  std::int64_t expires_s = 0;
+  bool operator==(const DedupEntry&) const = default;
+};
+
+class DedupTable {
+ public:
+  static constexpr std::size_t kMaxEntries = 1000000;
+  static constexpr std::uintmax_t kMaxFileBytes = 256ull << 20;
+  static constexpr std::int64_t kMaxRetentionS = 31 * 86400;
+
+  // Reads path if it exists (expired entries dropped). Returns "" or a
+  // warning: what was wrong with the file; the table then holds whatever
+  // valid entries it had (or none). Never fails the caller.
+  std::string Open(const std::string& path, std::int64_t now_s);
+  // Adds entries (an entry for a digest already present keeps the later
+  // expiry) and saves. Returns "" or why it could not be saved.
+  std::string Add(const std::vector<DedupEntry>& entries);
+  // The entry whose fingerprint is d and that has not expired.
+  const DedupEntry* Match(const Digest& d, std::int64_t now_s) const;
+  // Drops expired entries; saves if any went. Returns "" or a save error.
+  std::string Expire(std::int64_t now_s);
+  std::string Save();
+  // Adds entries without saving (many arrive one frame at a time); dirty()
+  // until the next Save.
+  void Insert(const DedupEntry& e);
+  bool dirty() const { return dirty_; }
+  const std::unordered_map<std::string, DedupEntry>& entries() const { return entries_; }
+  // Resends recognised since this daemon started (the gate counts them).
+  void CountDuplicate() { ++duplicates_; }
+  std::uint64_t duplicates() const { return duplicates_; }
+  std::size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  const std::string& path() const { return path_; }
+
+  // Parses one line of the file; false if it is not a valid entry.
+  static bool ParseLine(std::string_view line, std::int64_t now_s, DedupEntry& out);
+  static std::string FormatLine(const DedupEntry& e);
+
+ private:
+  static std::string Key(const Digest& d) { return std::string(d.begin(), d.end()); }
+  std::string path_;
+  std::unordered_map<std::string, DedupEntry> entries_;
+  std::uint64_t duplicates_ = 0;
+  bool dirty_ = false;
+};
+
+class RecentFingerprints {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::size_t kMaxEntries = 1000000;
+  explicit RecentFingerprints(std::chrono::milliseconds window) : window_(window) {}
+
+  void Add(const std::string& id, const Digest& d, const std::string& origin, Clock::time_point now);
+  // What arrived within the window before now, oldest first.
+  std::vector<DedupEntry> Take(Clock::time_point now, std::int64_t now_s,
+                               std::int64_t retention_s);
+  std::size_t size() const { return recent_.size(); }
+
+ private:
+  struct Item {
+    Clock::time_point at;
+    std::string id;
+    std::string origin;
+    Digest digest;
+  };
+  void Prune(Clock::time_point now);
+  std::chrono::milliseconds window_;
+  std::deque<Item> recent_;
+};
+
+std::int64_t WallSeconds();
+
+}  // namespace mailtwin::gate

@@ -1,0 +1,279 @@
+// The gate's fingerprints and the new primary's dedup table (docs/gate.md,
+// "Duplicates after a failover").
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "common/config.h"
+#include "gate/dedup_table.h"
+#include "gate/fingerprint.h"
+#include "gate/smtp_stream.h"
+#include "repl/frame_codec.h"
+#include "repl/session_state.h"
+#include "repl/wire.h"
+#include "test_util.h"
+
+namespace mailtwin::gate {
+namespace {
+
+constexpr std::string_view kBody =
+    "From: <a@sender.test>\r\nTo: <b@dest.test>\r\nMessage-Id: <1.2@sender.test>\r\n"
+    "Subject: hello\r\n\r\nline one\r\n..dot-stuffed\r\n.\r\n";
+
+// What Postfix's public smtpd prepends: different on each node, each time.
+std::string Received(std::string_view by, std::string_view when) {
+  return fmt::format("Received: from sender.test (sender.test [10.0.0.30])\r\n\tby {} (Postfix) "
+                     "with ESMTP\r\n\tfor <b@dest.test>; {}\r\n",
+                     by, when);
+}
+
+Digest Print(std::string_view from, std::vector<std::string> rcpts, std::string_view data,
+             std::size_t step = 0) {
+  Fingerprinter fp;
+  fp.Command(fmt::format("MAIL FROM:<{}> SIZE=1000 BODY=8BITMIME", from));
+  for (const auto& r : rcpts) fp.Command(fmt::format("RCPT TO:<{}> ORCPT=rfc822;{}", r, r));
+  fp.Command("DATA");
+  if (step == 0) {
+    fp.Data(data);
+  } else {
+    for (std::size_t i = 0; i < data.size(); i += step) fp.Data(data.substr(i, step));
+  }
+  return fp.Finish();
+}
+
+TEST(Fingerprint, TheResendThroughAnotherNodeMatches) {
+  std::string lost = Received("main.lab.test", "Thu, 3 Dec 2026 11:00:00") + std::string(kBody);
+  std::string resend = Received("backup.lab.test", "Thu, 3 Dec 2026 11:00:02") + std::string(kBody);
+  EXPECT_EQ(Print("a@sender.test", {"b@dest.test", "c@dest.test"}, lost),
+            Print("a@sender.test", {"c@dest.test", "b@dest.test"}, resend));
+  // However the bytes are cut into reads.
+  for (std::size_t step : {1, 2, 3, 7, 64})
+    EXPECT_EQ(Print("a@sender.test", {"b@dest.test"}, lost),
+              Print("a@sender.test", {"b@dest.test"}, resend, step))
+        << step;
+}
+
+TEST(Fingerprint, AnyOtherDifferenceDoesNot) {
+  std::string data = Received("main", "now") + std::string(kBody);
+  Digest base = Print("a@sender.test", {"b@dest.test"}, data);
+  EXPECT_NE(base, Print("x@sender.test", {"b@dest.test"}, data));
+  EXPECT_NE(base, Print("a@sender.test", {"b@dest.test", "c@dest.test"}, data));
+  EXPECT_NE(base, Print("a@sender.test", {"c@dest.test"}, data));
+  EXPECT_NE(base, Print("", {"b@dest.test"}, data));
+  std::string other = data;
+  other[other.find("line one")] = 'L';
+  EXPECT_NE(base, Print("a@sender.test", {"b@dest.test"}, other));
+  // Only the first header, and only a Received: one, is the node's own.
+  std::string second = std::string(kBody).insert(0, Received("x", "y"));
+  EXPECT_NE(Print("a@sender.test", {"b@dest.test"}, std::string(kBody)),
+            Print("a@sender.test", {"b@dest.test"}, Received("main", "t") + second));
+  EXPECT_NE(Print("a@sender.test", {"b@dest.test"}, "X-A: 1\r\n" + std::string(kBody)),
+            Print("a@sender.test", {"b@dest.test"}, "X-A: 2\r\n" + std::string(kBody)));
+  // Sender and recipients cannot be shifted into each other.
+  EXPECT_NE(Print("a", {"b", "c"}, data), Print("a", {"bc"}, data));
+}
+
+TEST(Fingerprint, FollowsTheSessionThroughSmtpStream) {
+  SmtpStream s;
+  Fingerprinter fp;
+  s.SetObserver(&fp);
+  std::vector<Reply> out;
+  ASSERT_TRUE(s.FromServer("220 after-filter ESMTP\r\n", out));
+  ASSERT_TRUE(s.FromClient("EHLO main\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<b@dest.test>\r\nDATA\r\n"));
+  ASSERT_TRUE(s.FromServer("250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n", out));
+  std::string data = Received("main", "t") + std::string(kBody);
+  std::string wire = data + "QUIT\r\n";
+  std::size_t eod = std::string::npos;
+  ASSERT_TRUE(s.FromClient(wire, &eod));
+  EXPECT_EQ(eod, data.size());  // stops right after the final "."
+  EXPECT_EQ(fp.Finish(), Print("a@sender.test", {"b@dest.test"}, data));
+  std::size_t eod2 = std::string::npos;
+  ASSERT_TRUE(s.FromClient(std::string_view(wire).substr(eod), &eod2));
+  EXPECT_EQ(eod2, std::string::npos);
+  EXPECT_EQ(s.outstanding(), 2u);  // the end of data and QUIT wait for replies
+}
+
+TEST(Fingerprint, HexRoundTrips) {
+  Digest d = Print("a", {"b"}, "x\r\n.\r\n"), back{};
+  ASSERT_TRUE(DigestFromHex(DigestHex(d), back));
+  EXPECT_EQ(d, back);
+  EXPECT_FALSE(DigestFromHex(DigestHex(d).substr(1), back));
+  EXPECT_FALSE(DigestFromHex(std::string(64, 'g'), back));
+}
+
+DedupEntry Entry(int n, std::int64_t added, std::int64_t expires) {
+  Digest d{};
+  d[0] = static_cast<std::uint8_t>(n);
+  d[31] = 0x5a;
+  return DedupEntry{d, fmt::format("4jbphZ0BYjz1bYp{}", n % 10), "main", added, expires};
+}
+
+constexpr std::int64_t kNow = 1796300000;
+
+TEST(DedupTable, MatchesUntilItsEntriesExpire) {
+  testing::TempDir dir;
+  DedupTable t;
+  ASSERT_EQ(t.Open(dir.path() + "/dedup.table", kNow), "");
+  EXPECT_EQ(t.Match(Entry(1, kNow, kNow + 100).digest, kNow), nullptr);
+  ASSERT_EQ(t.Add({Entry(1, kNow, kNow + 100), Entry(2, kNow, kNow + 10)}), "");
+  ASSERT_NE(t.Match(Entry(1, 0, 0).digest, kNow + 50), nullptr);
+  EXPECT_EQ(t.Match(Entry(1, 0, 0).digest, kNow + 50)->id, "4jbphZ0BYjz1bYp1");
+  EXPECT_EQ(t.Match(Entry(2, 0, 0).digest, kNow + 10), nullptr);  // expired, not yet dropped
+  EXPECT_EQ(t.Match(Entry(3, 0, 0).digest, kNow), nullptr);
+  ASSERT_EQ(t.Expire(kNow + 50), "");
+  EXPECT_EQ(t.size(), 1u);
+  ASSERT_EQ(t.Expire(kNow + 100), "");
+  EXPECT_TRUE(t.empty());
+}
+
+TEST(DedupTable, SurvivesARestart) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/dedup.table";
+  {
+    DedupTable t;
+    ASSERT_EQ(t.Open(path, kNow), "");
+    ASSERT_EQ(t.Add({Entry(1, kNow, kNow + 100), Entry(2, kNow, kNow + 20)}), "");
+  }
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  DedupTable again;
+  ASSERT_EQ(again.Open(path, kNow + 30), "");
+  EXPECT_EQ(again.size(), 1u);  // the other expired while the daemon was down
+  const DedupEntry* e = again.Match(Entry(1, 0, 0).digest, kNow + 30);
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(*e, Entry(1, kNow, kNow + 100));
+}
+
+TEST(DedupTable, AHostileFileYieldsOnlyValidEntries) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/dedup.table";
+  std::string good = DedupTable::FormatLine(Entry(1, kNow, kNow + 100));
+  std::string hex = DigestHex(Entry(2, 0, 0).digest);
+  std::ofstream(path) << "mailtwin-dedup 1\n"
+                      << good                                                    // kept
+                      << hex << " ../../etc/passwd main 1 2\n"                     // not an ID
+                      << hex << " 4jbphZ0BYjz1bYp2 ma\x01in " << kNow << " " << kNow + 5 << "\n"
+                      << hex << " 4jbphZ0BYjz1bYp2 main " << kNow << " " << kNow + 400 * 86400 << "\n"
+                      << hex << " 4jbphZ0BYjz1bYp2 main " << kNow + 9 << " " << kNow << "\n"
+                      << hex << " 4jbphZ0BYjz1bYp2 main -5 " << kNow + 5 << "\n"
+                      << hex << " 4jbphZ0BYjz1bYp2 main " << kNow << " " << kNow + 5 << " extra\n"
+                      << "zz" << hex.substr(2) << " 4jbphZ0BYjz1bYp2 main 1 2\n"
+                      << std::string(100000, 'A') << "\n"
+                      << "\n"
+                      << hex << " 4jbphZ0BYjz1bYp2 main " << kNow;  // torn: no newline
+  DedupTable t;
+  std::string w = t.Open(path, kNow);
+  EXPECT_NE(w.find("10 lines ignored"), std::string::npos) << w;
+  EXPECT_EQ(t.size(), 1u);
+  EXPECT_NE(t.Match(Entry(1, 0, 0).digest, kNow), nullptr);
+  EXPECT_EQ(t.Match(Entry(2, 0, 0).digest, kNow), nullptr);
+}
+
+TEST(DedupTable, RefusesWhatIsNotItsFile) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/dedup.table";
+  DedupTable t;
+  std::ofstream(path) << "something else\n" << DedupTable::FormatLine(Entry(1, kNow, kNow + 9));
+  EXPECT_NE(t.Open(path, kNow).find("header"), std::string::npos);
+  EXPECT_TRUE(t.empty());
+  // Over the size cap: refused before it is read (a sparse file).
+  std::filesystem::remove(path);
+  std::ofstream(path) << "mailtwin-dedup 1\n";
+  std::filesystem::resize_file(path, DedupTable::kMaxFileBytes + 1);
+  EXPECT_NE(t.Open(path, kNow).find("over the cap"), std::string::npos);
+  EXPECT_TRUE(t.empty());
+  // A symlink is not followed.
+  std::filesystem::remove(path);
+  std::ofstream(dir.path() + "/other") << "mailtwin-dedup 1\n"
+                                       << DedupTable::FormatLine(Entry(1, kNow, kNow + 9));
+  std::filesystem::create_symlink(dir.path() + "/other", path);
+  EXPECT_NE(t.Open(path, kNow), "");
+  EXPECT_TRUE(t.empty());
+  // A directory in its place.
+  std::filesystem::remove(path);
+  std::filesystem::create_directory(path);
+  EXPECT_NE(t.Open(path, kNow), "");
+  EXPECT_TRUE(t.empty());
+}
+
+TEST(RecentFingerprints, KeepsTheWindowAndHandsItOver) {
+  using namespace std::chrono_literals;
+  RecentFingerprints r(30s);
+  auto t0 = RecentFingerprints::Clock::now();
+  r.Add("4jbphZ0BYjz1bYp1", Entry(1, 0, 0).digest, "main", t0);
+  r.Add("4jbphZ0BYjz1bYp2", Entry(2, 0, 0).digest, "main", t0 + 20s);
+  r.Add("4jbphZ0BYjz1bYp3", Entry(3, 0, 0).digest, "main", t0 + 40s);
+  EXPECT_EQ(r.size(), 2u);  // the first fell out of the window
+  auto got = r.Take(t0 + 45s, kNow, 3600);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].id, "4jbphZ0BYjz1bYp2");
+  EXPECT_EQ(got[1].expires_s, kNow + 3600);
+  EXPECT_EQ(r.size(), 0u);
+  RecentFingerprints off(0ms);
+  off.Add("4jbphZ0BYjz1bYp1", Entry(1, 0, 0).digest, "main", t0);
+  EXPECT_EQ(off.size(), 0u);
+}
+
+TEST(DedupProtocol, FingerprintIsAChangeWithAFixedSizeDigest) {
+  repl::Message m = repl::msg::Fingerprint{"4jbphZ0BYjz1bYpH", {}};
+  EXPECT_TRUE(repl::IsChange(m));
+  EXPECT_TRUE(repl::Step(repl::SessionState::kLive, repl::MsgType::kFingerprint).legal);
+  EXPECT_TRUE(repl::Step(repl::SessionState::kCatchup, repl::MsgType::kFingerprint).legal);
+  EXPECT_FALSE(repl::Step(repl::SessionState::kHello, repl::MsgType::kFingerprint).legal);
+  // A digest of another length, or a bad ID, is refused.
+  std::string payload;
+  repl::Writer w(payload);
+  w.Str("4jbphZ0BYjz1bYpH");
+  w.Blob(std::string(31, 'x'));
+  w.U32(0);
+  w.Str("");
+  repl::Message out;
+  EXPECT_NE(repl::DecodePayload(repl::MsgType::kFingerprint, payload, out), "");
+  payload.clear();
+  w.Str("../x");
+  w.Blob(std::string(32, 'x'));
+  w.U32(0);
+  w.Str("");
+  EXPECT_NE(repl::DecodePayload(repl::MsgType::kFingerprint, payload, out), "");
+  payload.clear();
+  w.Str("4jbphZ0BYjz1bYpH");
+  w.Blob(std::string(32, 'x'));
+  w.U32(0);
+  w.Str("");
+  EXPECT_EQ(repl::DecodePayload(repl::MsgType::kFingerprint, payload, out), "");
+  // A table entry kept longer than any retention, or with a control
+  // character in its origin, is refused.
+  for (auto [keep, origin] : {std::pair<std::uint32_t, std::string>{repl::kMaxFingerprintKeep + 1, "main"},
+                              {60, "ma\nin"}}) {
+    payload.clear();
+    w.Str("4jbphZ0BYjz1bYpH");
+    w.Blob(std::string(32, 'x'));
+    w.U32(keep);
+    w.Str(origin);
+    EXPECT_NE(repl::DecodePayload(repl::MsgType::kFingerprint, payload, out), "") << keep;
+  }
+}
+
+TEST(DedupTable, EntriesFromThePrimaryAreSavedOnce) {
+  testing::TempDir dir;
+  DedupTable t;
+  ASSERT_EQ(t.Open(dir.path() + "/dedup.table", kNow), "");
+  t.Insert(Entry(1, kNow, kNow + 100));
+  t.Insert(Entry(2, kNow, kNow + 100));
+  EXPECT_TRUE(t.dirty());
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/dedup.table"));
+  ASSERT_EQ(t.Save(), "");
+  EXPECT_FALSE(t.dirty());
+  t.Insert(Entry(1, kNow, kNow + 50));  // an earlier expiry changes nothing
+  EXPECT_FALSE(t.dirty());
+  DedupTable again;
+  ASSERT_EQ(again.Open(dir.path() + "/dedup.table", kNow), "");
+  EXPECT_EQ(again.size(), 2u);
+}
+
+}  // namespace
+}  // namespace mailtwin::gate
