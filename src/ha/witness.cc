@@ -116,7 +116,8 @@ WitnessStep StepWitness(const WitnessState& s, const WitnessFacts& f, const Witn
     // Without the lease: serving is safe only while the standby hears us
     // (it takes over only through the witness, after peer_timeout of
     // silence; link_live counts a silence shorter than half of that).
-    if (f.postfix_running && !f.link_live && !Has(out.decision, Action::kFence)) {
+    if (f.postfix_running && f.epoch_confirmed && !f.link_live &&
+        !Has(out.decision, Action::kFence)) {
       out.decision = Decision{
           NodeRole::kPrimary,
           {Action::kFence},

@@ -98,6 +98,9 @@ struct WitnessFacts {
   std::uint64_t epoch = 1;
   std::string self;
   bool postfix_running = false;
+  // Primary: serving by Decide's rules (a standby accepted our epoch, or we
+  // took over); an unconfirmed one is Decide's to fence.
+  bool epoch_confirmed = false;
   // Primary: its standby hears it: the link is live, or silent for less
   // than half of peer_timeout (the standby needs all of it to take over).
   bool link_live = false;

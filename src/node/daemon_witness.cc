@@ -17,6 +17,7 @@ ha::Decision Daemon::Witness(ha::Decision d, ha::Clock::time_point now) {
   f.epoch = roles_.epoch();
   f.self = cfg_.node_name;
   f.postfix_running = postfix_->Running();
+  f.epoch_confirmed = epoch_confirmed_;
   if (primary_) {
     const auto& link = primary_->link();
     auto down = link.down_since();
@@ -56,7 +57,7 @@ ha::Decision Daemon::Witness(ha::Decision d, ha::Clock::time_point now) {
             fmt::format("the witness (etcd at {}) does not answer: {}. {}", 
                         fmt::join(cfg_.witness_endpoints, ", "), wstate_.error,
                         roles_.primary()
-                            ? "This primary serves on while its standby follows, and fences "
+                            ? "A primary serves on only while its standby follows, and fences "
                               "itself if it loses the standby too"
                             : "No failover decision is taken without it"));
     }
