@@ -100,7 +100,11 @@ void PrintWitness(const Json& w) {
                        : w.contains("holder") ? fmt::format("nobody holds {}", w.value("leader_key", "?"))
                                               : std::string("the leader key is not read yet");
   fmt::print("witness   {}{}\n", w.value("reachable", false) ? "" : "UNREACHABLE: ", holder);
-  if (w.contains("lease_left_s"))
+  if (w.contains("lease_left_s") && w.value("lease_left_s", 0.0) <= 0)
+    fmt::print("          this node's lease ran out here {:.1f} s ago (a primary serves on only "
+               "while its standby follows)\n",
+               -w.value("lease_left_s", 0.0));
+  else if (w.contains("lease_left_s"))
     fmt::print("          this node's lease: {:.1f} s left here (fences in {:.1f} s unless renewed)\n",
                w.value("lease_left_s", 0.0), w.value("fence_in_s", 0.0));
   else if (w.contains("holder_ttl_s"))

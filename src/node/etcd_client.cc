@@ -331,8 +331,9 @@ Client::Reply Client::Post(const std::string& path, const nlohmann::json& req) {
     last = error;
   }
   current_ = (current_ + 1) % opt_.endpoints.size();
+  // One stable line (each endpoint's own failure is in Health(), for status).
   r.error = opt_.endpoints.size() > 1
-                ? fmt::format("none of the {} endpoints answered: {}", opt_.endpoints.size(), last)
+                ? fmt::format("none of the {} endpoints answered", opt_.endpoints.size())
                 : last;
   return r;
 }

@@ -12,21 +12,12 @@
 #   three etcd members; the client and the destination still reach main.
 . "$(dirname "$0")/../lib.sh"
 
-TTL=4
-pair_setup t-24
-lab_host etcd1 41
-lab_host etcd2 42
-lab_host etcd3 43
-lab_etcd_cluster etcd1 etcd2 etcd3
-export MT_WITNESS MT_WITNESS_TTL=${TTL}s
-MT_WITNESS=$(lab_etcd_endpoints etcd1 etcd2 etcd3)
-mt_config main primary backup
-mt_config backup standby main
-mt_gate main
-mt_gate backup
+WITNESS_TTL=4
+TTL=$WITNESS_TTL
+witness_pair_setup t-24
 pair_start
-held() { [[ $(mt_witness "$1" lease_held) == True ]]; }
-lab_wait_for 15 held main || fail "main does not hold the witness's leader key: $(mt main status)"
+witness_wait_held main
+held() { witness_held "$@"; }
 [[ $(lab_etcdctl etcd1 get --print-value-only /mailtwin/lab/leader) == *'"node":"main"'* ]] ||
 	fail "etcd's leader key does not name main: $(lab_etcdctl etcd1 get /mailtwin/lab/leader)"
 echo "main holds the leader key: $(mt main status | grep '^witness' | head -1)"
