@@ -42,8 +42,8 @@ python3 -c "import sys; sys.exit(0 if $t_gone < $t_ok else 1)" ||
 	fail "backup served ($serve s) before main stopped ($refuse s): two primaries"
 python3 -c "import sys; sys.exit(0 if $t_gone - $t0 < $TTL else 1)" ||
 	fail "main stopped answering after $refuse s, not within the TTL ($TTL s)"
-grep -h "decide: the witness lease could not be renewed" "$LAB_DIR/main/mailtwind.log" | head -1 | sed 's/^.*decide: /   main decided: /'
-grep -h "witness's leader key acquired" "$LAB_DIR/backup/mailtwind.log" | head -1 | sed 's/^.*taking over/   backup: taking over/'
+grep -m1 -h "decide: the witness lease could not be renewed" "$LAB_DIR/main/mailtwind.log" | sed 's/^.*decide: /   main decided: /'
+grep -m1 -h "witness.s leader key acquired" "$LAB_DIR/backup/mailtwind.log" | sed 's/^.*taking over/   backup: taking over/'
 [[ $(lab_etcdctl etcd1 get --print-value-only /mailtwin/lab/epoch) == 2 ]] ||
 	fail "etcd's epoch key is not 2: $(lab_etcdctl etcd1 get /mailtwin/lab/epoch)"
 sleep 4  # mail flows to backup alone; main must stay fenced meanwhile
