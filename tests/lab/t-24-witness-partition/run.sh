@@ -54,8 +54,9 @@ lab_heal main t24
 lab_wait_for 20 mt_role_is main standby 2 || fail "main did not step down after the heal: $(mt main status)"
 lab_wait_for 30 mt_handover_done main || fail "main did not settle its set-aside queue"
 lab_wait_for 15 held backup || fail "backup does not hold the leader key after the heal"
-ho=$(grep -o "handover to the primary: [^(]*" "$LAB_DIR/main/mailtwind.log" | tail -1)
-echo "heal: main follows backup at epoch 2; ${ho:-nothing of main's to hand over}"
+ho=$(grep -o "handover to the primary: [^(]*" "$LAB_DIR/main/mailtwind.log" | tail -1 || true)
+[[ -n $ho ]] || ho="main had nothing to hand over"
+echo "heal: main follows backup at epoch 2; $ho"
 
 settle_and_account backup "$log" "$SINK_OK"
 echo "$TOTAL messages answered 250 ($before before the cut): $LOST lost, $DUPS delivered twice"
