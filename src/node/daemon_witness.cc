@@ -22,9 +22,11 @@ ha::Decision Daemon::Witness(ha::Decision d, ha::Clock::time_point now) {
     const auto& link = primary_->link();
     auto down = link.down_since();
     // The standby takes over only after peer_timeout of silence: a link down
-    // for less than half of that still counts as heard (ha::HaConfig::lease).
+    // for less than half of that still counts as heard (ha::HaConfig::lease),
+    // and so does a link just started (a switchover's new primary, whose
+    // standby is the old primary, stepping down to follow it).
     f.link_live = link.state() == repl::PrimaryLink::State::kLive ||
-                  (down && now - *down < ha_.lease() && link.live_since());
+                  (down && now - *down < ha_.lease());
   }
   f.decided = std::move(d);
   auto step = ha::StepWitness(wstate_, f, wcfg_, now);
