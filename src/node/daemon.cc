@@ -157,6 +157,7 @@ std::string Daemon::StartPrimarySide() {
   };
   primary_ = std::make_unique<PrimarySide>(io_, cfg_, queue_dir_, hash_, Ident(), ledger_,
                                            std::move(h));
+  primary_started_ = std::chrono::steady_clock::now();
   std::string err = primary_->Start();
   if (!err.empty()) primary_.reset();  // half started: nothing of it may run
   return err;

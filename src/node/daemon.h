@@ -249,6 +249,7 @@ class Daemon {
   std::string witness_summary_;
   bool witness_lost_told_ = false;
   std::string witness_error_logged_;
+  ha::Clock::time_point primary_started_{};  // the primary side's start (witness)
 };
 
 }  // namespace mailtwin

@@ -19,14 +19,15 @@ ha::Decision Daemon::Witness(ha::Decision d, ha::Clock::time_point now) {
   f.postfix_running = postfix_->Running();
   f.epoch_confirmed = epoch_confirmed_;
   if (primary_) {
+    // The standby takes over only after peer_timeout of silence: heard
+    // within half of that, it cannot be taking over (ha::HaConfig::lease).
+    // So is a link just started that was never live yet (a switchover's new
+    // primary, whose standby is the old primary stepping down to follow
+    // it): for half of peer_timeout from the primary side's start.
     const auto& link = primary_->link();
-    auto down = link.down_since();
-    // The standby takes over only after peer_timeout of silence: a link down
-    // for less than half of that still counts as heard (ha::HaConfig::lease),
-    // and so does a link just started (a switchover's new primary, whose
-    // standby is the old primary, stepping down to follow it).
-    f.link_live = link.state() == repl::PrimaryLink::State::kLive ||
-                  (down && now - *down < ha_.lease());
+    auto rx = link.last_rx();
+    f.link_live = (rx && now - *rx < ha_.lease()) ||
+                  (!link.ever_live() && now - primary_started_ < ha_.lease());
   }
   f.decided = std::move(d);
   auto step = ha::StepWitness(wstate_, f, wcfg_, now);
