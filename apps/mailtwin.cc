@@ -92,6 +92,35 @@ void PrintNodes(const Json& s) {
     fmt::print("          (nothing heard from the peer on the replication link yet)\n");
 }
 
+// The witness: who holds the leader key, this node's lease, each endpoint.
+void PrintWitness(const Json& w) {
+  std::string holder = w.contains("holder") && w["holder"].is_string()
+                           ? fmt::format("{} holds {} at epoch {}", w["holder"].get<std::string>(),
+                                         w.value("leader_key", "?"), w.value("holder_epoch", 0))
+                       : w.contains("holder") ? fmt::format("nobody holds {}", w.value("leader_key", "?"))
+                                              : std::string("the leader key is not read yet");
+  fmt::print("witness   {}{}\n", w.value("reachable", false) ? "" : "UNREACHABLE: ", holder);
+  if (w.contains("lease_left_s") && w.value("lease_left_s", 0.0) <= 0)
+    fmt::print("          this node's lease ran out here {:.1f} s ago (a primary serves on only "
+               "while its standby follows)\n",
+               -w.value("lease_left_s", 0.0));
+  else if (w.contains("lease_left_s"))
+    fmt::print("          this node's lease: {:.1f} s left here (fences in {:.1f} s unless renewed)\n",
+               w.value("lease_left_s", 0.0), w.value("fence_in_s", 0.0));
+  else if (w.contains("holder_ttl_s"))
+    fmt::print("          the holder's lease: {:.0f} s left by etcd\n", w.value("holder_ttl_s", 0.0));
+  if (!w.value("reachable", false) && !w.value("error", "").empty())
+    fmt::print("          {}\n", w.value("error", ""));
+  for (const auto& e : w.value("endpoints", Json::array()))
+    fmt::print("          {} {}\n", e.value("url", "?"),
+               e.value("age_s", -1.0) < 0 ? std::string("not asked yet")
+               : e.value("ok", false)
+                   ? fmt::format("healthy ({:.0f} ms, {:.1f} s ago)", e.value("ms", 0.0),
+                                 e.value("age_s", 0.0))
+                   : fmt::format("FAILED: {} ({:.1f} s ago)", e.value("error", ""),
+                                 e.value("age_s", 0.0)));
+}
+
 void PrintStatus(const Json& s) {
   if (s.contains("nodes") && s["nodes"].is_array() && !s["nodes"].empty()) {
     PrintNodes(s);
@@ -125,6 +154,7 @@ void PrintStatus(const Json& s) {
                  v.value("held", false) ? "held here" : "not here",
                  v.value("error", "").empty() ? "" : " - FAILED: " + v.value("error", ""));
     }
+    if (s.contains("witness") && s["witness"].is_object()) PrintWitness(s["witness"]);
     if (h.value("handover_pending", 0) > 0)
       fmt::print("handover  {} queue files set aside at a step-down (docs/failover.md)\n",
                  h.value("handover_pending", 0));

@@ -39,6 +39,15 @@
 #    saturated server looks like from outside; lab_postfix_slow_greeting)
 #    for 6 s, then 4 s on time, SLOW_ROUNDS times (full 10, quick 3): every
 #    probe fails, the link lives; every takeover is a false failover.
+# 6. Partitions with a witness: tests/lab/t-24-witness-partition, PARTITIONS
+#    times (full 5, quick 2; BENCH_PARTITIONS), each its own lab with a real
+#    3-member etcd cluster (ttl 4 s): the primary cut from its standby and
+#    etcd while the client still sends to it. Summed over the runs:
+#    partition_lost and partition_dup (by Message-ID at the sink; targets
+#    0), and the p99 of the times from the cut to the old primary refusing
+#    SMTP (partition_refuse_p99_s, < ttl) and to the standby serving
+#    (partition_serve_p99_s). A run that fails before its accounting counts
+#    in partition_failed (the end of its output goes to the bench's log).
 # The settings are the product's defaults (heartbeat_interval 100 ms,
 # peer_timeout 1.2 s, check_interval 250 ms, fail_threshold 3, probe_timeout
 # 700 ms).
@@ -46,7 +55,8 @@
 # Last line: RESULT kills=N (of each kind) rto_p50_s=.. rto_p99_s=..
 #   silent_rto_p50_s=.. silent_rto_p99_s=.. detect_p99_s=.. promote_p99_s=..
 #   (both kinds) switchover_pause_s=.. failback_pause_s=.. false_failovers=N
-#   partition_dup=NA partition_lost=NA (no witness yet) lost=N duplicated=N
+#   partition_dup=N partition_lost=N (with a witness) lost=N duplicated=N
+#   partition_refuse_p99_s=.. partition_serve_p99_s=.. partition_failed=N
 set -euo pipefail
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH/.." && pwd)
@@ -61,7 +71,10 @@ export MT_FAILOVER=auto MT_MANAGE=true MT_PREFERRED=main
 bench_product_failover
 
 bench_args failover "$@"
-if ((QUICK)); then MODE=quick KILLS=6 SWITCHES=2 JITTER_S=60 SLOW_ROUNDS=3; else MODE=full KILLS=20 SWITCHES=5 JITTER_S=600 SLOW_ROUNDS=10; fi
+if ((QUICK)); then MODE=quick KILLS=6 SWITCHES=2 JITTER_S=60 SLOW_ROUNDS=3 PARTITIONS=2; else MODE=full KILLS=20 SWITCHES=5 JITTER_S=600 SLOW_ROUNDS=10 PARTITIONS=5; fi
+PARTITIONS=${BENCH_PARTITIONS:-$PARTITIONS}
+SWITCHES=${BENCH_SWITCHES:-$SWITCHES}
+SLOW_ROUNDS=${BENCH_SLOW_ROUNDS:-$SLOW_ROUNDS}
 JITTER_S=${BENCH_JITTER_S:-$JITTER_S}
 KILLS=${BENCH_KILLS:-$KILLS}
 [[ -x $MAILTWIN_BIN/mailtwind && -x $MAILTWIN_BIN/mailtwin ]] ||
@@ -212,6 +225,28 @@ lab_account "$log" "$SINK"
 ACCEPTED=$TOTAL
 bench_log "$ACCEPTED messages answered 250 over $((2 * KILLS)) kills, $((SWITCHES * 2)) switchovers, $JITTER_S s of jitter and $SLOW_ROUNDS slow phases: $LOST lost, $DUPS delivered twice ($(tail -1 "$LAB_DIR/sender.out" 2>/dev/null))"
 
+# 6. Partitions with a witness (each run is a lab of its own).
+PLOST=0 PDUP=0 PFAILED=0
+declare -a PREF PSERVE
+for ((r = 1; r <= PARTITIONS; r++)); do
+	out=$LAB_DIR/partition-$r.out
+	MAILTWIN_BIN=$MAILTWIN_BIN bash "$REPO/tests/lab/t-24-witness-partition/run.sh" >"$out" 2>&1 || true
+	line=$(grep -m1 '^partition: main stopped answering SMTP after' "$out" || true)
+	acct=$(grep -m1 'messages answered 250 (' "$out" || true)
+	if [[ -z $line || -z $acct ]]; then
+		PFAILED=$((PFAILED + 1))
+		bench_log "partition $r: the run ended before its accounting: $(grep -m1 '^FAIL' "$out" || tail -1 "$out")"
+		grep -vE '^20[0-9][0-9]-' "$out" | tail -n 8 >&2
+		continue
+	fi
+	PREF+=("$(sed 's/.*after \([0-9.]*\) s (TTL.*/\1/' <<<"$line")")
+	PSERVE+=("$(sed 's/.*backup serves after \([0-9.]*\) s.*/\1/' <<<"$line")")
+	l=$(sed 's/.*: \([0-9]*\) lost, .*/\1/' <<<"$acct")
+	d=$(sed 's/.* lost, \([0-9]*\) delivered twice.*/\1/' <<<"$acct")
+	PLOST=$((PLOST + l)) PDUP=$((PDUP + d))
+	bench_log "partition $r (witness, ttl 4 s): main refused SMTP after ${PREF[-1]} s, backup served after ${PSERVE[-1]} s; $acct; $(grep -m1 -E '^(PASS|FAIL)' "$out")"
+done
+
 pct() { "$BENCH_PY" -c '
 import statistics, sys
 q = float(sys.argv[1]); v = sorted(float(x) for x in sys.argv[2:])
@@ -229,4 +264,8 @@ FBP=$(pct 0.99 "${FB[@]}")
 bench_log "rto p50 $RTO50 s, p99 $RTO99 s (target <= 2 s: $(bench_verdict "$RTO99" '<=' 2)); silent death: rto p50 $SRTO50 s, p99 $SRTO99 s (target <= 2 s: $(bench_verdict "$SRTO99" '<=' 2)); detect p99 $DET99 s; promote p99 $PRO99 s"
 bench_log "switchover pause $SWP s, failback pause $FBP s (target <= 1 s: $(bench_verdict "$SWP" '<=' 1), $(bench_verdict "$FBP" '<=' 1)); false failovers $FALSE (target 0: $(bench_verdict "$FALSE" '<=' 0))"
 bench_log "lost $LOST (target 0: $(bench_verdict "$LOST" '<=' 0)); duplicated $DUPS"
-echo "RESULT kills=$KILLS rto_p50_s=$RTO50 rto_p99_s=$RTO99 silent_rto_p50_s=$SRTO50 silent_rto_p99_s=$SRTO99 detect_p99_s=$DET99 promote_p99_s=$PRO99 switchover_pause_s=$SWP failback_pause_s=$FBP false_failovers=$FALSE partition_dup=NA partition_lost=NA lost=$LOST duplicated=$DUPS"
+PREF99=NA PSERVE99=NA
+if ((${#PREF[@]})); then PREF99=$(pct 0.99 "${PREF[@]}"); PSERVE99=$(pct 0.99 "${PSERVE[@]}"); fi
+if ((${#PREF[@]} == 0)); then PLOST=NA PDUP=NA; fi
+bench_log "partitions with a witness: $PARTITIONS runs ($PFAILED ended early): lost $PLOST, duplicated $PDUP (targets 0); the old primary refused after p99 $PREF99 s (ttl 4 s), the standby served after p99 $PSERVE99 s"
+echo "RESULT kills=$KILLS rto_p50_s=$RTO50 rto_p99_s=$RTO99 silent_rto_p50_s=$SRTO50 silent_rto_p99_s=$SRTO99 detect_p99_s=$DET99 promote_p99_s=$PRO99 switchover_pause_s=$SWP failback_pause_s=$FBP false_failovers=$FALSE partition_dup=$PDUP partition_lost=$PLOST lost=$LOST duplicated=$DUPS partition_refuse_p99_s=$PREF99 partition_serve_p99_s=$PSERVE99 partition_failed=$PFAILED"

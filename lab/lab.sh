@@ -698,6 +698,86 @@ lab_revive() {
 	sed -i "/^$host\$/d" "$st/silenced"
 }
 
+# lab_cut HOST NAME PEER...: a partition seen from HOST: every packet between
+# HOST and each PEER (lab hosts) is dropped in HOST's own firewall (nft table
+# inet NAME), both ways, silently (no RST, no ICMP); HOST's other peers
+# (clients, destinations) still reach it. lab_heal HOST NAME ends it.
+lab_cut() {
+	local host=${1:?usage: lab_cut HOST NAME PEER...} name=${2:?usage: lab_cut HOST NAME PEER...} p rules=""
+	shift 2
+	for p in "$@"; do
+		rules+="ip saddr $(lab_ip "$p") drop; "
+	done
+	local out=${rules//saddr/daddr}
+	lab_exec "$host" nft -f - <<-EOT || _lab_die "lab_cut: nft failed on $host"
+		table inet $name {
+		  chain in { type filter hook input priority 0; $rules}
+		  chain out { type filter hook output priority 0; $out}
+		}
+	EOT
+}
+lab_heal() { lab_exec "${1:?usage: lab_heal HOST NAME}" nft delete table inet "${2:?}"; }
+
+# lab_etcd_cluster HOST...: a real etcd cluster (Debian's etcd-server), one
+# member per lab host (made with lab_host first), each with its own data
+# directory $LAB_DIR/HOST/etcd, client URL http://IP:2379, peer URL
+# http://IP:2380; waits (30 s) until the cluster has a leader and answers a
+# write. The system's etcd service is never used. Log: $LAB_DIR/etcd-HOST.log.
+lab_etcd_cluster() {
+	local h initial=""
+	for h in "$@"; do initial+="${initial:+,}$h=http://$(lab_ip "$h"):2380"; done
+	LAB_ETCD_INITIAL=$initial
+	for h in "$@"; do lab_etcd_start "$h"; done
+	lab_wait_for 30 lab_etcd_healthy "$@" || _lab_die "the etcd cluster ($*) did not come up: $(tail -n 5 "$LAB_DIR/etcd-$1.log")"
+}
+
+# lab_etcd_start HOST: (re)starts HOST's etcd member (after lab_etcd_cluster
+# made the cluster, or lab_etcd_stop stopped it): same data directory, so it
+# rejoins with what it had. Prints nothing; its PID is in LAB_ETCD_PID_HOST.
+lab_etcd_start() {
+	local h=${1:?usage: lab_etcd_start HOST} ip
+	ip=$(lab_ip "$h")
+	mkdir -p "$LAB_DIR/$h/etcd"
+	chmod 700 "$LAB_DIR/$h/etcd"
+	lab_bg "$h" "$LAB_DIR/etcd-$h.log" etcd --name "$h" --data-dir "$LAB_DIR/$h/etcd" \
+		--listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
+		--listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
+		--initial-cluster "${LAB_ETCD_INITIAL:?lab_etcd_cluster first}" \
+		--initial-cluster-state new --initial-cluster-token "$LAB_ID" \
+		--heartbeat-interval 100 --election-timeout 1000 >/dev/null
+	eval "LAB_ETCD_PID_${h//-/_}=$LAB_BG_PID"
+}
+
+# lab_etcd_stop HOST: HOST's etcd member dies (SIGKILL: a crash).
+lab_etcd_stop() {
+	local v="LAB_ETCD_PID_${1//-/_}"
+	[[ -n ${!v:-} ]] || _lab_die "lab_etcd_stop: no etcd started on $1"
+	lab_kill "${!v}" KILL || true
+	eval "$v="
+}
+
+# lab_etcd_endpoints HOST...: the client URLs, as a TOML array's inside.
+lab_etcd_endpoints() {
+	local h out=""
+	for h in "$@"; do out+="${out:+, }\"http://$(lab_ip "$h"):2379\""; done
+	echo "$out"
+}
+
+# lab_etcdctl HOST ARGS...: etcdctl (v3 API) against HOST's member, from HOST.
+lab_etcdctl() {
+	local h=${1:?usage: lab_etcdctl HOST ARGS...}
+	shift
+	ETCDCTL_API=3 lab_exec "$h" etcdctl --endpoints "http://$(lab_ip "$h"):2379" \
+		--dial-timeout 1s --command-timeout 2s "$@"
+}
+
+# lab_etcd_healthy HOST...: every member answers, and a write goes through.
+lab_etcd_healthy() {
+	local h
+	for h in "$@"; do lab_etcdctl "$h" endpoint health >/dev/null 2>&1 || return 1; done
+	lab_etcdctl "$1" put /lab/probe ok >/dev/null 2>&1
+}
+
 # lab_netem HOST DELAY_MS JITTER_MS LOSS_PCT: what `tc qdisc add dev eth0 root
 # netem delay D J loss L` does to HOST's outgoing packets, for kernels
 # without sch_netem: iptables (legacy: the nft backend lacks NFQUEUE here)

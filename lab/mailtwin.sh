@@ -17,6 +17,8 @@
 #                                   MT_FAILBACK_DELAY, MT_HOOK, MT_MAIL_TO,
 #                                   MT_METRICS_PORT (Prometheus on the host's IP),
 #                                   MT_VIP (ADDR/PREFIX: [vip] on eth0),
+#                                   MT_WITNESS (lab_etcd_endpoints ...: [witness],
+#                                   with MT_WITNESS_TTL, default 4s),
 #                                   MT_RELAY (off, the default as in the product:
 #                                   Postfix listens on port 25 itself; on:
 #                                   mailtwind's relay owns it, [relay])
@@ -42,6 +44,7 @@
 #   mt_wait_state HOST STATE [T]    wait until HOST's link is in STATE
 #   mt_wait_synced MAIN BACKUP [T]  wait until BACKUP's mirror equals MAIN's queue
 #   mt_ha HOST KEY                  one field of status.ha
+#   mt_witness HOST KEY             one field of status.witness
 #   mt_role_is HOST ROLE EPOCH      true if HOST is ROLE at EPOCH
 #   mt_handover_done HOST           nothing set aside waits for handover on HOST
 #   mt_queue_digest DIR             one line per queue file and log under a Postfix
@@ -144,6 +147,10 @@ mt_config() {
 	fi
 	if [[ ${MT_RELAY:-off} == on ]]; then  # docs/failover.md, "Who owns port 25"
 		printf '\n[relay]\nlisten = "0.0.0.0:25"\nhold_timeout = "%s"\n' "${MT_RELAY_HOLD:-30s}" \
+			>>"$LAB_DIR/$host/mailtwin.toml"
+	fi
+	if [[ -n ${MT_WITNESS:-} ]]; then  # lab_etcd_endpoints ...: [witness] (docs/failover.md)
+		printf '\n[witness]\nendpoints = [%s]\nttl = "%s"\n' "$MT_WITNESS" "${MT_WITNESS_TTL:-4s}" \
 			>>"$LAB_DIR/$host/mailtwin.toml"
 	fi
 	if [[ -n ${MT_METRICS_PORT:-} ]]; then
@@ -252,6 +259,12 @@ mt_status() { mt_json "$1" "replication.${2:?usage: mt_status HOST KEY}|$2"; }
 
 # mt_ha HOST KEY: one field of the "ha" section of `mailtwin status --json`.
 mt_ha() { mt_json "$1" "ha.${2:?usage: mt_ha HOST KEY}"; }
+
+# mt_witness HOST KEY: one field of the "witness" section of `mailtwin status --json`.
+mt_witness() {
+	"$MAILTWIN_BIN/mailtwin" --socket "$LAB_DIR/$1/mailtwin/control.sock" status --json 2>/dev/null |
+		python3 -c 'import json, sys; print(json.load(sys.stdin).get("witness", {}).get(sys.argv[1], ""))' "$2"
+}
 
 # mt_role_is HOST ROLE EPOCH: true if HOST has that role at that epoch.
 mt_role_is() { [[ $(mt_status "$1" role) == "$2" && $(mt_status "$1" epoch) == "$3" ]]; }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <filesystem>
@@ -134,6 +135,9 @@ class Section {
     return def;
   }
 
+  // A key read by the caller itself (not a string, number or duration).
+  void Known(const char* key) { used_.insert(key); }
+
   void CheckUnknown() {
     if (!t_) return;
     for (const auto& [k, v] : *t_) {
@@ -165,6 +169,68 @@ bool ValidName(const std::string& s) {
   return true;
 }
 
+// [witness]: endpoints, TLS files, key prefix, TTL (docs/configuration.md).
+void LoadWitness(const toml::table* t, Config& c, ConfigErrors& out) {
+  if (!t) return;
+  const toml::node* eps = t->get("endpoints");
+  Section w(t, "witness", out);
+  w.Known("endpoints");  // an array, read below
+  c.witness_ca_file = w.Str("ca_file", false);
+  c.witness_cert_file = w.Str("cert_file", false);
+  c.witness_key_file = w.Str("key_file", false);
+  c.witness_prefix = w.Str("prefix", false, c.witness_prefix);
+  c.witness_ttl = w.Duration("ttl", c.witness_ttl);
+  w.CheckUnknown();
+  const toml::array* arr = eps ? eps->as_array() : nullptr;
+  if (!arr || arr->empty()) {
+    out.errors.push_back("[witness] endpoints is missing: a list of the etcd cluster's client "
+                         "URLs, e.g. [\"https://10.0.0.5:2379\", \"https://10.0.0.6:2379\", "
+                         "\"https://10.0.0.7:2379\"] (leave out [witness] for no witness)");
+    return;
+  }
+  for (const auto& e : *arr) {
+    auto v = e.value<std::string>();
+    std::string host;
+    std::uint16_t port;
+    std::string_view url = v ? std::string_view(*v) : std::string_view();
+    std::string_view rest;
+    if (url.rfind("https://", 0) == 0) rest = url.substr(8);
+    else if (url.rfind("http://", 0) == 0) rest = url.substr(7);
+    if (!v || rest.empty() || !SplitHostPort(rest, host, port)) {
+      out.errors.push_back(fmt::format("[witness] endpoint {} is not http(s)://host:port (an etcd "
+                                       "client URL, no path)",
+                                       v ? "\"" + *v + "\"" : std::string("(not a string)")));
+      continue;
+    }
+    c.witness_endpoints.push_back(*v);
+  }
+  if (c.witness_ttl < Millis(2000) || c.witness_ttl > Millis(300000) || c.witness_ttl.count() % 1000)
+    out.errors.push_back(fmt::format("[witness] ttl ({} ms) must be whole seconds from 2 s to 300 s "
+                                     "(etcd counts leases in seconds); 10s is the default",
+                                     c.witness_ttl.count()));
+  else if (c.witness_ttl < 4 * c.check_interval)
+    out.errors.push_back(fmt::format("[witness] ttl ({} ms) must be at least 4 x [failover] "
+                                     "check_interval ({} ms): the primary renews every ttl / 4",
+                                     c.witness_ttl.count(), c.check_interval.count()));
+  if (c.witness_prefix.empty() || c.witness_prefix.front() != '/' || c.witness_prefix.back() != '/' ||
+      c.witness_prefix.size() > 128)
+    out.errors.push_back(fmt::format("[witness] prefix \"{}\" must start and end with '/' (each "
+                                     "cluster's keys are <prefix><cluster>/leader and /epoch)",
+                                     c.witness_prefix));
+  if (c.witness_cert_file.empty() != c.witness_key_file.empty())
+    out.errors.push_back("[witness] cert_file and key_file go together (the client certificate "
+                         "etcd checks with --client-cert-auth)");
+  bool plain = false;
+  for (const auto& e : c.witness_endpoints) plain |= e.rfind("http://", 0) == 0;
+  if (plain)
+    out.warnings.push_back("[witness] an endpoint is plain http://: anyone on that network can "
+                           "read and forge the leader key (and make both nodes stop serving, or "
+                           "one take over); use https:// with ca_file, cert_file and key_file");
+  if (plain && (!c.witness_ca_file.empty() || !c.witness_cert_file.empty()))
+    out.warnings.push_back("[witness] TLS files are set but an endpoint is plain http://: they "
+                           "are not used for it");
+}
+
 }  // namespace
 
 std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
@@ -182,11 +248,11 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
   static const std::set<std::string> kSections{"node",     "postfix", "replication",
                                                    "tls",      "gate",    "failover",
                                                    "notify",   "metrics", "vip",
-                                                   "relay"};
+                                                   "relay",    "witness"};
   for (const auto& [k, v] : root) {
     if (!kSections.count(std::string(k.str())))
       out.errors.push_back(fmt::format("unknown section [{}] (known: node, postfix, replication, "
-                                       "tls, gate, failover, notify, metrics, vip, relay)",
+                                       "tls, gate, failover, notify, metrics, vip, relay, witness)",
                                        k.str()));
     else if (!v.is_table())
       out.errors.push_back(fmt::format("{} must be a table: write it as [{}]", k.str(), k.str()));
@@ -401,6 +467,7 @@ std::optional<Config> LoadConfig(const std::string& path, ConfigErrors& out) {
     out.errors.push_back("[vip] interface is set but address is not");
   }
 
+  LoadWitness(root["witness"].as_table(), c, out);
 
   if (!out.ok()) return std::nullopt;
   return c;
@@ -437,6 +504,10 @@ void CheckEnvironment(const Config& c, ConfigErrors& out) {
   CheckReadable("[tls] ca_file", c.ca_file, out);
   CheckReadable("[tls] cert_file", c.cert_file, out);
   CheckReadable("[tls] key_file", c.key_file, out);
+  for (const auto& [what, file] : {std::pair{"[witness] ca_file", &c.witness_ca_file},
+                                   std::pair{"[witness] cert_file", &c.witness_cert_file},
+                                   std::pair{"[witness] key_file", &c.witness_key_file}})
+    if (!file->empty()) CheckReadable(what, *file, out);
   if (!c.notify_hook.empty() && access(c.notify_hook.c_str(), X_OK) != 0)
     out.errors.push_back(fmt::format("[notify] hook {} is not executable: {}", c.notify_hook,
                                      std::strerror(errno)));

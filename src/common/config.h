@@ -102,6 +102,17 @@ struct Config {
   int relay_max_held = 200;
   int relay_max_sessions = 2000;
 
+  // [witness] an etcd cluster that says who may serve (ha/witness.h);
+  // no endpoints = no witness: the pair works as without one.
+  std::vector<std::string> witness_endpoints;  // "https://10.0.0.5:2379"
+  std::string witness_ca_file, witness_cert_file, witness_key_file;
+  std::string witness_prefix = "/mailtwin/";  // keys: <prefix><cluster>/leader, /epoch
+  Millis witness_ttl{10000};
+  bool witness() const { return !witness_endpoints.empty(); }
+  std::string WitnessKey(std::string_view leaf) const {
+    return witness_prefix + cluster + "/" + std::string(leaf);
+  }
+
   // [vip] the address only the primary holds (src/net/vip.h); empty = none
   std::string vip_address;    // "192.0.2.10/24"
   std::string vip_interface;  // "eth0"

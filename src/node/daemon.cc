@@ -94,6 +94,14 @@ std::string Daemon::Init() {
                  dedup_.size());
   notifier_ = std::make_unique<ha::Notifier>(cfg_, events_);
   ha_ = ha::HaConfigOf(cfg_);
+  if (cfg_.witness()) {
+    wcfg_ = ha::WitnessConfigOf(cfg_);
+    witness_ = std::make_unique<etcd::Client>(io_, etcd::OptionsOf(cfg_));
+    spdlog::info("witness: etcd at {} ({} endpoints), leader key {}, ttl {} s: only its holder "
+                 "serves",
+                 cfg_.witness_endpoints.front(), cfg_.witness_endpoints.size(),
+                 cfg_.WitnessKey("leader"), cfg_.witness_ttl.count() / 1000);
+  }
   handover_pending_ = postfix::CountSetAside(HandoverDir());
   return {};
 }
@@ -171,6 +179,7 @@ std::string Daemon::StartPrimarySide() {
   };
   primary_ = std::make_unique<PrimarySide>(io_, cfg_, queue_dir_, hash_, Ident(), ledger_,
                                            std::move(h), cfg_.dedup_window.count() ? &dedup_ : nullptr);
+  primary_started_ = std::chrono::steady_clock::now();
   std::string err = primary_->Start();
   if (!err.empty()) primary_.reset();  // half started: nothing of it may run
   return err;
@@ -242,7 +251,7 @@ int Daemon::Run() {
 // ---- role transitions (node/transitions.h) --------------------------------
 
 ctl::Json Daemon::TakeOver(const std::string& reason,
-                           std::optional<std::uint64_t> switchover_epoch) {
+                           std::optional<std::uint64_t> switchover_epoch, std::uint64_t at_least) {
   using transition::Step;
   Busy busy(*this);
   auto t0 = std::chrono::steady_clock::now();
@@ -257,7 +266,7 @@ ctl::Json Daemon::TakeOver(const std::string& reason,
   auto run = [&](Step s) -> bool {
     switch (s) {
       case Step::kPersist: {
-        auto next = roles_.NextEpoch(switchover_epoch.value_or(0));
+        auto next = roles_.NextEpoch(switchover_epoch.value_or(at_least));
         if (!next) return outcome(error, "the epoch cannot grow any further");
         if (std::string err = roles_.Become(NodeRole::kPrimary, *next); !err.empty())
           return outcome(error, err);
@@ -350,6 +359,7 @@ void Daemon::StepDown(std::uint64_t epoch, const std::string& reason) {
         epoch_confirmed_ = false;
         unconfirmed_since_.reset();
         spdlog::warn("stepping down to standby at epoch {}: {}", roles_.epoch(), reason);
+        ReleaseWitness();
         probe_.Reset();  // a new primary to watch
         return true;
       }

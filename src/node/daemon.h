@@ -50,6 +50,8 @@
 #include "ha/ledger.h"
 #include "metrics/http_server.h"
 #include "net/vip.h"
+#include "ha/witness.h"
+#include "node/etcd_client.h"
 #include "node/mirror_side.h"
 #include "node/postfix_control.h"
 #include "node/primary_probe.h"
@@ -123,8 +125,11 @@ class Daemon {
   // Role transitions (node/transitions.h). TakeOver returns the control
   // reply. A switchover names the epoch, and its old primary follows at
   // once; after a failover no standby is expected until one connects.
+  // at_least: the epoch the witness stored with its leader key (a
+  // failover through the witness takes exactly that epoch).
   ctl::Json TakeOver(const std::string& reason,
-                     std::optional<std::uint64_t> switchover_epoch = std::nullopt);
+                     std::optional<std::uint64_t> switchover_epoch = std::nullopt,
+                     std::uint64_t at_least = 0);
   void StepDown(std::uint64_t epoch, const std::string& reason);
   // A primary whose mirror still holds mail (its take-over was cut short
   // by a crash or power loss after the role was stored) makes it live.
@@ -138,6 +143,15 @@ class Daemon {
   // confirms our epoch), or a rival primary.
   std::optional<repl::msg::Error> JudgeReplicaPeer(const repl::msg::Hello& peer);
   repl::msg::Hello SelfHello() const;
+
+  // The witness (daemon_witness.cc, ha/witness.h): Decide's decision as the
+  // witness allows it; the requests it asks for go to etcd's client.
+  ha::Decision Witness(ha::Decision d, ha::Clock::time_point now);
+  void SendWitness(ha::WitnessRequest r, std::uint64_t epoch, bool exact, std::string reason);
+  void OnWitnessAnswer(const ha::WitnessAnswer& a, const std::string& reason);
+  // At a step-down: our lease is revoked, so the new primary need not wait.
+  void ReleaseWitness();
+  ctl::Json WitnessJson() const;
 
   // Switchover (daemon_switchover.cc; kind is "switchover" or "failback").
   ctl::Json StartSwitchover(const std::string& reason, const std::string& kind);
@@ -238,6 +252,15 @@ class Daemon {
   std::optional<double> last_switch_pause_s_;
   ha::EventLog events_;
   std::unique_ptr<ha::Notifier> notifier_;
+
+  // [witness]: the etcd client, and what this node knows of its lease.
+  std::unique_ptr<etcd::Client> witness_;
+  ha::WitnessConfig wcfg_;
+  ha::WitnessState wstate_;
+  std::string witness_summary_;
+  bool witness_lost_told_ = false;
+  std::string witness_error_logged_;
+  ha::Clock::time_point primary_started_{};  // the primary side's start (witness)
 };
 
 }  // namespace mailtwin

@@ -92,6 +92,7 @@ ctl::Json Daemon::Status() {
   j["nodes"] = nodes;
   j["dedup"] = DedupJson();
   if (relay_) j["relay"] = RelayJson(*relay_, cfg_);
+  if (witness_) j["witness"] = WitnessJson();
   if (primary_) {
     j["replication"] = PrimaryReplicationJson(*primary_, cfg_);
     if (primary_->gate()) j["gate"] = GateJson(*primary_->gate(), cfg_);
@@ -134,6 +135,16 @@ ctl::Json Daemon::Promote(const ctl::Json& req) {
             {"error", fmt::format("the primary is not known to be down ({}); use promote --force "
                                   "only once it is certainly stopped (otherwise both deliver)",
                                   last_decision_.reason)}};
+  if (witness_ && !force) {
+    // The witness orders take-overs: the key first, then the take-over
+    // (OnWitnessAnswer), or nothing if the primary still holds it.
+    SendWitness(ha::WitnessRequest::kClaim,
+                std::max(roles_.epoch(), wstate_.store_epoch) + 1, false, "promote by the operator");
+    return {{"ok", true},
+            {"epoch", roles_.epoch()},
+            {"steps", {"claiming the witness's leader key: the take-over follows once etcd grants "
+                       "it (see `mailtwin status`)"}}};
+  }
   return TakeOver(force ? "promote --force by the operator" : "promote by the operator");
 }
 

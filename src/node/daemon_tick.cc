@@ -146,7 +146,11 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   return o;
 }
 
-void Daemon::Evaluate(ha::Clock::time_point now) { Apply(ha::Decide(Observe(now), ha_, now), now); }
+void Daemon::Evaluate(ha::Clock::time_point now) {
+  ha::Decision d = ha::Decide(Observe(now), ha_, now);
+  if (witness_) d = Witness(std::move(d), now);
+  Apply(d, now);
+}
 
 void Daemon::Apply(const ha::Decision& d, ha::Clock::time_point now) {
   if (d.reason != last_decision_.reason || !d.actions.empty()) {

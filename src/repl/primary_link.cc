@@ -225,6 +225,7 @@ void PrimaryLink::Pump() {
     state_ = State::kLive;
     down_since_.reset();
     live_since_ = std::chrono::steady_clock::now();
+    ever_live_ = true;
     // Everything still queued has now been sent: waiters whose frames were
     // lost with an earlier connection wait for the catch-up's last frame.
     for (auto& [id, ws] : waiters_)

@@ -130,6 +130,12 @@ class PrimaryLink : public Connection::Handler {
   std::optional<std::chrono::steady_clock::time_point> down_since() const { return down_since_; }
   // Since when the link has been live (nullopt when not live).
   std::optional<std::chrono::steady_clock::time_point> live_since() const { return live_since_; }
+  // The last frame from the standby while live (nullopt when not live).
+  std::optional<std::chrono::steady_clock::time_point> last_rx() const {
+    return conn_ && state_ == State::kLive ? std::make_optional(conn_->last_rx()) : std::nullopt;
+  }
+  // The link has been live at least once since this object was made.
+  bool ever_live() const { return ever_live_; }
 
  private:
   void Connect();
@@ -151,6 +157,7 @@ class PrimaryLink : public Connection::Handler {
   asio::ssl::context tls_{asio::ssl::context::tls_client};
   asio::steady_timer retry_;
   std::shared_ptr<Connection> conn_;
+  bool ever_live_ = false;
   State state_ = State::kDisconnected;
   bool stopped_ = false;
   // Consecutive connection attempts that did not stay live for kStableSession.

@@ -25,7 +25,8 @@
 # RCPTS [SERVERS [HOST]] (mail under load, logged in $log), settle HOST (stop
 # the sender, wait until HOST has delivered everything), settle_and_account,
 # send_mail FROM TO... (swaks from client, prints the queue ID), fail MSG,
-# pass.
+# pass; witness_pair_setup NAME (the pair with a [witness]: a 3-member etcd
+# cluster on hosts etcd1..etcd3, .41-.43, both gates on; WITNESS_TTL).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=../../lab/lab.sh
@@ -100,6 +101,30 @@ pair_setup() {
 	mt_config main primary backup
 	mt_config backup standby main
 }
+
+# witness_pair_setup NAME: pair_setup NAME, plus hosts etcd1..etcd3 (.41,
+# .42, .43), one etcd member each (lab_etcd_cluster), and both nodes'
+# [witness] pointing at the three (TTL: WITNESS_TTL seconds, default 4);
+# both gates on. Start with pair_start, then witness_wait_held main.
+witness_pair_setup() {
+	WITNESS_TTL=${WITNESS_TTL:-4}
+	pair_setup "$1"
+	lab_host etcd1 41
+	lab_host etcd2 42
+	lab_host etcd3 43
+	lab_etcd_cluster etcd1 etcd2 etcd3
+	MT_WITNESS=$(lab_etcd_endpoints etcd1 etcd2 etcd3) MT_WITNESS_TTL=${WITNESS_TTL}s mt_config main primary backup
+	MT_WITNESS=$(lab_etcd_endpoints etcd1 etcd2 etcd3) MT_WITNESS_TTL=${WITNESS_TTL}s mt_config backup standby main
+	mt_gate main
+	mt_gate backup
+}
+witness_held() { [[ $(mt_witness "$1" lease_held) == True ]]; }
+# witness_wait_held HOST [T]: HOST holds the leader key (within T s, default 15).
+witness_wait_held() {
+	lab_wait_for "${2:-15}" witness_held "$1" || fail "$1 does not hold the witness's leader key: $(mt "$1" status)"
+}
+# mt_event_raised HOST KIND: HOST's event log has an event KIND.
+mt_event_raised() { grep -q "\"kind\":\"$2\"" "$LAB_DIR/$1/mailtwin/state/events.jsonl" 2>/dev/null; }
 
 # mx_setup [KEY=VALUE...]: mail from the Internet, by MX. Adds host dns
 # (.53: dnsmasq; the MX records of each domain above, sink.lab.test to

@@ -133,6 +133,52 @@ TEST(Config, Vip) {
             std::string::npos);
 }
 
+TEST(Config, Witness) {
+  ConfigErrors none;
+  auto plain = Load(kGood, none);
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->witness());  // no section: no witness, as before
+
+  ConfigErrors errs;
+  auto c = Load(std::string(kGood) + R"(
+[witness]
+endpoints = ["https://10.0.0.5:2379", "https://10.0.0.6:2379"]
+ca_file = "/etc/mailtwin/etcd-ca.pem"
+cert_file = "/etc/mailtwin/etcd.pem"
+key_file = "/etc/mailtwin/etcd.key"
+prefix = "/mx/"
+ttl = "6s"
+)",
+                errs);
+  ASSERT_TRUE(c) << (errs.errors.empty() ? "" : errs.errors[0]);
+  EXPECT_TRUE(c->witness());
+  EXPECT_EQ(c->witness_endpoints.size(), 2u);
+  EXPECT_EQ(c->witness_ttl, Millis(6000));
+  EXPECT_EQ(c->WitnessKey("leader"), "/mx/lab/leader");
+  EXPECT_TRUE(errs.warnings.empty());
+
+  ConfigErrors warn;
+  auto h = Load(std::string(kGood) + "\n[witness]\nendpoints = [\"http://10.0.0.5:2379\"]\n", warn);
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->witness_ttl, Millis(10000));
+  EXPECT_EQ(h->WitnessKey("epoch"), "/mailtwin/lab/epoch");
+  ASSERT_EQ(warn.warnings.size(), 1u);
+  EXPECT_NE(warn.warnings[0].find("plain http://"), std::string::npos);
+
+  for (const char* bad :
+       {"endpoints = []", "endpoints = \"https://10.0.0.5:2379\"",
+        "endpoints = [\"10.0.0.5:2379\"]", "endpoints = [\"https://10.0.0.5:2379/v3\"]",
+        "endpoints = [\"https://e:2379\"]\nttl = \"1s\"",
+        "endpoints = [\"https://e:2379\"]\nttl = \"2500ms\"",
+        "endpoints = [\"https://e:2379\"]\nprefix = \"mailtwin\"",
+        "endpoints = [\"https://e:2379\"]\ncert_file = \"/x.pem\"",
+        "endpoints = [\"https://e:2379\"]\nleader = \"x\""}) {
+    ConfigErrors e;
+    EXPECT_FALSE(Load(std::string(kGood) + "\n[witness]\n" + bad + "\n", e)) << bad;
+    EXPECT_FALSE(e.errors.empty()) << bad;
+  }
+}
+
 TEST(Config, Durations) {
   EXPECT_EQ(ParseDuration("250ms"), Millis(250));
   EXPECT_EQ(ParseDuration("2s"), Millis(2000));
