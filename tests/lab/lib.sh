@@ -321,24 +321,52 @@ traffic_wait() { lab_wait_for "${1:-120}" _traffic_done; }
 # gate and said 451 for a message already queued): it lost the 250 of a
 # copy that was queued, the case mailtwin's dedup answers; else
 # "MSGID other ..." (e.g. a delivery the dying primary finished whose done
-# mark never reached the standby). Each line also names the node that
+# mark never reached the standby: both copies carry the same queue ID of
+# the pair, so the sender's resend, if any, was not queued again). Each
+# line also names the node that
 # relayed each copy (the sink's X-Client-Addr). Sets DUP_LOST250 and
 # DUP_OTHER; the lines are in $LAB_DIR/dup_sources.
+# DUP_LOST250_GAP counts the lost-250 duplicates none of whose copies' queue
+# IDs on the pair (the "with ESMTP id" of a main or backup Received:
+# header) is in a dedup table: the node died after the message was queued
+# and replicated but before its gate read the queue ID, so no fingerprint
+# ever reached the standby (the gap docs/gate.md names; issue 15 open).
+# Any other lost-250 duplicate had its fingerprint there: dedup failed.
 dup_sources() {
-	local sender=$1 id qid why via
+	local sender=$1 id qid why via ids known
 	shift
-	DUP_LOST250=0 DUP_OTHER=0
+	DUP_LOST250=0 DUP_OTHER=0 DUP_LOST250_GAP=0
 	: >"$LAB_DIR/dup_sources"
 	while read -r id; do
 		[[ -n $id ]] || continue
 		qid=$(grep -F "message-id=<$id>" "$LAB_DIR/$sender/maillog" | grep -o ': [0-9A-Za-z]*: message-id' | head -1 | cut -d' ' -f2 | tr -d : || true)
 		via=$(grep -rliF "Message-Id: <$id>" "$@" 2>/dev/null | xargs -r grep -h '^X-Client-Addr:' |
 			awk -v m="$(lab_ip main)" -v b="$(lab_ip backup)" '{ print ($2 == m ? "main" : $2 == b ? "backup" : $2) }' | paste -sd+ || true)
-		if [[ -n $qid ]] && grep -Eq "$qid: .*(message may be sent more than once|said: 4[0-9][0-9] .*in reply to end of DATA command)" "$LAB_DIR/$sender/maillog"; then
+		# The pair's queue IDs of the copies at the sink (a long queue ID
+		# stays the same on the standby's copy): one ID for both copies
+		# means the same queued message went out twice, whatever the
+		# sender did; two mean the sender's resend was queued again.
+		ids=$(grep -rliF "Message-Id: <$id>" "$@" 2>/dev/null | xargs -r grep -hoE 'by (main|backup)\.lab\.test \(Postfix\) with E?SMTPS?A? id [0-9A-Za-z]+' |
+			awk '{ print $NF }' | sort -u | paste -sd' ' || true)
+		if [[ -n $qid && ($ids == *" "* || -z $ids) ]] && grep -Eq "$qid: .*(message may be sent more than once|said: 4[0-9][0-9] .*in reply to end of DATA command)" "$LAB_DIR/$sender/maillog"; then
 			why="lost250 (the sender lost the 250 of a queued copy: $(grep -E "$qid: .*(message may be sent more than once|said: 4[0-9][0-9] .*in reply to end of DATA command)" "$LAB_DIR/$sender/maillog" | head -1 | grep -o 'lost connection with [^ ]*\|conversation with [^ ]*\|host [^ ]* said: 4[0-9][0-9]' | head -1 || true))"
 			DUP_LOST250=$((DUP_LOST250 + 1))
+			known=""
+			for qid in $ids; do
+				if cat "$LAB_DIR"/{main,backup}/mailtwin/state/dedup.table 2>/dev/null | awk -v q="$qid" '$2 == q { f = 1 } END { exit !f }'; then
+					known="$known $qid"
+				fi
+			done
+			if [[ -z $ids ]]; then
+				why+=" [no queue ID of the pair found in its copies: counted as a failure]"
+			elif [[ -z $known ]]; then
+				DUP_LOST250_GAP=$((DUP_LOST250_GAP + 1))
+				why+=" [gap: no fingerprint of its copies ($ids) reached a dedup table]"
+			else
+				why+=" [dedup failed: fingerprint of$known was in a dedup table]"
+			fi
 		else
-			why="other (the sender got its 250 once: a copy the dying primary had delivered, its done mark not on the standby)"
+			why="other (one queued copy ($ids) delivered twice: the dying primary delivered it and its done mark never reached the standby; the sender got its 250 once, or its resend was not queued again)"
 			DUP_OTHER=$((DUP_OTHER + 1))
 		fi
 		echo "$id $why; copies relayed by $via" >>"$LAB_DIR/dup_sources"
