@@ -105,10 +105,7 @@ lab_bg client "$LAB_DIR/sender.out" "$BENCH_PY" "$REPO/lab/sender.py" \
 	--servers "$(lab_ip main),$(lab_ip backup)" --rcpt "a@sink.lab.test,b@sink.lab.test" \
 	--rate 40 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 3600 --times >/dev/null
 
-pair_ready() {  # pair_ready PRIMARY STANDBY: serving, replicating live, handover settled
-	[[ $(mt_json "$1" role replication.state ha.postfix_running) == $'primary\nlive\nTrue' &&
-		$(mt_json "$2" role ha.handover_pending) == $'standby\n0' ]]
-}
+pair_ready() { bench_pair_ready "$@"; }
 log_time() {  # log_time FILE PATTERN AFTER: epoch time of the first line matching after AFTER
 	"$BENCH_PY" - "$@" <<-'PY'
 		import datetime, re, sys
@@ -247,12 +244,7 @@ for ((r = 1; r <= PARTITIONS; r++)); do
 	bench_log "partition $r (witness, ttl 4 s): main refused SMTP after ${PREF[-1]} s, backup served after ${PSERVE[-1]} s; $acct; $(grep -m1 -E '^(PASS|FAIL)' "$out")"
 done
 
-pct() { "$BENCH_PY" -c '
-import statistics, sys
-q = float(sys.argv[1]); v = sorted(float(x) for x in sys.argv[2:])
-# nearest-rank percentile
-import math
-print(f"{v[max(0, math.ceil(q * len(v)) - 1)]:.3f}")' "$@"; }
+pct() { bench_pct "$@"; }
 RTO50=$(pct 0.5 "${RTO[@]}")
 RTO99=$(pct 0.99 "${RTO[@]}")
 SRTO50=$(pct 0.5 "${SRTO[@]}")

@@ -172,3 +172,17 @@ bench_cpu_busy() {
 bench_rm_files() {
 	find "$@" -type f -print0 2>/dev/null | xargs -0 -r -P 8 -n 1000 rm -f
 }
+
+# bench_pct Q VALUES...: the nearest-rank Q quantile (0.5, 0.99) of VALUES,
+# with 3 decimals; NA when there are none.
+bench_pct() { "$BENCH_PY" -c '
+import math, sys
+q = float(sys.argv[1]); v = sorted(float(x) for x in sys.argv[2:])
+print(f"{v[max(0, math.ceil(q * len(v)) - 1)]:.3f}" if v else "NA")' "$@"; }
+
+# bench_pair_ready PRIMARY STANDBY: PRIMARY serves (Postfix running) and
+# replicates live to STANDBY, whose handed-over queue is settled.
+bench_pair_ready() {
+	[[ $(mt_json "$1" role replication.state ha.postfix_running) == $'primary\nlive\nTrue' &&
+		$(mt_json "$2" role ha.handover_pending) == $'standby\n0' ]]
+}

@@ -80,11 +80,7 @@ lab_bg client "$LAB_DIR/sender.out" "$BENCH_PY" "$REPO/lab/sender.py" \
 	--servers "$vip" --rcpt "a@sink.lab.test,b@sink.lab.test" \
 	--rate 20 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 3600 >/dev/null
 
-pair_ready() {  # pair_ready PRIMARY STANDBY
-	[[ $(mt_status "$1" role) == primary && $(mt_status "$1" state) == live &&
-		$(mt_status "$2" role) == standby && $(mt_ha "$2" handover_pending) == 0 &&
-		$(mt_ha "$1" postfix_running) == True ]] && has_vip "$1" && ! has_vip "$2"
-}
+pair_ready() { bench_pair_ready "$@" && has_vip "$1" && ! has_vip "$2"; }
 
 # after_kill FILE T0 first_ok|refused: of a watcher's attempts started at or
 # after T0, the time of the first greeting (NA: none), or how many were
@@ -162,10 +158,7 @@ sleep 1
 lab_account "$log" "$SINK"
 bench_log "$TOTAL messages answered 250 through the service address: $LOST lost, $DUPS delivered twice ($(tail -1 "$LAB_DIR/sender.out" 2>/dev/null))"
 
-pct() { "$BENCH_PY" -c '
-import math, sys
-q = float(sys.argv[1]); v = sorted(float(x) for x in sys.argv[2:])
-print(f"{v[max(0, math.ceil(q * len(v)) - 1)]:.3f}" if v else "NA")' "$@"; }
+pct() { bench_pct "$@"; }
 D50=$(pct 0.5 "${DARK[@]}") D99=$(pct 0.99 "${DARK[@]}")
 SD50=$(pct 0.5 "${SDARK[@]}") SD99=$(pct 0.99 "${SDARK[@]}")
 E99=$(pct 0.99 "${EXTRA[@]}") SE99=$(pct 0.99 "${SEXTRA[@]}")

@@ -174,6 +174,10 @@ restart_main() {
 main_postconf() {
 	lab_postconf main "$@"
 	lab_pf main postfix reload >/dev/null
+	# Idle smtpd processes of the old configuration exit at their
+	# convenience after a reload; one may still take the next session
+	# (under load it did, and waited the old smtpd_proxy_timeout).
+	sleep 1
 }
 
 # --- 6. Postfix gives up on the gate first: the message is withdrawn ---------
