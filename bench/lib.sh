@@ -46,7 +46,8 @@
 
 BENCH_T0=${BENCH_T0:-$EPOCHREALTIME}
 # Debian's python3, not a shim in PATH that costs 0.2 s per start (lab.sh).
-BENCH_PY=${BENCH_PY:-$LAB_PY}
+# (powercut.sh sources this file without lab.sh.)
+BENCH_PY=${BENCH_PY:-${LAB_PY:-$(if [[ -x /usr/bin/python3 ]]; then echo /usr/bin/python3; else command -v python3; fi)}}
 
 bench_now() { echo "$EPOCHREALTIME"; }
 
