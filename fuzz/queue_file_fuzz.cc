@@ -1,5 +1,7 @@
 // Fuzzes the queue file layout parser (it reads files Postfix wrote, and the
 // standby reads files a peer sent): the body it finds must lie inside the file.
+// And the log_ident reader (the standby reads it from a peer's File frames):
+// what it returns is bytes of the input.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -18,5 +20,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto r = ChangedRanges(l, {}, h);
   for (const auto& rg : r)
     if (rg.offset + rg.length > size) std::abort();
+  std::string ident = LogIdentOf(in);
+  if (!ident.empty() && in.find(ident) == std::string_view::npos) std::abort();
   return 0;
 }

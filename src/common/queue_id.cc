@@ -80,6 +80,14 @@ std::string HashSubdir(std::string_view id, int depth) {
   return out;
 }
 
+bool IsGateToken(std::string_view s) {
+  if (s.size() != kGateTokenLen || s.substr(0, kGateTokenPrefix.size()) != kGateTokenPrefix)
+    return false;
+  for (char c : s.substr(kGateTokenPrefix.size()))
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
 bool IsLongQueueId(std::string_view id) {
   // Long IDs: base-52 seconds, 'z', then microseconds and inode in base 51 (no 'z').
   // Short IDs are upper-case hex only, so any lower-case 'z' marks the long form.

@@ -46,6 +46,14 @@ bool IsLongQueueId(std::string_view id);
 
 inline constexpr std::size_t kMaxQueueIdLen = 32;
 
+// The gate's name for a message it relays, given to the after-filter as
+// XFORWARD IDENT before the message is committed, so that its queue file
+// carries it (log_ident) and a fingerprint sent under it can be bound to the
+// queue ID on the standby (docs/gate.md): "mt-" and 24 lower-case hex digits.
+inline constexpr std::string_view kGateTokenPrefix = "mt-";
+inline constexpr std::size_t kGateTokenLen = 27;
+bool IsGateToken(std::string_view s);
+
 // The hash subdirectory Postfix uses for a long queue ID in a hashed queue
 // (hash_queue_names, default "deferred, defer"), hash_queue_depth levels deep:
 // e.g. "6" or "6/5". Postfix takes the four base-52 microsecond digits before

@@ -222,12 +222,60 @@ std::string DedupTable::Save() {
 void RecentFingerprints::Prune(Clock::time_point now) {
   while (!recent_.empty() && (now - recent_.front().at > window_ || recent_.size() > kMaxEntries))
     recent_.pop_front();
+  while (!unbound_.empty() &&
+         (now - unbound_.front().first > window_ || unbound_.size() > kMaxEntries)) {
+    auto& [at, token] = unbound_.front();
+    // A token may have come back since (bound, then seen again): only the
+    // entry of this arrival goes.
+    if (auto t = tokens_.find(token); t != tokens_.end() && t->second.at <= at) tokens_.erase(t);
+    if (auto f = files_.find(token); f != files_.end() && f->second.at <= at) files_.erase(f);
+    unbound_.pop_front();
+  }
+  while (!whole_order_.empty() &&
+         (now - whole_order_.front().first > window_ || whole_order_.size() > kMaxEntries)) {
+    auto& [at, id] = whole_order_.front();
+    if (auto w = whole_.find(id); w != whole_.end() && w->second <= at) whole_.erase(w);
+    whole_order_.pop_front();
+  }
+}
+
+void RecentFingerprints::FileWhole(const std::string& id, Clock::time_point now) {
+  if (window_.count() <= 0) return;
+  whole_[id] = now;
+  whole_order_.emplace_back(now, id);
+  Prune(now);
 }
 
 void RecentFingerprints::Add(const std::string& id, const Digest& d, const std::string& origin,
                              Clock::time_point now) {
   if (window_.count() <= 0) return;
-  recent_.push_back(Item{now, id, origin, d});
+  if (IsGateToken(id)) {
+    if (auto f = files_.find(id); f != files_.end()) {
+      recent_.push_back(Item{now, f->second.id, origin, d});
+      files_.erase(f);
+      ++bound_;
+    } else {
+      tokens_[id] = Token{now, origin, d};
+      unbound_.emplace_back(now, id);
+    }
+  } else {
+    recent_.push_back(Item{now, id, origin, d});
+  }
+  Prune(now);
+}
+
+void RecentFingerprints::AddFile(const std::string& id, std::string_view ident,
+                                 Clock::time_point now) {
+  if (window_.count() <= 0 || !IsGateToken(ident) || !IsValidQueueId(id)) return;
+  std::string token(ident);
+  if (auto t = tokens_.find(token); t != tokens_.end()) {
+    recent_.push_back(Item{now, id, std::move(t->second.origin), t->second.digest});
+    tokens_.erase(t);
+    ++bound_;
+  } else {
+    files_[token] = File{now, id};
+    unbound_.emplace_back(now, std::move(token));
+  }
   Prune(now);
 }
 
@@ -237,9 +285,15 @@ std::vector<DedupEntry> RecentFingerprints::Take(Clock::time_point now, std::int
   std::vector<DedupEntry> out;
   out.reserve(recent_.size());
   for (auto& it : recent_)
-    out.push_back(DedupEntry{it.digest, std::move(it.id), std::move(it.origin), now_s,
-                             now_s + retention_s});
+    if (whole_.contains(it.id))
+      out.push_back(DedupEntry{it.digest, std::move(it.id), std::move(it.origin), now_s,
+                               now_s + retention_s});
   recent_.clear();
+  tokens_.clear();
+  files_.clear();
+  unbound_.clear();
+  whole_.clear();
+  whole_order_.clear();
   return out;
 }
 

@@ -6,7 +6,14 @@
 // RecentFingerprints: on a standby, the fingerprints the primary sent with
 // its messages (protocol.md, Fingerprint) over the last `dedup_window`,
 // in memory. At a take-over they go into the DedupTable of the new
-// primary, each kept for `dedup_retention`.
+// primary, each kept for `dedup_retention`, but only those whose queue file
+// arrived whole: a fingerprint can reach the standby ahead of its file, and
+// if the primary dies in between, the message is not in the new primary's
+// queue and its resend must be queued (an entry would lose it). A
+// fingerprint the gate sent under its token, before the message was
+// committed, is bound to the queue file that carries the token (log_ident),
+// in whichever order the two arrive; a token without its file is a message
+// that was never queued.
 //
 // DedupTable: durable, one text file (<state_dir>/dedup.table), rewritten
 // whole (temporary file, fsync, rename, fsync of the directory) when
@@ -86,11 +93,22 @@ class RecentFingerprints {
   static constexpr std::size_t kMaxEntries = 1000000;
   explicit RecentFingerprints(std::chrono::milliseconds window) : window_(window) {}
 
+  // id: a queue ID, or a gate token (common/queue_id.h) waiting for its file.
   void Add(const std::string& id, const Digest& d, const std::string& origin, Clock::time_point now);
-  // What arrived within the window before now, oldest first.
+  // A queue file arrived; ident is its log_ident (repl::LogIdentOf), used
+  // only when it is a gate token.
+  void AddFile(const std::string& id, std::string_view ident, Clock::time_point now);
+  // The last bytes of queue file id arrived: the mirror holds it whole.
+  void FileWhole(const std::string& id, Clock::time_point now);
+  // What arrived within the window before now, bound to a queue ID whose
+  // file arrived whole, oldest first; forgets everything.
   std::vector<DedupEntry> Take(Clock::time_point now, std::int64_t now_s,
                                std::int64_t retention_s);
   std::size_t size() const { return recent_.size(); }
+  // Tokens still waiting for their file, files for their token.
+  std::size_t unbound_tokens() const { return tokens_.size(); }
+  std::size_t unbound_files() const { return files_.size(); }
+  std::uint64_t bound() const { return bound_; }  // tokens bound to a file so far
 
  private:
   struct Item {
@@ -99,9 +117,24 @@ class RecentFingerprints {
     std::string origin;
     Digest digest;
   };
+  struct Token {
+    Clock::time_point at;
+    std::string origin;
+    Digest digest;
+  };
+  struct File {
+    Clock::time_point at;
+    std::string id;
+  };
   void Prune(Clock::time_point now);
   std::chrono::milliseconds window_;
   std::deque<Item> recent_;
+  std::unordered_map<std::string, Token> tokens_;  // token -> fingerprint, no file yet
+  std::unordered_map<std::string, File> files_;    // token -> queue ID, no fingerprint yet
+  std::deque<std::pair<Clock::time_point, std::string>> unbound_;  // tokens by arrival
+  std::unordered_map<std::string, Clock::time_point> whole_;  // queue IDs whose file is whole
+  std::deque<std::pair<Clock::time_point, std::string>> whole_order_;
+  std::uint64_t bound_ = 0;
 };
 
 std::int64_t WallSeconds();

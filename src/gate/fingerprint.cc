@@ -1,9 +1,14 @@
 #include "gate/fingerprint.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "common/queue_id.h"
 
 namespace mailtwin::gate {
 namespace {
@@ -35,6 +40,24 @@ void PutLen(EVP_MD_CTX* ctx, std::string_view s) {
 }
 
 }  // namespace
+
+std::string NewGateToken() {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::array<unsigned char, (kGateTokenLen - kGateTokenPrefix.size()) / 2> r{};
+  if (RAND_bytes(r.data(), static_cast<int>(r.size())) != 1) {
+    // No randomness (never seen): a token that cannot repeat in this process
+    // is enough, since tokens live for dedup_window.
+    static std::uint64_t n = 0;
+    std::uint64_t v = ++n ^ static_cast<std::uint64_t>(::getpid()) << 40;
+    for (auto& b : r) b = static_cast<unsigned char>(v), v >>= 8;
+  }
+  std::string out(kGateTokenPrefix);
+  for (unsigned char b : r) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
 
 std::string DigestHex(const Digest& d) {
   static constexpr char kHex[] = "0123456789abcdef";

@@ -38,6 +38,9 @@ namespace mailtwin::gate {
 using Digest = std::array<std::uint8_t, 32>;
 
 std::string DigestHex(const Digest& d);
+// A fresh gate token (common/queue_id.h, IsGateToken): "mt-" and 96 random
+// bits from OpenSSL's generator.
+std::string NewGateToken();
 // 64 hex digits (either case) -> digest; false on anything else.
 bool DigestFromHex(std::string_view hex, Digest& out);
 

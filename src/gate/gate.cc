@@ -1,6 +1,9 @@
 #include "gate/gate.h"
 
 #include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <vector>
 
@@ -95,6 +98,7 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
       if (ec) return self->Close();  // Postfix closed the session
       std::string_view data(self->fbuf_.data(), n);
       if (self->local_) return self->LocalCommands(data);
+      data = self->NameMessage(data);
       if (!self->stream_.opaque()) {
         std::string_view rest = data;
         bool first = true;
@@ -109,12 +113,18 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
           if (first && self->gate_.dedup_)
             if (const DedupEntry* e = self->gate_.dedup_->Match(d, WallSeconds()))
               return self->Duplicate(*e);
-          self->fps_.push_back(d);
+          // Before the dot goes on, so ahead of the queue file on the link.
+          bool by_token = false;
+          if (!self->token_.empty()) {
+            by_token = self->gate_.replicas_.FingerprintByToken(self->token_, d);
+            self->token_.clear();  // one message per token
+          }
+          self->fps_.push_back({d, by_token});
           rest.remove_prefix(eod);
           first = false;
         }
       }
-      asio::async_write(self->back_, asio::buffer(self->fbuf_.data(), n),
+      asio::async_write(self->back_, asio::buffer(data.data(), data.size()),
                         [self](asio::error_code ec, std::size_t) {
                           if (!*self->alive_ || self->closed_) return;
                           if (ec) return self->Close();
@@ -133,23 +143,36 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
         self->back_eof_ = true;
         return self->FlushFront();
       }
-      std::string_view data(self->bbuf_.data(), n);
-      if (self->stream_.opaque()) {
-        self->out_.push_back({self->next_++, std::string(data), false});
-      } else {
-        std::vector<Reply> replies;
-        bool ok = self->stream_.FromServer(data, replies);
-        for (auto& r : replies) self->OnReply(std::move(r));
-        if (!ok) return self->Fail("from the after-filter smtpd: " + self->stream_.error());
-        if (self->stream_.opaque())
-          spdlog::warn("gate: STARTTLS through the gate: this session is relayed without holding "
-                       "replies (Postfix's smtpd never does this; check what connects to {})",
-                       self->gate_.cfg_.gate_listen);
+      if (self->gate_.test_reply_delay_.count() > 0 && self->stream_.awaiting_message_reply()) {
+        auto timer = std::make_shared<asio::steady_timer>(self->back_.get_executor(),
+                                                          self->gate_.test_reply_delay_);
+        auto data = std::make_shared<std::string>(self->bbuf_.data(), n);
+        return timer->async_wait([self, timer, data](asio::error_code) {
+          if (*self->alive_ && !self->closed_ && !self->local_) self->FromBack(*data);
+        });
       }
-      self->FlushFront();
-      if (self->OutBytes() < kMaxHeldBytes) self->ReadBack();
-      else self->read_paused_ = true;
+      self->FromBack(std::string_view(self->bbuf_.data(), n));
     });
+  }
+
+  // Bytes the after-filter sent (toward Postfix's smtpd).
+  void FromBack(std::string_view data) {
+    if (stream_.opaque()) {
+      out_.push_back({next_++, std::string(data), false});
+    } else {
+      std::vector<Reply> replies;
+      bool ok = stream_.FromServer(data, replies);
+      for (auto& r : replies) OnReply(std::move(r));
+      if (!ok) return Fail("from the after-filter smtpd: " + stream_.error());
+      if (stream_.opaque())
+        spdlog::warn("gate: STARTTLS through the gate: this session is relayed without holding "
+                     "replies (Postfix's smtpd never does this; check what connects to {})",
+                     gate_.cfg_.gate_listen);
+    }
+    FlushFront();
+    if (closed_) return;
+    if (OutBytes() < kMaxHeldBytes) ReadBack();
+    else read_paused_ = true;
   }
 
   void OnReply(Reply&& r) {
@@ -157,14 +180,45 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
     bool hold = r.EndsMessage() && !r.queue_id.empty() &&
                 gate_.cfg_.durability != Durability::kAsync;
     if (r.answers == Answers::kEndOfData && !fps_.empty()) {
-      Digest d = fps_.front();
+      auto [d, by_token] = fps_.front();
       fps_.pop_front();
-      if (r.EndsMessage() && !r.queue_id.empty()) gate_.replicas_.Fingerprint(r.queue_id, d);
+      if (r.EndsMessage() && !r.queue_id.empty() && !by_token)
+        gate_.replicas_.Fingerprint(r.queue_id, d);
     }
     if (r.EndsMessage()) ++gate_.stats_.messages;
     out_.push_back({n, std::move(r.text), hold});
     if (!hold) return;
     gate_.HoldReply(r.queue_id, weak_from_this(), n);
+  }
+
+  // The first XFORWARD of a session names its message: the gate replaces
+  // its IDENT (Postfix's smtpd sends "[UNAVAILABLE]": it has no queue file
+  // of its own) with a fresh token, which the after-filter writes into the
+  // queue file as log_ident; the fingerprint goes to the standby under that
+  // token before the message is committed (docs/gate.md). Only a command
+  // line that starts this read is looked at: Postfix's smtpd sends XFORWARD
+  // alone and waits for its reply. Returns the bytes to relay.
+  std::string_view NameMessage(std::string_view data) {
+    if (named_ || gate_.cfg_.dedup_window.count() <= 0 || !stream_.at_command_start())
+      return data;
+    std::size_t nl = data.find('\n');
+    if (nl == std::string_view::npos) return data;
+    std::string_view line = data.substr(0, nl);
+    bool cr = !line.empty() && line.back() == '\r';
+    if (cr) line.remove_suffix(1);
+    static constexpr std::string_view kVerb = "XFORWARD ";
+    if (line.size() < kVerb.size()) return data;
+    for (std::size_t i = 0; i < kVerb.size(); ++i)
+      if (std::toupper(static_cast<unsigned char>(line[i])) != kVerb[i]) return data;
+    std::string token = NewGateToken();
+    auto named = WithXforwardIdent(line, token);
+    if (!named) return data;
+    named_ = true;
+    token_ = std::move(token);
+    renamed_ = std::move(*named);
+    renamed_ += cr ? "\r\n" : "\n";
+    renamed_ += data.substr(nl + 1);
+    return renamed_;
   }
 
   std::size_t OutBytes() const {
@@ -259,7 +313,14 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
   std::uint64_t next_ = 0;
   bool writing_ = false, read_paused_ = false, back_eof_ = false, closed_ = false;
   Fingerprinter fp_;
-  std::deque<Digest> fps_;  // of messages ended, their replies not yet seen
+  struct Ended {
+    Digest digest;
+    bool by_token;  // went to the standby under token_ already
+  };
+  std::deque<Ended> fps_;  // of messages ended, their replies not yet seen
+  bool named_ = false;     // this session's XFORWARD IDENT was replaced
+  std::string token_;      // ... by this token, until its message ends
+  std::string renamed_;    // the read whose XFORWARD line was rewritten
   bool local_ = false;      // a duplicate was answered: the after-filter is gone
   std::string local_in_;
 };
@@ -279,7 +340,18 @@ struct Gate::Hold {
 };
 
 Gate::Gate(asio::io_context& io, const Config& cfg, Replicas& replicas, DedupTable* dedup)
-    : io_(io), cfg_(cfg), replicas_(replicas), dedup_(dedup), acceptor_(io) {}
+    : io_(io), cfg_(cfg), replicas_(replicas), dedup_(dedup), acceptor_(io) {
+  if (const char* v = std::getenv("MAILTWIN_TEST_GATE_REPLY_DELAY_MS")) {
+    int ms = 0;
+    auto [p, ec] = std::from_chars(v, v + std::strlen(v), ms);
+    if (ec == std::errc{} && *p == 0 && ms > 0 && ms <= 60000) {
+      test_reply_delay_ = std::chrono::milliseconds(ms);
+      spdlog::warn("gate: MAILTWIN_TEST_GATE_REPLY_DELAY_MS={}: every message's 250 waits that "
+                   "long before the gate even reads it (a test switch; never in production)",
+                   ms);
+    }
+  }
+}
 
 Gate::~Gate() {
   Stop();

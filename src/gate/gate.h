@@ -62,6 +62,17 @@ class Replicas {
     (void)id;
     (void)d;
   }
+  // The fingerprint of a message that has not been committed yet, under the
+  // token the gate gave the after-filter as XFORWARD IDENT (its queue file
+  // will carry it): sent before the message's final "." reaches the
+  // after-filter, so ahead of the queue file itself. False when it could
+  // not go (no standby, or one that does not take tokens): then the gate
+  // sends Fingerprint(id, d) once it knows the ID.
+  virtual bool FingerprintByToken(const std::string& token, const Digest& d) {
+    (void)token;
+    (void)d;
+    return false;
+  }
 };
 
 class Gate {
@@ -128,6 +139,10 @@ class Gate {
   DedupTable* dedup_;
   asio::ip::tcp::acceptor acceptor_;
   asio::generic::stream_protocol::endpoint after_filter_;
+  // MAILTWIN_TEST_GATE_REPLY_DELAY_MS (lab tests only): the gate sits that
+  // long on the after-filter's reply to a message's end, as a node that
+  // dies between the commit and the reply would (tests/lab/t-27).
+  std::chrono::milliseconds test_reply_delay_{0};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::vector<std::weak_ptr<Session>> sessions_;
   bool draining_ = false;

@@ -43,6 +43,28 @@ std::string QueuedAs(std::string_view text) {
   return IsValidQueueId(id) ? id : std::string{};
 }
 
+std::optional<std::string> WithXforwardIdent(std::string_view line, std::string_view value) {
+  if (UpperVerb(line) != "XFORWARD") return std::nullopt;
+  // Attributes are NAME=value, separated by spaces; values are xtext (no
+  // spaces).
+  std::size_t pos = line.find_first_of(" \t");
+  while (pos != std::string_view::npos && pos < line.size()) {
+    std::size_t begin = line.find_first_not_of(" \t", pos);
+    if (begin == std::string_view::npos) break;
+    std::size_t end = line.find_first_of(" \t", begin);
+    if (end == std::string_view::npos) end = line.size();
+    std::string_view attr = line.substr(begin, end - begin);
+    if (attr.size() >= 6 && UpperVerb(attr.substr(0, 6)) == "IDENT=") {
+      std::string out(line.substr(0, begin + 6));
+      out += value;
+      out += line.substr(end);
+      return out;
+    }
+    pos = end;
+  }
+  return std::nullopt;
+}
+
 bool SmtpStream::Fail(std::string why) {
   if (error_.empty()) error_ = std::move(why);
   return false;

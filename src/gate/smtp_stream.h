@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -86,6 +87,10 @@ class SmtpStream {
   // Commands sent and not answered yet (the greeting counts as one).
   std::size_t outstanding() const { return expect_.size(); }
   bool in_data() const { return client_ == Client::kData; }
+  // The next client byte starts a command line.
+  bool at_command_start() const {
+    return !opaque_ && client_ == Client::kCommand && cline_.empty();
+  }
   // The client has ended a message (the "." or BDAT LAST went through) and
   // the server's reply to it has not come back yet: the message may be
   // committed already, so the session must not be cut now.
@@ -120,5 +125,13 @@ class SmtpStream {
 // "250 2.0.0 Ok: queued as 4jbpr156tpz1bYhF" -> "4jbpr156tpz1bYhF" (also the
 // BDAT form "... 1234 bytes queued as ID"); "" when there is none.
 std::string QueuedAs(std::string_view reply_text);
+
+// An XFORWARD command line (without its line end) with its IDENT attribute's
+// value replaced by value: "XFORWARD NAME=a IDENT=[UNAVAILABLE] PROTO=ESMTP"
+// -> "XFORWARD NAME=a IDENT=<value> PROTO=ESMTP" (the verb and attribute
+// names in any case, as RFC-less XFORWARD allows). nullopt when line is not
+// an XFORWARD command or has no IDENT attribute. The gate names each message
+// this way before it is committed (docs/gate.md).
+std::optional<std::string> WithXforwardIdent(std::string_view line, std::string_view value);
 
 }  // namespace mailtwin::gate

@@ -14,6 +14,7 @@
 #include "metrics/exposition.h"
 #include "node/transitions.h"
 #include "postfix/promote.h"
+#include "repl/queue_file.h"
 
 namespace mailtwin {
 
@@ -120,7 +121,15 @@ std::string Daemon::StartMirrorSide() {
   MirrorSide::Hooks h;
   h.judge = [this](const repl::msg::Hello& p) { return JudgeClaimedPrimary(p); };
   h.hello = [this] { return SelfHello(); };
-  h.on_new_file = [this](const std::string& id) { ledger_.Record(id); };
+  h.on_file_frame = [this](const repl::msg::File& f) {
+    if (f.offset == 0) ledger_.Record(f.id);
+    if (cfg_.dedup_window.count() <= 0) return;
+    // A fingerprint counts once its whole file is here; the gate's token in
+    // the file's head binds one sent before the commit (docs/gate.md).
+    auto now = std::chrono::steady_clock::now();
+    if (f.offset == 0) recent_fps_->AddFile(f.id, repl::LogIdentOf(f.data), now);
+    if (f.offset + f.data.size() == f.total_size) recent_fps_->FileWhole(f.id, now);
+  };
   h.on_fingerprint = [this](const std::string& node, const repl::msg::Fingerprint& m) {
     if (m.keep_s == 0)
       return recent_fps_->Add(m.id, m.digest, node.empty() ? std::string("?") : node,
@@ -412,7 +421,14 @@ void Daemon::InheritFingerprints() {
   auto now_s = gate::WallSeconds();
   auto retention_s =
       std::chrono::duration_cast<std::chrono::seconds>(cfg_.dedup_retention).count();
+  // Tokens without their file: messages the old primary's gate saw end but
+  // never committed (the resend must be queued, so they are not entered).
+  std::size_t unbound = recent_fps_->unbound_tokens();
   auto entries = recent_fps_->Take(std::chrono::steady_clock::now(), now_s, retention_s);
+  if (unbound)
+    spdlog::info("dedup: {} messages the old primary's gate saw end were never queued there: "
+                 "their resends will be queued",
+                 unbound);
   if (entries.empty()) return;
   std::string err = dedup_.Add(entries);
   spdlog::warn("dedup: {} messages the old primary accepted in the last {} ms may have lost their "
@@ -428,7 +444,8 @@ ctl::Json Daemon::DedupJson() const {
            std::chrono::duration_cast<std::chrono::seconds>(cfg_.dedup_retention).count()},
           {"entries", dedup_.size()},
           {"duplicates", dedup_.duplicates()},
-          {"recent_fingerprints", recent_fps_ ? recent_fps_->size() : 0}};
+          {"recent_fingerprints", recent_fps_ ? recent_fps_->size() : 0},
+          {"tokens_bound", recent_fps_ ? recent_fps_->bound() : 0}};
 }
 
 void Daemon::OnInSync() {
@@ -528,7 +545,7 @@ repl::msg::NodeStatus Daemon::SelfStatus() const {
             (fs_probe_->writable() ? NS::kQueueWritable : 0) |
             (roles_.primary() && epoch_confirmed_ ? NS::kEpochConfirmed : 0) |
             (vip_held_ ? NS::kVipHeld : 0) |
-            (cfg_.dedup_window.count() > 0 ? NS::kFingerprints : 0);
+            (cfg_.dedup_window.count() > 0 ? NS::kFingerprints | NS::kGateTokens : 0);
   auto add = [&m](Queue q) {
     auto i = static_cast<std::size_t>(q) - 1;
     if (i < m.queues.size()) ++m.queues[i];

@@ -19,7 +19,7 @@ std::string MirrorSide::Start() {
   if (std::string err = mirror_->Open(); !err.empty()) return err;
   server_ = std::make_unique<repl::StandbyServer>(io_, cfg_, ident_, *mirror_);
   server_->SetHooks(hooks_.judge, hooks_.hello);
-  server_->SetOnNewFile(hooks_.on_new_file);
+  server_->SetOnFileFrame(hooks_.on_file_frame);
   server_->SetOnNodeStatus([this](const repl::msg::NodeStatus& m) {
     hooks_.on_node_status(server_->peer_node(), m);
   });

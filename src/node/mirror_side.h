@@ -31,7 +31,7 @@ class MirrorSide {
   struct Hooks {
     repl::HelloJudge judge;                      // a dialing primary's Hello
     std::function<repl::msg::Hello()> hello;     // this node's own
-    std::function<void(const std::string& id)> on_new_file;
+    std::function<void(const repl::msg::File&)> on_file_frame;  // StandbyServer::SetOnFileFrame
     // The primary's fingerprint of a message (node: the primary's name).
     std::function<void(const std::string& node, const repl::msg::Fingerprint&)> on_fingerprint;
     std::function<void(const std::string& node, const repl::msg::NodeStatus&)> on_node_status;

@@ -172,6 +172,10 @@ void PrimarySide::Fingerprint(const std::string& id, const gate::Digest& d) {
   link_->SendFingerprint(id, d);
 }
 
+bool PrimarySide::FingerprintByToken(const std::string& token, const gate::Digest& d) {
+  return link_->SendFingerprint(token, d);
+}
+
 postfix::HoldResult PrimarySide::Release(const std::string& id) {
   return postfix::ReleaseHeld(queue_dir_, hash_, id);
 }

@@ -85,6 +85,7 @@ class PrimarySide : private gate::Replicas {
   postfix::HoldResult Release(const std::string& id) override;
   postfix::HoldResult Withdraw(const std::string& id) override;
   void Fingerprint(const std::string& id, const gate::Digest& d) override;
+  bool FingerprintByToken(const std::string& token, const gate::Digest& d) override;
 
   asio::io_context& io_;
   const Config& cfg_;

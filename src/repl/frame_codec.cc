@@ -229,13 +229,18 @@ bool Decode(PayloadDecoder& d, msg::LogData& m) {
 bool Decode(PayloadDecoder& d, msg::LogDelete& m) { return d.LogKindField(m.kind) && d.Id(m.id); }
 bool Decode(PayloadDecoder& d, msg::Ack& m) { return d.r_.U64(m.seq); }
 bool Decode(PayloadDecoder& d, msg::Fingerprint& m) {
-  if (!d.Id(m.id)) return false;
+  // A queue ID, or the gate's token for a message not yet committed (only
+  // with keep_s 0): never a path either way.
+  if (!d.r_.Str(m.id, kMaxQueueIdLen)) return d.Fail("truncated or oversized queue ID");
+  bool token = IsGateToken(m.id);
+  if (!token && !IsValidQueueId(m.id)) return d.Fail("invalid queue ID or gate token");
   std::string_view v;
   if (!d.r_.Blob(v, m.digest.size())) return d.Fail("truncated or oversized digest");
   if (v.size() != m.digest.size()) return d.Fail("a fingerprint digest is 32 bytes");
   std::copy(v.begin(), v.end(), reinterpret_cast<char*>(m.digest.data()));
   if (!d.r_.U32(m.keep_s)) return d.Fail("truncated");
   if (m.keep_s > kMaxFingerprintKeep) return d.Fail("fingerprint kept longer than 31 days");
+  if (token && m.keep_s != 0) return d.Fail("a gate token's fingerprint is not a table entry");
   return d.Name(m.origin);
 }
 bool Decode(PayloadDecoder& d, msg::HandoverFile& m) {

@@ -171,6 +171,10 @@ struct LogDelete {
 // carries kFingerprints: an older standby would call type 27 a protocol
 // error.
 struct Fingerprint {
+  // The queue ID; or, for a message not yet committed (keep_s 0), the gate's
+  // token that its queue file will carry as log_ident (common/queue_id.h):
+  // sent before the after-filter can commit it, only to a standby whose
+  // NodeStatus carries kGateTokens.
   std::string id;
   std::array<std::uint8_t, 32> digest{};
   // 0: a message the primary just accepted. Else an entry of the primary's
@@ -234,8 +238,9 @@ struct SwitchoverRequest {
 struct NodeStatus {
   static constexpr std::uint8_t kPaused = 1, kPostfixRunning = 2, kQueueWritable = 4,
                                 kEpochConfirmed = 8, kVipHeld = 16,
-                                kFingerprints = 32;  // takes Fingerprint frames
-  static constexpr std::uint8_t kKnownFlags = 63;
+                                kFingerprints = 32,  // takes Fingerprint frames
+                                kGateTokens = 64;    // ... also under a gate token
+  static constexpr std::uint8_t kKnownFlags = 127;
   Role role = Role::kStandby;
   std::uint64_t epoch = 0;
   std::uint8_t flags = 0;

@@ -111,6 +111,7 @@ void PrimaryLink::Connect() {
           acked_ = 0;
           inflight_.clear();
           peer_fingerprints_ = false;
+          peer_tokens_ = false;
           conn_->Send(0, ident_.HelloAs(Role::kPrimary));
         });
       });
@@ -181,6 +182,9 @@ void PrimaryLink::OnFrame(Frame&& f) {
                          peer_node_);
             if (on_fingerprints_ok_) on_fingerprints_ok_();
           }
+          if ((m.flags & msg::NodeStatus::kFingerprints) &&
+              (m.flags & msg::NodeStatus::kGateTokens))
+            peer_tokens_ = true;
           if (on_node_status_) on_node_status_(m);
         } else if constexpr (std::is_same_v<T, msg::Error>) {
           last_error_ = fmt::format("standby refused: {}", m.text);
@@ -304,6 +308,7 @@ bool PrimaryLink::SendFingerprint(const std::string& id,
 bool PrimaryLink::SendFingerprint(const msg::Fingerprint& m) {
   if (!conn_ || !peer_fingerprints_ || (state_ != State::kLive && state_ != State::kCatchup))
     return false;
+  if (IsGateToken(m.id) && !peer_tokens_) return false;
   conn_->Send(++seq_, m);
   ++fingerprints_sent_;
   return true;
@@ -359,6 +364,7 @@ void PrimaryLink::OnClosed(const std::string& why) {
   conn_.reset();
   peer_hello_.reset();
   peer_fingerprints_ = false;
+  peer_tokens_ = false;
   state_ = State::kDisconnected;
   if (!down_since_) down_since_ = std::chrono::steady_clock::now();
   live_since_.reset();

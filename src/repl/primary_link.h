@@ -112,6 +112,9 @@ class PrimaryLink : public Connection::Handler {
   bool SendFingerprint(const std::string& id, const std::array<std::uint8_t, 32>& digest);
   bool SendFingerprint(const msg::Fingerprint& m);
   bool peer_takes_fingerprints() const { return peer_fingerprints_; }
+  // ... and fingerprints under a gate token (NodeStatus kGateTokens): a
+  // Fingerprint whose id is a token is not sent to a standby without it.
+  bool peer_takes_gate_tokens() const { return peer_tokens_; }
   // Called when the standby of this session says it takes fingerprints.
   void SetOnFingerprintsOk(std::function<void()> fn) { on_fingerprints_ok_ = std::move(fn); }
   std::uint64_t fingerprints_sent() const { return fingerprints_sent_; }
@@ -189,6 +192,7 @@ class PrimaryLink : public Connection::Handler {
   std::uint64_t files_sent_ = 0;
   std::uint64_t fingerprints_sent_ = 0;
   bool peer_fingerprints_ = false;
+  bool peer_tokens_ = false;
   std::function<void()> on_fingerprints_ok_;  // this session's standby takes Fingerprint frames
   std::uint64_t bytes_sent_ = 0;
   struct Waiter {

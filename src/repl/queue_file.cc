@@ -41,6 +41,32 @@ Layout ParseLayout(std::string_view head, std::uint64_t file_size) {
   return Layout{file_size, data_offset, data_offset + seg_len};
 }
 
+std::string LogIdentOf(std::string_view head) {
+  static constexpr std::string_view kAttr = "log_ident=";
+  std::size_t pos = 0;
+  for (std::size_t n = 0; n < kMaxIdentRecords && pos < head.size(); ++n) {
+    char type = head[pos++];
+    // REC_TYPE_MESG, REC_TYPE_END: the envelope is over.
+    if (type == 'M' || type == 'E') return {};
+    std::uint64_t len = 0;
+    bool done = false;
+    for (int shift = 0; pos < head.size() && shift < 28; shift += 7) {
+      auto b = static_cast<unsigned char>(head[pos++]);
+      len |= std::uint64_t{b & 0x7fu} << shift;
+      if (!(b & 0x80)) {
+        done = true;
+        break;
+      }
+    }
+    if (!done || len > head.size() - pos) return {};
+    std::string_view data = head.substr(pos, len);
+    pos += len;
+    if (type == 'A' && data.substr(0, kAttr.size()) == kAttr)
+      return std::string(data.substr(kAttr.size()));
+  }
+  return {};
+}
+
 namespace {
 void HashChunks(std::string_view bytes, std::vector<std::uint64_t>& out) {
   for (std::size_t off = 0; off < bytes.size(); off += kChunk)

@@ -51,6 +51,15 @@ struct Range {
 std::vector<Range> ChangedRanges(const Layout& l, const std::vector<std::uint64_t>& before,
                                  const std::vector<std::uint64_t>& after);
 
+// The log_ident attribute of a queue file (Postfix's smtpd writes the
+// XFORWARD IDENT it was given as the envelope record "A log_ident=..."),
+// found among the envelope records at the head of the file; "" when there is
+// none before the message content, or the head is malformed or truncated.
+// head is hostile: record lengths are checked, at most kMaxIdentRecords
+// records are read.
+inline constexpr std::size_t kMaxIdentRecords = 64;
+std::string LogIdentOf(std::string_view head);
+
 // Reads the mutable regions of an open file (pread, no locks). Returns false
 // on a short read (the file changed size or vanished under us).
 bool ReadMutable(int fd, const Layout& l, MutableBytes& out);

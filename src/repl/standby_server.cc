@@ -271,9 +271,8 @@ void StandbyServer::OnChange(Frame&& f) {
   }
   last_seq_ = f.seq;
   if (!uncommitted_) batch_start_ = std::chrono::steady_clock::now();
-  if (on_new_file_)
-    if (const auto* file = std::get_if<msg::File>(&f.msg); file && file->offset == 0)
-      on_new_file_(file->id);
+  if (on_file_frame_)
+    if (const auto* file = std::get_if<msg::File>(&f.msg)) on_file_frame_(*file);
   uncommitted_ = true;
   ++uncommitted_frames_;
 }

@@ -88,8 +88,10 @@ class StandbyServer : public Connection::Handler {
   void SetOnFingerprint(std::function<void(const msg::Fingerprint&)> fn) {
     on_fingerprint_ = std::move(fn);
   }
-  // Called with the ID of each queue file the mirror starts receiving.
-  void SetOnNewFile(std::function<void(const std::string&)> fn) { on_new_file_ = std::move(fn); }
+  // Called with each File frame the mirror applied (offset 0: a queue file
+  // it starts receiving; offset + size = total_size: the file is whole),
+  // before the frame is committed.
+  void SetOnFileFrame(std::function<void(const msg::File&)> fn) { on_file_frame_ = std::move(fn); }
   // A primary's session is open (catching up or live).
   bool connected() const {
     return conn_ && (session_ == SessionState::kCatchup || session_ == SessionState::kLive);
@@ -146,7 +148,7 @@ class StandbyServer : public Connection::Handler {
   std::function<void(const msg::Switchover&)> on_switchover_;
   std::function<void(const msg::NodeStatus&)> on_node_status_;
   std::function<void(const msg::HandoverResult&)> on_result_;
-  std::function<void(const std::string&)> on_new_file_;
+  std::function<void(const msg::File&)> on_file_frame_;
   std::function<void(const msg::Fingerprint&)> on_fingerprint_;
   std::string peer_node_;
   std::string last_error_;

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "common/config.h"
+#include "common/queue_id.h"
 #include "gate/dedup_table.h"
 #include "gate/fingerprint.h"
 #include "gate/smtp_stream.h"
@@ -208,6 +209,7 @@ TEST(RecentFingerprints, KeepsTheWindowAndHandsItOver) {
   r.Add("4jbphZ0BYjz1bYp2", Entry(2, 0, 0).digest, "main", t0 + 20s);
   r.Add("4jbphZ0BYjz1bYp3", Entry(3, 0, 0).digest, "main", t0 + 40s);
   EXPECT_EQ(r.size(), 2u);  // the first fell out of the window
+  for (auto id : {"4jbphZ0BYjz1bYp2", "4jbphZ0BYjz1bYp3"}) r.FileWhole(id, t0 + 40s);
   auto got = r.Take(t0 + 45s, kNow, 3600);
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].id, "4jbphZ0BYjz1bYp2");
@@ -216,6 +218,92 @@ TEST(RecentFingerprints, KeepsTheWindowAndHandsItOver) {
   RecentFingerprints off(0ms);
   off.Add("4jbphZ0BYjz1bYp1", Entry(1, 0, 0).digest, "main", t0);
   EXPECT_EQ(off.size(), 0u);
+}
+
+// A fingerprint can arrive before its queue file; if the primary dies in
+// between, the new primary does not have the message, and an entry would
+// make it drop the resend: only messages whose file arrived whole count.
+TEST(RecentFingerprints, CountsOnlyMessagesWhoseFileArrivedWhole) {
+  using namespace std::chrono_literals;
+  RecentFingerprints r(30s);
+  auto t0 = RecentFingerprints::Clock::now();
+  r.Add("4jbphZ0BYjz1bYp1", Entry(1, 0, 0).digest, "main", t0);  // file whole after
+  r.Add("4jbphZ0BYjz1bYp2", Entry(2, 0, 0).digest, "main", t0);  // only its head came
+  r.Add("4jbphZ0BYjz1bYp3", Entry(3, 0, 0).digest, "main", t0);  // no file at all
+  r.FileWhole("4jbphZ0BYjz1bYp1", t0 + 1ms);
+  r.AddFile("4jbphZ0BYjz1bYp2", "", t0 + 1ms);
+  auto got = r.Take(t0 + 1s, kNow, 3600);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].id, "4jbphZ0BYjz1bYp1");
+}
+
+// The gate sends a fingerprint under its token before the after-filter
+// commits the message; the queue file carries the token as log_ident. The
+// two are bound in whichever order they arrive, and count once the file is
+// whole. A token whose file never came is a message never queued.
+TEST(RecentFingerprints, BindsATokenToTheFileThatCarriesIt) {
+  using namespace std::chrono_literals;
+  const std::string tok1 = "mt-000000000000000000000001", tok2 = "mt-000000000000000000000002",
+                    tok3 = "mt-000000000000000000000003", tok4 = "mt-000000000000000000000004";
+  RecentFingerprints r(30s);
+  auto t0 = RecentFingerprints::Clock::now();
+  // token first (the usual order), then the file's head, then its end
+  r.Add(tok1, Entry(1, 0, 0).digest, "main", t0);
+  EXPECT_EQ(r.unbound_tokens(), 1u);
+  r.AddFile("4jbphZ0BYjz1bYp1", tok1, t0 + 1ms);
+  r.FileWhole("4jbphZ0BYjz1bYp1", t0 + 2ms);
+  // the file first (after a reconnect), then the token
+  r.AddFile("4jbphZ0BYjz1bYp2", tok2, t0 + 3ms);
+  r.FileWhole("4jbphZ0BYjz1bYp2", t0 + 3ms);
+  r.Add(tok2, Entry(2, 0, 0).digest, "main", t0 + 4ms);
+  // a token without a file, and a file whose end never came
+  r.Add(tok3, Entry(3, 0, 0).digest, "main", t0 + 5ms);
+  r.Add(tok4, Entry(4, 0, 0).digest, "main", t0 + 5ms);
+  r.AddFile("4jbphZ0BYjz1bYp4", tok4, t0 + 6ms);
+  // a file whose log_ident is not a token binds nothing
+  r.AddFile("4jbphZ0BYjz1bYp5", "[UNAVAILABLE]", t0 + 6ms);
+  EXPECT_EQ(r.bound(), 3u);
+  EXPECT_EQ(r.unbound_tokens(), 1u);  // tok3
+  auto got = r.Take(t0 + 1s, kNow, 3600);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].id, "4jbphZ0BYjz1bYp1");
+  EXPECT_EQ(got[0].digest, Entry(1, 0, 0).digest);
+  EXPECT_EQ(got[1].id, "4jbphZ0BYjz1bYp2");
+  EXPECT_EQ(got[1].digest, Entry(2, 0, 0).digest);
+  EXPECT_EQ(r.unbound_tokens(), 0u);
+  // Unbound tokens and files leave with the window.
+  r.Add(tok3, Entry(3, 0, 0).digest, "main", t0);
+  r.AddFile("4jbphZ0BYjz1bYp6", "mt-00000000000000000000000f", t0);
+  r.Add("4jbphZ0BYjz1bYp7", Entry(7, 0, 0).digest, "main", t0 + 31s);
+  EXPECT_EQ(r.unbound_tokens(), 0u);
+  EXPECT_EQ(r.unbound_files(), 0u);
+}
+
+TEST(GateToken, FreshTokensAreValidAndDistinct) {
+  std::string a = NewGateToken(), b = NewGateToken();
+  EXPECT_TRUE(IsGateToken(a)) << a;
+  EXPECT_NE(a, b);
+  EXPECT_FALSE(IsValidQueueId(a));  // never a path
+  for (std::string_view bad : {"mt-00000000000000000000000", "mt-0000000000000000000000000",
+                               "mt-00000000000000000000000G", "xx-000000000000000000000000",
+                               "4jbphZ0BYjz1bYp1", ""})
+    EXPECT_FALSE(IsGateToken(bad)) << bad;
+}
+
+// Postfix's smtpd hands the gate "IDENT=[UNAVAILABLE]"; the gate puts its
+// token there, leaving every other byte alone.
+TEST(GateToken, XforwardIdentIsReplaced) {
+  EXPECT_EQ(WithXforwardIdent("XFORWARD NAME=[UNAVAILABLE] ADDR=10.0.0.1 PORT=46900 "
+                              "HELO=[127.0.0.1] IDENT=[UNAVAILABLE] PROTO=ESMTP SOURCE=LOCAL",
+                              "mt-1"),
+            "XFORWARD NAME=[UNAVAILABLE] ADDR=10.0.0.1 PORT=46900 HELO=[127.0.0.1] IDENT=mt-1 "
+            "PROTO=ESMTP SOURCE=LOCAL");
+  EXPECT_EQ(WithXforwardIdent("xforward ident=abc", "mt-2"), "xforward ident=mt-2");
+  EXPECT_EQ(WithXforwardIdent("XFORWARD  IDENT=", "mt-3"), "XFORWARD  IDENT=mt-3");
+  EXPECT_EQ(WithXforwardIdent("XFORWARD NAME=x PROTO=ESMTP", "mt-4"), std::nullopt);
+  EXPECT_EQ(WithXforwardIdent("XFORWARD NAME=IDENT=x", "mt-4"), std::nullopt);
+  EXPECT_EQ(WithXforwardIdent("MAIL FROM:<a@b> IDENT=x", "mt-5"), std::nullopt);
+  EXPECT_EQ(WithXforwardIdent("XFORWARDX IDENT=x", "mt-6"), std::nullopt);
 }
 
 TEST(DedupProtocol, FingerprintIsAChangeWithAFixedSizeDigest) {
@@ -255,6 +343,17 @@ TEST(DedupProtocol, FingerprintIsAChangeWithAFixedSizeDigest) {
     w.U32(keep);
     w.Str(origin);
     EXPECT_NE(repl::DecodePayload(repl::MsgType::kFingerprint, payload, out), "") << keep;
+  }
+  // A gate token in place of the ID: only for a message just accepted
+  // (keep_s 0), never as a table entry.
+  for (std::uint32_t keep : {0u, 60u}) {
+    payload.clear();
+    w.Str("mt-0123456789abcdef01234567");
+    w.Blob(std::string(32, 'x'));
+    w.U32(keep);
+    w.Str(keep ? "main" : "");
+    EXPECT_EQ(repl::DecodePayload(repl::MsgType::kFingerprint, payload, out) == "", keep == 0)
+        << keep;
   }
 }
 

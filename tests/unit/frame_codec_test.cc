@@ -43,7 +43,7 @@ TEST(FrameCodec, NodeStatusIsChecked) {
   // a reason. Unknown flags (a later version's) are dropped.
   {
     FrameDecoder d;
-    d.Feed(EncodeFrame(0, msg::NodeStatus{Role::kStandby, 1, 64 | 2, {}, 5, ""}));
+    d.Feed(EncodeFrame(0, msg::NodeStatus{Role::kStandby, 1, 128 | 2, {}, 5, ""}));
     Frame f;
     ASSERT_EQ(d.Next(f), FrameDecoder::Status::kFrame);
     EXPECT_EQ(std::get<msg::NodeStatus>(f.msg).flags, 2);

@@ -1,0 +1,87 @@
+#!/bin/bash
+#
+# t-27-dedup-gap: the primary dies after its Postfix committed a message (and
+# the standby holds it) but before its gate read the after-filter's `queued
+# as ID`: the sender never got its 250 and sends the message again, to the
+# other node. The gate named the message before passing its final "." on
+# (XFORWARD IDENT: the queue file carries the token as log_ident) and sent
+# its fingerprint to the standby under that name, so the new primary binds
+# the fingerprint to the queue file it inherited and answers the resend 250
+# without queueing it again (docs/gate.md, "Duplicates after a failover").
+# Before tokens, no fingerprint was ever sent in this window (the gate sends
+# one with the ID, which it never read) and the resend was delivered twice.
+#
+# The window is made wide on purpose: main's gate runs with
+# MAILTWIN_TEST_GATE_REPLY_DELAY_MS (a test switch: the gate waits that long
+# before it even reads the after-filter's reply to the message's end).
+#   1. a client sends one message to main; while the gate sits on its reply,
+#      backup has bound the message's fingerprint to its queue file
+#      (dedup.tokens_bound); main's host is killed -9: the client gets no 250;
+#   2. backup takes over; its dedup table holds the message;
+#   3. the client sends the very same message to backup: 250, and backup's
+#      gate logs it as a duplicate, not queued again;
+#   4. the destination receives the message exactly once (by Message-ID).
+. "$(dirname "$0")/../lib.sh"
+
+pair_setup t-27
+mt_gate main
+mt_gate backup
+lab_postfix_start main
+MAILTWIN_TEST_GATE_REPLY_DELAY_MS=5000 mt_start main >/dev/null || fail "mailtwind on main did not start"
+mt_start backup >/dev/null || fail "mailtwind on backup did not start"
+mt_wait_state main live 20 || fail "replication link did not come up"
+grep -q "MAILTWIN_TEST_GATE_REPLY_DELAY_MS=5000" "$LAB_DIR/main/mailtwind.log" ||
+	fail "main's gate did not take the test switch"
+
+# send.py SERVER OUT: the one message (always the same bytes), its outcome in OUT.
+cat >"$LAB_DIR/send.py" <<'PY'
+import smtplib, sys
+msg = (b"From: <a@client.lab.test>\r\nTo: <a@sink.lab.test>\r\n"
+       b"Message-ID: <t27-gap@client.lab.test>\r\nSubject: t-27\r\n\r\n"
+       b"sent until it is answered 250\r\n")
+try:
+    s = smtplib.SMTP(sys.argv[1], 25, local_hostname="client.lab.test", timeout=30)
+    s.sendmail("a@client.lab.test", ["a@sink.lab.test"], msg)
+    out = "250"
+    s.quit()
+except Exception as e:
+    out = "no 250: %s: %s" % (type(e).__name__, e)
+open(sys.argv[2], "w").write(out + "\n")
+PY
+
+# 1.
+bound0=$(mt_json backup dedup.tokens_bound)
+lab_bg client "$LAB_DIR/send1.log" python3 "$LAB_DIR/send.py" "$(lab_ip main)" "$LAB_DIR/first" >/dev/null
+bound() { (($(mt_json backup dedup.tokens_bound) > bound0)); }
+lab_wait_for 4 bound || fail "backup bound no gate token to a queue file within 4 s: $(mt_json backup dedup)"
+[[ ! -s $LAB_DIR/first ]] || fail "the client had its answer before the kill: $(cat "$LAB_DIR/first")"
+id=$(grep -o "orig_queue_id=mt-[0-9a-f]*" "$LAB_DIR/main/maillog" | head -1 || true)
+[[ -n $id ]] || fail "main's after-filter logged no gate token (XFORWARD IDENT)"
+lab_crash main
+lab_wait_for 10 test -s "$LAB_DIR/first" || fail "the client is still waiting 10 s after main died"
+grep -q "^no 250" "$LAB_DIR/first" || fail "the client got a 250 from the dead main: $(cat "$LAB_DIR/first")"
+echo "1. main queued the message ($id) and backup bound its fingerprint to it; main died before the 250: $(cat "$LAB_DIR/first")"
+
+# 2.
+lab_wait_for 20 mt_role_is backup primary 2 || fail "backup did not take over: $(mt backup status)"
+grep -q "dedup: [1-9][0-9]* messages the old primary accepted" "$LAB_DIR/backup/mailtwind.log" ||
+	fail "backup's dedup table got nothing at the take-over: $(grep dedup "$LAB_DIR/backup/mailtwind.log")"
+echo "2. backup took over at epoch 2; $(grep -o "dedup: [0-9]* messages the old primary accepted" "$LAB_DIR/backup/mailtwind.log" | head -1)"
+
+# 3.
+lab_wait_port client "$(lab_ip backup)" 25 || fail "backup does not listen on port 25"
+lab_exec client python3 "$LAB_DIR/send.py" "$(lab_ip backup)" "$LAB_DIR/second"
+[[ $(cat "$LAB_DIR/second") == 250 ]] || fail "the resend to backup was not answered 250: $(cat "$LAB_DIR/second")"
+dup=$(grep -h "gate: duplicate of" "$LAB_DIR/backup/mailtwind.log" | head -1 || true)
+[[ -n $dup ]] || fail "backup's gate did not recognise the resend"
+echo "3. the resend was answered 250:${dup#*gate:}"
+
+# 4.
+copies() { lab_sink_rcpts "$SINK_OK" | awk '$1 == "t27-gap@client.lab.test"' | wc -l; }
+lab_wait_for 30 eval '(($(copies) >= 1))' || fail "the message never reached the destination"
+settle backup
+sleep 2
+n=$(copies)
+((n == 1)) || fail "the destination has $n copies of the message"
+echo "4. the destination has the message once"
+pass
