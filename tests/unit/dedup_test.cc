@@ -307,7 +307,7 @@ TEST(GateToken, XforwardIdentIsReplaced) {
 }
 
 TEST(DedupProtocol, FingerprintIsAChangeWithAFixedSizeDigest) {
-  repl::Message m = repl::msg::Fingerprint{"4jbphZ0BYjz1bYpH", {}};
+  repl::Message m = repl::msg::Fingerprint{"4jbphZ0BYjz1bYpH", {}, 0, ""};
   EXPECT_TRUE(repl::IsChange(m));
   EXPECT_TRUE(repl::Step(repl::SessionState::kLive, repl::MsgType::kFingerprint).legal);
   EXPECT_TRUE(repl::Step(repl::SessionState::kCatchup, repl::MsgType::kFingerprint).legal);

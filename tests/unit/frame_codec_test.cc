@@ -33,8 +33,9 @@ std::vector<Message> Samples() {
                       {0, 1, 2, 30, 4, 0}, 12034, "serving at epoch 3"},
       msg::Fingerprint{"4jbphZ0BYjz1bYpH", {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
                                            17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
-                                           30, 31, 32}},
+                                           30, 31, 32}, 0, ""},
       msg::Fingerprint{"4jbphZ0BYjz1bYpH", {9}, 432000, "main"},
+      msg::Fingerprint{"mt-0123456789abcdef01234567", {7}, 0, ""},
   };
 }
 

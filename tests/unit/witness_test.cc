@@ -298,7 +298,7 @@ TEST(EtcdGateway, Base64) {
                                                 std::string("\0\xff\x10", 3)})
     EXPECT_EQ(etcd::Base64Decode(etcd::Base64Encode(s)), s);
   EXPECT_EQ(etcd::Base64Encode("/mt/lab/leader"), "L210L2xhYi9sZWFkZXI=");
-  for (const char* bad : {"abc", "a===", "ab=c", "=abc", "ab!c", "YQ==YQ=="})
+  for (const char* bad : {"abc", "a===", "ab=c", "=abc", "ab!c", "YQ==YQ==", "  YQ", "YQ  ", "YQ\n\n"})
     EXPECT_FALSE(etcd::Base64Decode(bad)) << bad;
 }
 
