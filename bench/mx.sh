@@ -32,14 +32,19 @@
 #                    copy ("may be sent more than once"): what the gate's
 #                    dedup answers (docs/gate.md); target 0
 #   dup_lost250_gap  of those, the ones whose fingerprint never reached the
-#                    standby (the node died after queueing, before its gate
-#                    read the queue ID: the open gap of issue 15)
-#   dup_other        duplicated for another reason (a delivery the dying
-#                    main finished whose done mark never reached backup);
-#                    each duplicate's source is in the bench log (dup_sources)
+#                    standby (before the gate's tokens: the node died after
+#                    queueing, before its gate read the queue ID)
+#   dup_other        duplicated for another reason: one queued copy went
+#                    out twice (dup_sources): dup_done_lag, the dying main
+#                    finished the delivery (status=sent logged for each copy)
+#                    but its done mark never reached backup; dup_inflight,
+#                    the destination took it while main waited for its 250
+#                    (no relay can avoid these); each duplicate's source is
+#                    in the bench log
 # Sums over the rounds, drain_s as the median.
 #
-# Last line: RESULT kills=N lost=N duplicated=N dup_lost250=N dup_lost250_gap=N dup_other=N refused_both=N
+# Last line: RESULT kills=N lost=N duplicated=N dup_lost250=N dup_lost250_gap=N dup_other=N
+#   dup_inflight=N dup_done_lag=N refused_both=N
 #   sender_deferred=N drain_s_p50=.. classic_drain_s_p50=.. drain_gap_s=..
 #   (mailtwin's median minus classic's; target <= 2) classic_lost=N
 #   classic_duplicated=N classic_refused_both=N classic_sender_deferred=N
@@ -99,7 +104,7 @@ round() {
 	lab_mx_account "$log" sender "$SINK_OK" "$SINK_SLOW" >/dev/null
 	dup_sources sender "$SINK_OK" "$SINK_SLOW"
 	while read -r dup; do bench_log "$mode $k: duplicate: $dup"; done <"$LAB_DIR/dup_sources"
-	line="$MX_ACCOUNT dup_lost250=$DUP_LOST250 dup_lost250_gap=$DUP_LOST250_GAP dup_other=$DUP_OTHER drain_s=$drain"
+	line="$MX_ACCOUNT dup_lost250=$DUP_LOST250 dup_lost250_gap=$DUP_LOST250_GAP dup_other=$DUP_OTHER dup_inflight=$DUP_INFLIGHT dup_done_lag=$DUP_DONE_LAG drain_s=$drain"
 	bench_log "$mode $k: $line"
 	echo "$line"
 }
@@ -109,7 +114,7 @@ declare -a DRAIN CDRAIN
 for ((k = 1; k <= ROUNDS; k++)); do
 	for mode in mailtwin classic; do
 		line=$(round "$mode" "$k") || { bench_log "$mode $k failed: $line"; exit 1; }
-		for key in lost duplicated dup_lost250 dup_lost250_gap dup_other refused_both sender_deferred; do
+		for key in lost duplicated dup_lost250 dup_lost250_gap dup_other dup_inflight dup_done_lag refused_both sender_deferred; do
 			SUM[$mode.$key]=$((${SUM[$mode.$key]:-0} + $(bench_field "$line" "$key")))
 		done
 		if [[ $mode == mailtwin ]]; then DRAIN+=("$(bench_field "$line" drain_s)"); else CDRAIN+=("$(bench_field "$line" drain_s)"); fi
@@ -125,6 +130,7 @@ gap=$(bench_fmt "$(bench_sub "$(p50 "${DRAIN[@]}")" "$(p50 "${CDRAIN[@]}")")" %.
 bench_log "targets: refused_both ${SUM[mailtwin.refused_both]} ($(bench_verdict "${SUM[mailtwin.refused_both]}" '<=' 0)), sender_deferred ${SUM[mailtwin.sender_deferred]} ($(bench_verdict "${SUM[mailtwin.sender_deferred]}" '<=' 0)), drain gap to classic $gap s ($(bench_verdict "$gap" '<=' 2))"
 echo "RESULT kills=$ROUNDS lost=${SUM[mailtwin.lost]} duplicated=${SUM[mailtwin.duplicated]}" \
 	"dup_lost250=${SUM[mailtwin.dup_lost250]} dup_lost250_gap=${SUM[mailtwin.dup_lost250_gap]} dup_other=${SUM[mailtwin.dup_other]}" \
+	"dup_inflight=${SUM[mailtwin.dup_inflight]} dup_done_lag=${SUM[mailtwin.dup_done_lag]}" \
 	"refused_both=${SUM[mailtwin.refused_both]} sender_deferred=${SUM[mailtwin.sender_deferred]}" \
 	"drain_s_p50=$(p50 "${DRAIN[@]}") classic_drain_s_p50=$(p50 "${CDRAIN[@]}") drain_gap_s=$gap" \
 	"classic_lost=${SUM[classic.lost]} classic_duplicated=${SUM[classic.duplicated]}" \

@@ -189,6 +189,11 @@ const DedupEntry* DedupTable::Match(const Digest& d, std::int64_t now_s) const {
 
 std::string DedupTable::Expire(std::int64_t now_s) {
   std::size_t n = std::erase_if(entries_, [&](const auto& kv) { return kv.second.expires_s <= now_s; });
+  std::erase_if(orphans_, [&](const auto& kv) {
+    if (kv.second.expires_s > now_s) return false;
+    orphan_tokens_.erase(kv.second.token);
+    return true;
+  });
   return n ? Save() : std::string();
 }
 
@@ -237,6 +242,39 @@ void RecentFingerprints::Prune(Clock::time_point now) {
     if (auto w = whole_.find(id); w != whole_.end() && w->second <= at) whole_.erase(w);
     whole_order_.pop_front();
   }
+}
+
+void DedupTable::AddOrphans(const std::vector<std::pair<std::string, Digest>>& tokens,
+                            std::int64_t expires_s) {
+  for (const auto& [token, d] : tokens) {
+    if (orphans_.size() >= kMaxEntries) break;
+    std::string key = Key(d);
+    if (auto old = orphans_.find(key); old != orphans_.end()) orphan_tokens_.erase(old->second.token);
+    orphans_[key] = Orphan{token, expires_s, {}};
+    orphan_tokens_[token] = key;
+  }
+}
+
+void DedupTable::NoteQueued(const Digest& d, const std::string& id) {
+  if (orphans_.empty()) return;
+  if (auto o = orphans_.find(Key(d)); o != orphans_.end() && o->second.resent_as.empty())
+    o->second.resent_as = id;
+}
+
+std::optional<std::string> DedupTable::ResentAs(std::string_view token, std::int64_t now_s) const {
+  auto t = orphan_tokens_.find(std::string(token));
+  if (t == orphan_tokens_.end()) return std::nullopt;
+  auto o = orphans_.find(t->second);
+  if (o == orphans_.end() || o->second.resent_as.empty() || o->second.expires_s <= now_s)
+    return std::nullopt;
+  return o->second.resent_as;
+}
+
+std::vector<std::pair<std::string, Digest>> RecentFingerprints::UnboundTokens() const {
+  std::vector<std::pair<std::string, Digest>> out;
+  out.reserve(tokens_.size());
+  for (const auto& [token, t] : tokens_) out.emplace_back(token, t.digest);
+  return out;
 }
 
 void RecentFingerprints::FileWhole(const std::string& id, Clock::time_point now) {

@@ -73,6 +73,26 @@ class DedupTable {
   std::uint64_t duplicates() const { return duplicates_; }
   std::size_t size() const { return entries_.size(); }
   bool empty() const { return entries_.empty(); }
+
+  // Orphans: messages the old primary's gate sent under a token whose queue
+  // file never reached this node (RecentFingerprints::UnboundTokens at the
+  // take-over). Their sender got no 250 and may send them again, to this
+  // node, which queues the resend (it does not have the message); if the
+  // old primary committed its copy before it died, it offers that copy at
+  // its rejoin, and the two would both be delivered. So the gate notes a
+  // message it queues whose fingerprint is an orphan's (NoteQueued), and the
+  // handover drops a copy whose log_ident names an orphan that was resent
+  // (ResentAs). Never consulted on intake: an orphan must never make the
+  // gate drop a message. In memory only (a restart of this node in between
+  // turns it back into a duplicate, never a loss); at most kMaxEntries, for
+  // the table's retention.
+  void AddOrphans(const std::vector<std::pair<std::string, Digest>>& tokens,
+                  std::int64_t expires_s);
+  void NoteQueued(const Digest& d, const std::string& id);
+  // The queue ID of the resend of the message named token; nullopt when it
+  // was not resent here (or token is not an orphan, or expired).
+  std::optional<std::string> ResentAs(std::string_view token, std::int64_t now_s) const;
+  std::size_t orphans() const { return orphans_.size(); }
   const std::string& path() const { return path_; }
 
   // Parses one line of the file; false if it is not a valid entry.
@@ -83,6 +103,13 @@ class DedupTable {
   static std::string Key(const Digest& d) { return std::string(d.begin(), d.end()); }
   std::string path_;
   std::unordered_map<std::string, DedupEntry> entries_;
+  struct Orphan {
+    std::string token;
+    std::int64_t expires_s = 0;
+    std::string resent_as;  // queue ID here, once resent
+  };
+  std::unordered_map<std::string, Orphan> orphans_;   // by digest (Key)
+  std::unordered_map<std::string, std::string> orphan_tokens_;  // token -> digest key
   std::uint64_t duplicates_ = 0;
   bool dirty_ = false;
 };
@@ -108,6 +135,8 @@ class RecentFingerprints {
   // Tokens still waiting for their file, files for their token.
   std::size_t unbound_tokens() const { return tokens_.size(); }
   std::size_t unbound_files() const { return files_.size(); }
+  // The tokens still waiting for their file, with their fingerprints.
+  std::vector<std::pair<std::string, Digest>> UnboundTokens() const;
   std::uint64_t bound() const { return bound_; }  // tokens bound to a file so far
 
  private:

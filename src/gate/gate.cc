@@ -182,8 +182,11 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
     if (r.answers == Answers::kEndOfData && !fps_.empty()) {
       auto [d, by_token] = fps_.front();
       fps_.pop_front();
-      if (r.EndsMessage() && !r.queue_id.empty() && !by_token)
-        gate_.replicas_.Fingerprint(r.queue_id, d);
+      if (r.EndsMessage() && !r.queue_id.empty()) {
+        if (!by_token) gate_.replicas_.Fingerprint(r.queue_id, d);
+        // The resend of an orphan: the old primary's copy must not follow.
+        if (gate_.dedup_) gate_.dedup_->NoteQueued(d, r.queue_id);
+      }
     }
     if (r.EndsMessage()) ++gate_.stats_.messages;
     out_.push_back({n, std::move(r.text), hold});

@@ -1,6 +1,7 @@
 #include "node/daemon.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <random>
 #include <sstream>
@@ -421,14 +422,35 @@ void Daemon::InheritFingerprints() {
   auto now_s = gate::WallSeconds();
   auto retention_s =
       std::chrono::duration_cast<std::chrono::seconds>(cfg_.dedup_retention).count();
-  // Tokens without their file: messages the old primary's gate saw end but
-  // never committed (the resend must be queued, so they are not entered).
-  std::size_t unbound = recent_fps_->unbound_tokens();
+  // Tokens without their file: the message never reached this node (its
+  // resend must be queued, so they are not entered).
+  auto orphans = recent_fps_->UnboundTokens();
   auto entries = recent_fps_->Take(std::chrono::steady_clock::now(), now_s, retention_s);
-  if (unbound)
-    spdlog::info("dedup: {} messages the old primary's gate saw end were never queued there: "
-                 "their resends will be queued",
-                 unbound);
+  if (!orphans.empty()) {
+    dedup_.AddOrphans(orphans, now_s + retention_s);
+    spdlog::info("dedup: {} messages the old primary's gate saw end never reached this node: a "
+                 "resend of one is queued here, and the old primary's own copy of it, if it "
+                 "offers one when it rejoins, is then dropped",
+                 orphans.size());
+  }
+  // strict: a message still on hold here never had its 250 (the gate sends
+  // it only once the standby has the release from hold). Its sender's
+  // resend must be queued: entered, it would be answered 250 and dropped,
+  // and the only copy would stay on hold, never delivered.
+  if (cfg_.durability == Durability::kStrict) {
+    std::size_t held = std::erase_if(entries, [this](const gate::DedupEntry& e) {
+      std::vector<std::string> paths;
+      hash_.Paths("hold", e.id, paths);
+      for (const auto& p : paths)
+        if (::access((queue_dir_ + "/" + p).c_str(), F_OK) == 0) return true;
+      return false;
+    });
+    if (held)
+      spdlog::warn("dedup: {} messages the old primary accepted are on hold here (strict: their "
+                   "clients never got 250): not entered, so their resends are queued; delete "
+                   "the held copies (postsuper -d ID hold)",
+                   held);
+  }
   if (entries.empty()) return;
   std::string err = dedup_.Add(entries);
   spdlog::warn("dedup: {} messages the old primary accepted in the last {} ms may have lost their "
@@ -445,7 +467,8 @@ ctl::Json Daemon::DedupJson() const {
           {"entries", dedup_.size()},
           {"duplicates", dedup_.duplicates()},
           {"recent_fingerprints", recent_fps_ ? recent_fps_->size() : 0},
-          {"tokens_bound", recent_fps_ ? recent_fps_->bound() : 0}};
+          {"tokens_bound", recent_fps_ ? recent_fps_->bound() : 0},
+          {"orphans", dedup_.orphans()}};
 }
 
 void Daemon::OnInSync() {

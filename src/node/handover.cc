@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/process.h"
+#include "repl/queue_file.h"
 
 namespace mailtwin {
 
@@ -38,9 +39,10 @@ std::string_view LiveQueueDir(Queue q) {
 }  // namespace
 
 HandoverSink::HandoverSink(std::string queue_dir, repl::HashLayout hash, std::string config_dir,
-                           ha::Ledger& ledger, std::function<bool(const std::string&)> queued)
+                           ha::Ledger& ledger, std::function<bool(const std::string&)> queued,
+                           ResentFn resent)
     : queue_dir_(std::move(queue_dir)), hash_(std::move(hash)), config_dir_(std::move(config_dir)),
-      ledger_(ledger), queued_(std::move(queued)) {}
+      ledger_(ledger), queued_(std::move(queued)), resent_(std::move(resent)) {}
 
 HandoverSink::~HandoverSink() {
   for (auto& [id, in] : in_)
@@ -74,8 +76,12 @@ HandoverSink::Incoming& HandoverSink::Get(const std::string& id) {
 }
 
 void HandoverSink::Refuse(Incoming& in, std::string why) {
+  Discard(in, HandoverOutcome::kRefused, std::move(why));
+}
+
+void HandoverSink::Discard(Incoming& in, HandoverOutcome verdict, std::string why) {
   if (in.verdict) return;
-  in.verdict = HandoverOutcome::kRefused;
+  in.verdict = verdict;
   in.text = std::move(why);
   if (in.fd >= 0) {
     close(in.fd);
@@ -95,6 +101,17 @@ std::optional<repl::msg::HandoverResult> HandoverSink::OnMessage(const repl::Mes
         Refuse(in, "queue file offered twice");
         return std::nullopt;
       }
+      // Its sender got no 250 from the old primary and sent it again, here
+      // (docs/gate.md, "Duplicates after a failover"): this copy would be a
+      // second one.
+      if (resent_)
+        if (auto as = resent_(repl::LogIdentOf(f->data))) {
+          ++stats_.resent;
+          Discard(in, HandoverOutcome::kQueued,
+                  fmt::format("its sender sent it again after the failover, queued here as {}",
+                              *as));
+          return std::nullopt;
+        }
       in.queue = f->queue;
       in.mode = f->mode;
       in.size = f->total_size;

@@ -34,10 +34,16 @@ class HandoverSink {
  public:
   struct Stats {
     std::uint64_t imported = 0, queued = 0, finished = 0, refused = 0;
+    std::uint64_t resent = 0;  // of queued: copies whose sender had sent them again
   };
-  // queued(id): the primary's queue holds id now.
+  // queued(id): the primary's queue holds id now. resent(log_ident): the
+  // queue ID under which this node queued the resend of the message the
+  // offering node's gate named log_ident (gate::DedupTable::ResentAs), or
+  // nullopt: then the offered copy is the only one.
+  using ResentFn = std::function<std::optional<std::string>(std::string_view log_ident)>;
   HandoverSink(std::string queue_dir, repl::HashLayout hash, std::string config_dir,
-               ha::Ledger& ledger, std::function<bool(const std::string&)> queued);
+               ha::Ledger& ledger, std::function<bool(const std::string&)> queued,
+               ResentFn resent = {});
   ~HandoverSink();
   std::string Init();  // resolves Postfix's mail_owner and setgid_group
   // Takes one handover frame; returns the Result to send once the message is
@@ -58,6 +64,8 @@ class HandoverSink {
   };
   Incoming& Get(const std::string& id);
   void Refuse(Incoming& in, std::string why);
+  // Settles in with verdict, removing what was written of it.
+  void Discard(Incoming& in, repl::msg::HandoverOutcome verdict, std::string why);
   std::optional<repl::msg::HandoverResult> Finish(const std::string& id);
 
   std::string queue_dir_;
@@ -65,6 +73,7 @@ class HandoverSink {
   std::string config_dir_;
   ha::Ledger& ledger_;
   std::function<bool(const std::string&)> queued_;
+  ResentFn resent_;
   uid_t uid_ = 0;
   gid_t gid_ = 0, drop_gid_ = 0;
   int qfd_ = -1;

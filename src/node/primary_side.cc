@@ -86,7 +86,11 @@ std::string PrimarySide::StartLink() {
   });
   sink_ = std::make_unique<HandoverSink>(
       queue_dir_, hash_, cfg_.postfix_config_dir, ledger_,
-      [this](const std::string& id) { return model_ && model_->Find(id) != nullptr; });
+      [this](const std::string& id) { return model_ && model_->Find(id) != nullptr; },
+      [this](std::string_view ident) -> std::optional<std::string> {
+        if (!dedup_ || !IsGateToken(ident)) return std::nullopt;
+        return dedup_->ResentAs(ident, gate::WallSeconds());
+      });
   if (std::string err = sink_->Init(); !err.empty()) {
     spdlog::error("handover: {}; messages offered by a rejoining node are refused", err);
     sink_.reset();

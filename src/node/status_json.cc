@@ -45,6 +45,7 @@ ctl::Json HaJson(const HaSnapshot& s) {
           {"handover_received", sink ? ctl::Json{{"imported", sink->stats().imported},
                                                  {"queued", sink->stats().queued},
                                                  {"finished", sink->stats().finished},
+                                                 {"resent", sink->stats().resent},
                                                  {"refused", sink->stats().refused}}
                                      : ctl::Json(nullptr)},
           {"ledger_ids", s.ledger_ids},

@@ -320,22 +320,25 @@ traffic_wait() { lab_wait_for "${1:-120}" _traffic_done; }
 # reply to end of DATA command" (a node dying mid-reply: its smtpd lost the
 # gate and said 451 for a message already queued): it lost the 250 of a
 # copy that was queued, the case mailtwin's dedup answers; else
-# "MSGID other ..." (e.g. a delivery the dying primary finished whose done
-# mark never reached the standby: both copies carry the same queue ID of
-# the pair, so the sender's resend, if any, was not queued again). Each
-# line also names the node that
-# relayed each copy (the sink's X-Client-Addr). Sets DUP_LOST250 and
-# DUP_OTHER; the lines are in $LAB_DIR/dup_sources.
+# "MSGID other ..." (both copies carry the same queue ID of the pair, so the
+# sender's resend, if any, was not queued again: one queued copy went out
+# twice), split by the pair's maillogs: DUP_DONE_LAG when each copy was
+# logged status=sent (the dying primary finished the delivery and its done
+# mark never reached the standby), DUP_INFLIGHT when fewer were (the
+# destination took it while the dying node waited for its 250). Each line
+# also names the node that relayed each copy (the sink's X-Client-Addr).
+# Sets DUP_LOST250, DUP_OTHER (= DUP_DONE_LAG + DUP_INFLIGHT); the lines are
+# in $LAB_DIR/dup_sources.
 # DUP_LOST250_GAP counts the lost-250 duplicates none of whose copies' queue
 # IDs on the pair (the "with ESMTP id" of a main or backup Received:
 # header) is in a dedup table: the node died after the message was queued
-# and replicated but before its gate read the queue ID, so no fingerprint
-# ever reached the standby (the gap docs/gate.md names; issue 15 open).
+# and replicated, and its fingerprint never reached the standby (before the
+# gate tokens: its gate had not read the queue ID yet; docs/gate.md).
 # Any other lost-250 duplicate had its fingerprint there: dedup failed.
 dup_sources() {
 	local sender=$1 id qid why via ids known
 	shift
-	DUP_LOST250=0 DUP_OTHER=0 DUP_LOST250_GAP=0
+	DUP_LOST250=0 DUP_OTHER=0 DUP_LOST250_GAP=0 DUP_INFLIGHT=0 DUP_DONE_LAG=0
 	: >"$LAB_DIR/dup_sources"
 	while read -r id; do
 		[[ -n $id ]] || continue
@@ -366,7 +369,26 @@ dup_sources() {
 				why+=" [dedup failed: fingerprint of$known was in a dedup table]"
 			fi
 		else
-			why="other (one queued copy ($ids) delivered twice: the dying primary delivered it and its done mark never reached the standby; the sender got its 250 once, or its resend was not queued again)"
+			# One queued copy went out twice. The pair's logs tell how: a
+			# "status=sent" for each copy means the dying node had the
+			# destination's 250 and marked it done, but the mark never
+			# reached the standby (done-mark lag); fewer mean a delivery was
+			# in flight when the node died: the destination had taken the
+			# message, its 250 never reached the node (RFC 1047 on the
+			# outbound side: no relay can avoid that one; a log line the
+			# kill cut off looks the same).
+			local sent=0 q n
+			for q in $ids; do
+				n=$(cat "$LAB_DIR"/{main,backup}/maillog 2>/dev/null | grep -c "$q: to=<.*status=sent" || true)
+				sent=$((sent + n))
+			done
+			if ((sent >= 2)); then
+				why="other, done-mark lag (one queued copy ($ids) delivered twice, each logged status=sent: the dying primary's done mark never reached the standby)"
+				DUP_DONE_LAG=$((DUP_DONE_LAG + 1))
+			else
+				why="other, in flight (one queued copy ($ids) delivered twice, status=sent logged $sent time(s): the destination took it while the dying primary waited for its 250)"
+				DUP_INFLIGHT=$((DUP_INFLIGHT + 1))
+			fi
 			DUP_OTHER=$((DUP_OTHER + 1))
 		fi
 		echo "$id $why; copies relayed by $via" >>"$LAB_DIR/dup_sources"

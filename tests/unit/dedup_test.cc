@@ -279,6 +279,39 @@ TEST(RecentFingerprints, BindsATokenToTheFileThatCarriesIt) {
   EXPECT_EQ(r.unbound_files(), 0u);
 }
 
+// A token without its file at the take-over: the old primary may have
+// committed the message and died before shipping it. If its sender sends it
+// again here, the resend is queued (an orphan never makes the gate drop
+// anything), and the old primary's copy, offered at its rejoin, is named
+// as resent, so that the handover drops it.
+TEST(DedupTable, OrphansAreNeverMatchedOnlyNotedAndNamed) {
+  using namespace std::chrono_literals;
+  RecentFingerprints r(30s);
+  auto t0 = RecentFingerprints::Clock::now();
+  const std::string tok1 = "mt-00000000000000000000000a", tok2 = "mt-00000000000000000000000b";
+  r.Add(tok1, Entry(1, 0, 0).digest, "main", t0);
+  r.Add(tok2, Entry(2, 0, 0).digest, "main", t0);
+  auto orphans = r.UnboundTokens();
+  ASSERT_EQ(orphans.size(), 2u);
+  DedupTable t;
+  t.AddOrphans(orphans, kNow + 100);
+  EXPECT_EQ(t.orphans(), 2u);
+  EXPECT_EQ(t.Match(Entry(1, 0, 0).digest, kNow), nullptr);  // intake never drops it
+  EXPECT_EQ(t.ResentAs(tok1, kNow), std::nullopt);             // not resent yet
+  t.NoteQueued(Entry(1, 0, 0).digest, "4jbphZ0BYjz1bYr1");     // its resend, queued here
+  t.NoteQueued(Entry(3, 0, 0).digest, "4jbphZ0BYjz1bYr3");     // another message
+  EXPECT_EQ(t.ResentAs(tok1, kNow), "4jbphZ0BYjz1bYr1");
+  EXPECT_EQ(t.ResentAs(tok2, kNow), std::nullopt);
+  EXPECT_EQ(t.ResentAs("mt-00000000000000000000000c", kNow), std::nullopt);
+  // A second resend keeps the first ID; orphans expire with the retention.
+  t.NoteQueued(Entry(1, 0, 0).digest, "4jbphZ0BYjz1bYr9");
+  EXPECT_EQ(t.ResentAs(tok1, kNow), "4jbphZ0BYjz1bYr1");
+  EXPECT_EQ(t.ResentAs(tok1, kNow + 100), std::nullopt);
+  EXPECT_EQ(t.Expire(kNow + 100), "");
+  EXPECT_EQ(t.orphans(), 0u);
+  EXPECT_EQ(t.ResentAs(tok1, kNow), std::nullopt);
+}
+
 TEST(GateToken, FreshTokensAreValidAndDistinct) {
   std::string a = NewGateToken(), b = NewGateToken();
   EXPECT_TRUE(IsGateToken(a)) << a;

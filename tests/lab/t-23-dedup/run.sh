@@ -88,7 +88,7 @@ dup_sources sender "$SINK_OK" "$SINK_SLOW"
 answered=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c "gate: duplicate of" || true)
 cut250=$(grep -Ec "message may be sent more than once|said: 4[0-9][0-9] .*in reply to end of DATA command" "$LAB_DIR/sender/maillog" || true)
 imported=$(cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c "imported into this primary" || true)
-echo "4. $MX_ACCOUNT dup_lost250=$DUP_LOST250 (in the gap: $DUP_LOST250_GAP) dup_other=$DUP_OTHER dedup_answered=$answered cut_250s=$cut250 handed_over=$imported"
+echo "4. $MX_ACCOUNT dup_lost250=$DUP_LOST250 (in the gap: $DUP_LOST250_GAP) dup_other=$DUP_OTHER (in flight: $DUP_INFLIGHT, done-mark lag: $DUP_DONE_LAG) dedup_answered=$answered cut_250s=$cut250 handed_over=$imported"
 if [[ -s $LAB_DIR/dup_sources ]]; then sed "s/^/   duplicate: /" "$LAB_DIR/dup_sources"; fi
 { grep -h "gate: duplicate of" "$LAB_DIR"/{main,backup}/mailtwind.log || true; } | sed "s/^.*gate: /   /" | head -10
 ((LOST == 0)) || fail "$LOST accepted messages were lost: $(head -3 "$LAB_DIR/lost" | tr '\n' ' ')"
