@@ -23,8 +23,9 @@
 # namespace.
 #
 # Functions
-#   lab_init NAME                      create a lab; exports LAB_ID LAB_DIR LAB_NET
+#   lab_init NAME                      create a lab; exports LAB_ID LAB_DIR LAB_NET LAB_NET6
 #   lab_host HOST OCTET                add a host with address $LAB_NET.OCTET/24
+#                                      (LAB_IPV6=1: also ${LAB_NET6}OCTET/64; lab_ip6 HOST)
 #   lab_ip HOST, lab_ns HOST           print a host's address / namespace name
 #   lab_exec HOST CMD...               run CMD inside HOST (foreground)
 #   lab_bg HOST LOG CMD...             run CMD inside HOST in the background;
@@ -266,7 +267,7 @@ lab_init() {
 	done
 	[[ -n $id ]] || _lab_die "no free lab id (see: lab.sh list)"
 
-	export LAB_ID=$id LAB_NET=10.231.$n
+	export LAB_ID=$id LAB_NET=10.231.$n LAB_NET6=fd00:231:$n::
 	_LAB_OWNER=$BASHPID
 	_LAB_CLEANED=
 	local st=$_LAB_RUN/$id
@@ -327,7 +328,8 @@ _lab_on_signal() {
 }
 
 # lab_host HOST OCTET: a host called HOST ([a-z][a-z0-9-]{0,9}), in namespace
-# "$LAB_ID-HOST", with eth0 = $LAB_NET.OCTET/24 and lo up.
+# "$LAB_ID-HOST", with eth0 = $LAB_NET.OCTET/24 (and, with LAB_IPV6=1,
+# ${LAB_NET6}OCTET/64) and lo up.
 lab_host() {
 	local host=${1:?usage: lab_host HOST OCTET} octet=${2:?usage: lab_host HOST OCTET}
 	local st
@@ -346,9 +348,18 @@ lab_host() {
 		ip -n "$LAB_ID-hub" link set "v-$host" master br0 up &&
 		ip -n "$ns" link set lo up &&
 		ip -n "$ns" addr add "$ip/24" dev eth0 &&
+		{ [[ ${LAB_IPV6:-0} != 1 ]] || ip -n "$ns" -6 addr add "$LAB_NET6$octet/64" dev eth0 nodad; } &&
 		ip -n "$ns" link set eth0 up ||
 		_lab_die "cannot wire host $host"
 	echo "$host $ip" >>"$st/hosts"
+}
+
+# lab_ip6 HOST: HOST's IPv6 address (with LAB_IPV6=1: $LAB_NET6 and HOST's
+# octet, /64, added without duplicate address detection).
+lab_ip6() {
+	local ip
+	ip=$(lab_ip "${1:?usage: lab_ip6 HOST}") || return 1
+	echo "$LAB_NET6${ip##*.}"
 }
 
 # lab_ip HOST: print HOST's address.

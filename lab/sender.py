@@ -42,7 +42,7 @@ def send(s, rcpt, msg):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--servers", required=True, help="comma-separated host[:port] list, in MX order")
+    ap.add_argument("--servers", required=True, help="comma-separated host[:port] ([IPv6][:port]) list, in MX order")
     ap.add_argument("--rcpt", required=True, help="comma-separated recipients, used in turn")
     ap.add_argument("--rate", type=float, default=50)
     ap.add_argument("--count", type=int, default=0, help="stop after this many accepted (0: no limit)")
@@ -59,7 +59,11 @@ def main():
 
     servers = []
     for s in args.servers.split(","):
-        host, _, port = s.partition(":")
+        if s.startswith("["):  # [IPv6]:port or [IPv6]
+            host, _, rest = s[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else ""
+        else:
+            host, _, port = s.partition(":")
         servers.append((host, int(port or 25)))
     rcpts = args.rcpt.split(",")
     body = ("x" * 70 + "\r\n") * max(1, args.size // 72)

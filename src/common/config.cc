@@ -521,7 +521,8 @@ void CheckEnvironment(const Config& c, ConfigErrors& out) {
     return;
   }
   auto pc = Postconf(c.postfix_config_dir,
-                     {"queue_directory", "enable_long_queue_ids", "inet_interfaces"});
+                     {"queue_directory", "enable_long_queue_ids", "inet_interfaces",
+                      "inet_protocols"});
   if (!pc.error.empty()) {
     out.errors.push_back(pc.error);
     return;
@@ -538,20 +539,27 @@ void CheckEnvironment(const Config& c, ConfigErrors& out) {
       out.errors.push_back(fmt::format("[vip] interface {}: no such interface on this host",
                                        c.vip_interface));
     std::string ip = c.vip_address.substr(0, c.vip_address.find('/'));
+    bool v6 = ip.find(':') != std::string::npos;
+    std::string protos = pc.values["inet_protocols"];
+    if (v6 && protos.find("all") == std::string::npos && protos.find("ipv6") == std::string::npos)
+      out.errors.push_back(fmt::format(
+          "[vip] address {} is IPv6, but Postfix in {} speaks only inet_protocols = {}: run "
+          "postconf -c {} -e 'inet_protocols = all' and restart Postfix",
+          c.vip_address, c.postfix_config_dir, protos, c.postfix_config_dir));
     std::string ifs = pc.values["inet_interfaces"];
     bool listens = ifs.find("all") != std::string::npos;
     for (std::size_t at = ifs.find(ip); !listens && at != std::string::npos; at = ifs.find(ip, at + 1)) {
       char after = at + ip.size() < ifs.size() ? ifs[at + ip.size()] : ' ';
       char before = at ? ifs[at - 1] : ' ';
-      listens = !std::isdigit(static_cast<unsigned char>(after)) && after != '.' &&
-                !std::isdigit(static_cast<unsigned char>(before)) && before != '.';
+      listens = !std::isxdigit(static_cast<unsigned char>(after)) && after != '.' && after != ':' &&
+                !std::isxdigit(static_cast<unsigned char>(before)) && before != '.' && before != ':';
     }
     if (!listens)
       out.warnings.push_back(fmt::format(
           "[vip] Postfix in {} does not listen on {} (inet_interfaces = {}): clients of the "
           "virtual address would be refused. Use inet_interfaces = all, or add {} to it and set "
-          "net.ipv4.ip_nonlocal_bind = 1 so a standby's Postfix can start without it",
-          c.postfix_config_dir, ip, ifs, ip));
+          "net.{}.ip_nonlocal_bind = 1 so a standby's Postfix can start without it",
+          c.postfix_config_dir, ip, ifs, ip, v6 ? "ipv6" : "ipv4"));
   }
   std::string qdir = c.queue_directory.empty() ? pc.values["queue_directory"] : c.queue_directory;
   struct stat qst, mst;

@@ -250,8 +250,10 @@ void Daemon::SyncVip(ha::Clock::time_point now) {
   }
   vip_held_ = true;
   vip_error_.clear();
-  spdlog::warn("vip: {} taken on {} and announced (gratuitous ARP)", vip_->address().text,
-               vip_->interface());
+  spdlog::warn("vip: {} taken on {} and announced ({})", vip_->address().text,
+               vip_->interface(),
+               vip_->address().family == AF_INET6 ? "unsolicited neighbour advertisement"
+                                                  : "gratuitous ARP");
 }
 
 void Daemon::ReleaseVip(const std::string& why) {

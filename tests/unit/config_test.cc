@@ -113,6 +113,10 @@ TEST(Config, Vip) {
   c = Load(std::string(kGood) + "\n[vip]\naddress = \"10.0.0.100\"\ninterface = \"eth0\"\n", e);
   ASSERT_TRUE(c);
   EXPECT_EQ(c->vip_address, "10.0.0.100/32");
+  // IPv6, in its canonical form.
+  c = Load(std::string(kGood) + "\n[vip]\naddress = \"FD00:0::100/64\"\ninterface = \"eth0\"\n", e);
+  ASSERT_TRUE(c) << ::testing::PrintToString(e.errors);
+  EXPECT_EQ(c->vip_address, "fd00::100/64");
   // Each mistake is named.
   auto errors = [](const std::string& vip) {
     ConfigErrors e;
@@ -125,7 +129,9 @@ TEST(Config, Vip) {
             std::string::npos);
   EXPECT_NE(errors("address = \"10.0.0.1/33\"\ninterface = \"eth0\"\n").find("prefix"),
             std::string::npos);
-  EXPECT_NE(errors("address = \"fd00::1/64\"\ninterface = \"eth0\"\n").find("only IPv4"),
+  EXPECT_NE(errors("address = \"fe80::1/64\"\ninterface = \"eth0\"\n").find("link-local"),
+            std::string::npos);
+  EXPECT_NE(errors("address = \"fd00::1/129\"\ninterface = \"eth0\"\n").find("1 to 128"),
             std::string::npos);
   EXPECT_NE(errors("address = \"127.0.0.5\"\ninterface = \"lo\"\n").find("loopback"),
             std::string::npos);

@@ -14,22 +14,35 @@
 #   4. `mailtwin failback`: the VIP moves back to main with the role, and the
 #      client follows it again; backup gives its copy up 2 s later.
 #   5. Everything answered 250 through the VIP is delivered.
+# With VIP_FAMILY=6 (ctest lab-ipv6.t-10-vip) the same with an IPv6 VIP
+# ($LAB_NET6::100/64, every lab host with an IPv6 address too): the
+# announcement is an unsolicited neighbour advertisement.
 . "$(dirname "$0")/../lib.sh"
 
+V6=0
+[[ ${VIP_FAMILY:-4} == 6 ]] && V6=1 && export LAB_IPV6=1
 pair_setup t-10
-export MT_VIP=$LAB_NET.100/24 MT_PREFERRED=main
+if ((V6)); then
+	export MT_VIP=${LAB_NET6}100/64 MT_PREFERRED=main
+	target="[${MT_VIP%/*}]"
+else
+	export MT_VIP=$LAB_NET.100/24 MT_PREFERRED=main
+	target=${MT_VIP%/*}
+fi
 vip=${MT_VIP%/*}
 mt_config main primary backup
 mt_config backup standby main
 # Postfix listens on every address, the VIP included when this node has it.
 for h in main backup; do
 	postconf -c "$LAB_DIR/$h/etc" -e "inet_interfaces = all"
+	((V6 == 0)) || postconf -c "$LAB_DIR/$h/etc" -e "inet_protocols = all" \
+		"mynetworks = 127.0.0.0/8, $LAB_NET.0/24, [${LAB_NET6}]/64"
 done
 mt_gate main
 mt_gate backup
 pair_start
 
-has_vip() { ip -n "$(lab_ns "$1")" -4 -o addr show dev eth0 | grep -q " $vip/"; }
+has_vip() { ip -n "$(lab_ns "$1")" -o addr show dev eth0 | grep -q " $vip/"; }
 mac_of() { ip -n "$(lab_ns "$1")" -o link show dev eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
 # The client's neighbour entry for the VIP points at HOST's MAC.
 client_goes_to() {
@@ -43,7 +56,7 @@ lab_wait_for 5 has_vip main || fail "main (primary) does not hold the VIP $vip"
 has_vip backup && fail "backup (standby) holds the VIP too"
 mt main status | grep -q "^vip .* held here" || fail "main's status does not say it holds the VIP: $(mt main status | grep ^vip)"
 mt backup status | grep -q "^vip .* not here" || fail "backup's status: $(mt backup status | grep ^vip)"
-start_sender 30 "a@sink.lab.test,b@sink.lab.test" "$vip"
+start_sender 30 "a@sink.lab.test,b@sink.lab.test" "$target"
 sleep 2
 client_goes_to main || fail "the client does not reach the VIP at main's MAC"
 echo "1. main holds $vip; the client sends to it ($(wc -l <"$log") accepted so far)"
@@ -57,7 +70,7 @@ t1=$EPOCHREALTIME
 # The announcement, not the neighbour entry's timeout (30 s here), moves
 # the client: within a second of the takeover.
 lab_wait_for 2 client_goes_to backup ||
-	fail "the client's neighbour entry for $vip still names $(ip -n "$(lab_ns client)" neigh show "$vip") after backup took it (no gratuitous ARP?)"
+	fail "the client's neighbour entry for $vip still names $(ip -n "$(lab_ns client)" neigh show "$vip") after backup took it (no gratuitous ARP or neighbour advertisement?)"
 n=$(wc -l <"$log")
 lab_wait_for 10 accepted_over $((n + 10)) || fail "no mail through the VIP after the failover"
 echo "2. main killed; backup took over and the VIP in $(python3 -c "print(f'{$t1 - $t0:.2f}')") s;" \
@@ -68,7 +81,7 @@ grep -h 'vip: .* taken' "$LAB_DIR/backup/mailtwind.log" | tail -1 | sed 's/^.* v
 has_vip main || fail "the test expects main's kernel to keep the address after kill -9"
 mt_start main >/dev/null || fail "mailtwind on main did not restart"
 lab_wait_for 20 mt_role_is main standby 2 || fail "main did not rejoin as standby"
-lab_wait_for 5 bash -c "! ip -n $(lab_ns main) -4 -o addr show dev eth0 | grep -q ' $vip/'" ||
+lab_wait_for 5 bash -c "! ip -n $(lab_ns main) -o addr show dev eth0 | grep -q ' $vip/'" ||
 	fail "main, now standby, still holds the VIP"
 echo "3. main rejoined as standby and gave the crash's leftover VIP up"
 grep -h 'vip: .* given up' "$LAB_DIR/main/mailtwind.log" | tail -1 | sed 's/^.* vip: /   main: /'
@@ -83,7 +96,7 @@ lab_wait_for 5 has_vip main || fail "main did not take the VIP back"
 lab_wait_for 2 client_goes_to main || fail "the client did not follow the VIP back to main"
 # The old primary keeps its copy 2 s (clients still sending there get a
 # reset, not silence), then gives it up.
-lab_wait_for 5 bash -c "! ip -n $(lab_ns backup) -4 -o addr show dev eth0 | grep -q ' $vip/'" ||
+lab_wait_for 5 bash -c "! ip -n $(lab_ns backup) -o addr show dev eth0 | grep -q ' $vip/'" ||
 	fail "backup, now standby, still holds the VIP"
 n=$(wc -l <"$log")
 lab_wait_for 10 accepted_over $((n + 10)) || fail "no mail through the VIP after the failback"
