@@ -19,7 +19,12 @@
 #
 # The last line is machine-readable:
 #   RESULT cuts=.. acked=.. lost=.. duplicated=.. negative_control_lost=..
-#          promotion_cut_acked=.. promotion_cut_lost=..
+#          promotion_cut_acked=.. promotion_cut_lost=.. unprotected=..
+# unprotected: messages the gate had answered 250 without a replica when the
+# standby's power was cut (sync mode, the standby slower than sync_timeout
+# on a loaded machine: logged, counted in status, named in
+# gate.unprotected_ids): never promised, so not checked and not in lost; a
+# loaded run shows them, a quiet one should not.
 # cuts: every power cut (all labs). acked, lost: part 1 (messages answered
 # 250 before its last cut; lost summed over its checks: the mirror after
 # every cut, the destination at the end). duplicated: parts 1 and 2.
@@ -50,7 +55,7 @@ lab() {
 
 bench_log "1. standby-first: $CUTS power cuts of the standby, then standby and primary die"
 lab "1. standby-first" standby-first "$CUTS"
-TOTAL_ACKED=$ACKED TOTAL_LOST=$LOST TOTAL_DUPS=$DUPS TOTAL_STUCK=$STUCK
+TOTAL_ACKED=$ACKED TOTAL_LOST=$LOST TOTAL_DUPS=$DUPS TOTAL_STUCK=$STUCK TOTAL_UNPROT=$UNPROTECTED
 for ((s = 1; s <= STORIES; s++)); do
 	bench_log "2. primary-first $s/$STORIES: the standby's power cut during its promotion"
 	lab "2. primary-first $s/$STORIES" primary-first 2
@@ -62,4 +67,4 @@ lab "3. negative control" standby-first 2 PC_MIRROR_SYNC=none
 NEG_LOST=$LOST
 bench_log "targets: cuts >= 200: $( ((QUICK)) && echo "n/a (quick)" || { ((TOTAL_CUTS >= 200)) && echo PASS || echo MISS; }); lost == 0: $( ((TOTAL_LOST == 0)) && echo PASS || echo MISS); negative_control_lost > 0: $( ((NEG_LOST > 0)) && echo PASS || echo MISS); undelivered (stuck) $TOTAL_STUCK"
 bench_log "power cuts during promotion: $PROMO_LOST of $PROMO_ACKED acknowledged messages lost or undelivered"
-echo "RESULT cuts=$TOTAL_CUTS acked=$TOTAL_ACKED lost=$TOTAL_LOST duplicated=$TOTAL_DUPS negative_control_lost=$NEG_LOST promotion_cut_acked=$PROMO_ACKED promotion_cut_lost=$PROMO_LOST"
+echo "RESULT cuts=$TOTAL_CUTS acked=$TOTAL_ACKED lost=$TOTAL_LOST duplicated=$TOTAL_DUPS negative_control_lost=$NEG_LOST promotion_cut_acked=$PROMO_ACKED promotion_cut_lost=$PROMO_LOST unprotected=$TOTAL_UNPROT"

@@ -1,5 +1,6 @@
 #include "gate/gate.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
@@ -576,6 +577,16 @@ void Gate::Timeout(const std::shared_ptr<Hold>& h) {
                   h->id, cfg_.sync_timeout.count());
   }
   Answer(h, std::nullopt);
+}
+
+std::vector<std::string> Gate::unprotected_ids(std::size_t max) const {
+  std::vector<std::pair<Clock::time_point, std::string>> all;
+  all.reserve(unprotected_.size());
+  for (const auto& [id, t] : unprotected_) all.emplace_back(t, id);
+  std::sort(all.begin(), all.end());
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < all.size() && i < max; ++i) out.push_back(std::move(all[i].second));
+  return out;
 }
 
 std::optional<double> Gate::oldest_unprotected_s() const {

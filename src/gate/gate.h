@@ -114,6 +114,8 @@ class Gate {
   std::size_t waiting() const { return waiting_; }  // replies held right now
   // Messages answered 250 that have no replica yet, and the oldest one's age.
   std::size_t unprotected() const { return unprotected_.size(); }
+  // Their queue IDs, oldest first, at most max.
+  std::vector<std::string> unprotected_ids(std::size_t max) const;
   std::optional<double> oldest_unprotected_s() const;
   // Time each released reply was held (ms).
   const repl::LatencyStats& hold_ms() const { return hold_ms_; }

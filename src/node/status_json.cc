@@ -122,6 +122,7 @@ ctl::Json GateJson(const gate::Gate& g, const Config& cfg) {
           {"replicated", gs.replicated},
           {"gone_before_replica", gs.gone},
           {"unprotected", g.unprotected()},
+          {"unprotected_ids", g.unprotected_ids(64)},
           {"unprotected_total", gs.unprotected_total},
           {"oldest_unprotected_s", g.oldest_unprotected_s().value_or(0)},
           {"refused", gs.refused},

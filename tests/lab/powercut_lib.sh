@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 #
 # powercut_lib.sh: for t-21 and t-22: pc_lab LABEL MODE CUTS [ENV...] runs one
-# lab of lab/powercut_run.sh and sets CUTS ACKED LOST DUPS STUCK from its
+# lab of lab/powercut_run.sh and sets CUTS ACKED LOST DUPS STUCK UNPROTECTED from its
 # result line (and prints its story).
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 pc_lab() {
@@ -18,5 +18,7 @@ pc_lab() {
 		{ echo "FAIL: $label: no result line"; exit 1; }
 	CUTS=${BASH_REMATCH[1]} ACKED=${BASH_REMATCH[2]} LOST=${BASH_REMATCH[3]} DUPS=${BASH_REMATCH[4]}
 	STUCK=${BASH_REMATCH[5]}
+	UNPROTECTED=0
+	[[ $line =~ unprotected=([0-9]+) ]] && UNPROTECTED=${BASH_REMATCH[1]}
 	echo "$label: $line"
 }
