@@ -25,11 +25,14 @@
 #   3. the sender's queue empties;
 #   4. by Message-ID at the sink: lost = 0, and no message is delivered
 #      twice because of a lost 250 whose fingerprint the new primary had
-#      (dup_lost250 minus those in the known gap = 0: the node died after
-#      queueing and replicating but before its gate read the queue ID, so
-#      no fingerprint was sent; reported, issue 15). Any other duplicate
-#      is listed with its source (dup_sources), reported, not judged here
-#      (issue 15 item 4). How many 250s the kills cut, and how many resends
+#      (dup_lost250 minus those in the gap = 0; the gap: no fingerprint of
+#      either copy reached a dedup table. Since the gate's tokens the window
+#      that made most of them is closed, and t-27 checks it on purpose; what
+#      can still land there, a link reconnect between the token frame and
+#      the file, or a rejoin's handover of a message whose token frame was
+#      lost too, is reported, not judged). Any other duplicate is listed
+#      with its source (dup_sources: in flight at the destination, or a done
+#      mark that never reached the standby), reported, not judged here. How many 250s the kills cut, and how many resends
 #      the new primaries answered without queueing, is reported.
 . "$(dirname "$0")/../lib.sh"
 
