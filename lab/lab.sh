@@ -734,13 +734,45 @@ lab_heal() { lab_exec "${1:?usage: lab_heal HOST NAME}" nft delete table inet "$
 # directory $LAB_DIR/HOST/etcd, client URL http://IP:2379, peer URL
 # http://IP:2380; waits (30 s) until the cluster has a leader and answers a
 # write. The system's etcd service is never used. Log: $LAB_DIR/etcd-HOST.log.
+# With LAB_ETCD_TLS=1 the client URLs are https, and a client must show a
+# certificate of the lab's etcd CA ($LAB_DIR/etcd-ca/ca.pem, made here;
+# lab_etcd_client_cert NAME makes one): etcd's --client-cert-auth.
 lab_etcd_cluster() {
 	local h initial=""
 	for h in "$@"; do initial+="${initial:+,}$h=http://$(lab_ip "$h"):2380"; done
 	LAB_ETCD_INITIAL=$initial
+	if [[ ${LAB_ETCD_TLS:-0} == 1 ]]; then
+		local ca=$LAB_DIR/etcd-ca
+		mkdir -p "$ca"
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+			-subj "/CN=lab etcd CA" -keyout "$ca/ca.key" -out "$ca/ca.pem" 2>/dev/null ||
+			_lab_die "cannot make the etcd CA"
+		for h in "$@"; do _lab_etcd_cert "$h" "IP:$(lab_ip "$h")"; done
+		lab_etcd_client_cert etcdctl
+	fi
 	for h in "$@"; do lab_etcd_start "$h"; done
 	lab_wait_for 30 lab_etcd_healthy "$@" || _lab_die "the etcd cluster ($*) did not come up: $(tail -n 5 "$LAB_DIR/etcd-$1.log")"
 }
+
+# _lab_etcd_cert NAME SAN: a certificate of the lab's etcd CA for NAME
+# ($LAB_DIR/etcd-ca/NAME.pem, .key, mode 0600), subjectAltName SAN.
+_lab_etcd_cert() {
+	local ca=$LAB_DIR/etcd-ca name=$1 san=$2
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name" \
+		-keyout "$ca/$name.key" -out "$ca/$name.csr" 2>/dev/null &&
+		openssl x509 -req -in "$ca/$name.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca.key" \
+			-CAcreateserial -days 2 -extfile <(printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$san") \
+			-out "$ca/$name.pem" 2>/dev/null ||
+		_lab_die "cannot make the etcd certificate of $name"
+	rm -f "$ca/$name.csr"
+	chmod 600 "$ca/$name.key"
+}
+
+# lab_etcd_client_cert NAME: a client certificate of the lab's etcd CA
+# (LAB_ETCD_TLS=1): $LAB_DIR/etcd-ca/NAME.pem and NAME.key.
+lab_etcd_client_cert() { _lab_etcd_cert "${1:?usage: lab_etcd_client_cert NAME}" "DNS:$1"; }
+
+_lab_etcd_scheme() { if [[ ${LAB_ETCD_TLS:-0} == 1 ]]; then echo https; else echo http; fi; }
 
 # lab_etcd_start HOST: (re)starts HOST's etcd member (after lab_etcd_cluster
 # made the cluster, or lab_etcd_stop stopped it): same data directory, so it
@@ -750,8 +782,12 @@ lab_etcd_start() {
 	ip=$(lab_ip "$h")
 	mkdir -p "$LAB_DIR/$h/etcd"
 	chmod 700 "$LAB_DIR/$h/etcd"
+	local s tls=()
+	s=$(_lab_etcd_scheme)
+	[[ $s == http ]] || tls=(--cert-file "$LAB_DIR/etcd-ca/$h.pem" --key-file "$LAB_DIR/etcd-ca/$h.key"
+		--client-cert-auth --trusted-ca-file "$LAB_DIR/etcd-ca/ca.pem")
 	lab_bg "$h" "$LAB_DIR/etcd-$h.log" etcd --name "$h" --data-dir "$LAB_DIR/$h/etcd" \
-		--listen-client-urls "http://$ip:2379" --advertise-client-urls "http://$ip:2379" \
+		--listen-client-urls "$s://$ip:2379" --advertise-client-urls "$s://$ip:2379" "${tls[@]}" \
 		--listen-peer-urls "http://$ip:2380" --initial-advertise-peer-urls "http://$ip:2380" \
 		--initial-cluster "${LAB_ETCD_INITIAL:?lab_etcd_cluster first}" \
 		--initial-cluster-state new --initial-cluster-token "$LAB_ID" \
@@ -770,7 +806,7 @@ lab_etcd_stop() {
 # lab_etcd_endpoints HOST...: the client URLs, as a TOML array's inside.
 lab_etcd_endpoints() {
 	local h out=""
-	for h in "$@"; do out+="${out:+, }\"http://$(lab_ip "$h"):2379\""; done
+	for h in "$@"; do out+="${out:+, }\"$(_lab_etcd_scheme)://$(lab_ip "$h"):2379\""; done
 	echo "$out"
 }
 
@@ -778,8 +814,11 @@ lab_etcd_endpoints() {
 lab_etcdctl() {
 	local h=${1:?usage: lab_etcdctl HOST ARGS...}
 	shift
-	ETCDCTL_API=3 lab_exec "$h" etcdctl --endpoints "http://$(lab_ip "$h"):2379" \
-		--dial-timeout 1s --command-timeout 2s "$@"
+	local tls=()
+	[[ $(_lab_etcd_scheme) == http ]] || tls=(--cacert "$LAB_DIR/etcd-ca/ca.pem"
+		--cert "$LAB_DIR/etcd-ca/etcdctl.pem" --key "$LAB_DIR/etcd-ca/etcdctl.key")
+	ETCDCTL_API=3 lab_exec "$h" etcdctl --endpoints "$(_lab_etcd_scheme)://$(lab_ip "$h"):2379" \
+		"${tls[@]}" --dial-timeout 1s --command-timeout 2s "$@"
 }
 
 # lab_etcd_healthy HOST...: every member answers, and a write goes through.

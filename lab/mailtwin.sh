@@ -18,7 +18,10 @@
 #                                   MT_METRICS_PORT (Prometheus on the host's IP),
 #                                   MT_VIP (ADDR/PREFIX: [vip] on eth0),
 #                                   MT_WITNESS (lab_etcd_endpoints ...: [witness],
-#                                   with MT_WITNESS_TTL, default 4s),
+#                                   with MT_WITNESS_TTL, default 4s; with
+#                                   LAB_ETCD_TLS=1 also ca_file, and this
+#                                   node's client certificate of the lab's
+#                                   etcd CA),
 #                                   MT_RELAY (off, the default as in the product:
 #                                   Postfix listens on port 25 itself; on:
 #                                   mailtwind's relay owns it, [relay])
@@ -152,6 +155,11 @@ mt_config() {
 	if [[ -n ${MT_WITNESS:-} ]]; then  # lab_etcd_endpoints ...: [witness] (docs/failover.md)
 		printf '\n[witness]\nendpoints = [%s]\nttl = "%s"\n' "$MT_WITNESS" "${MT_WITNESS_TTL:-4s}" \
 			>>"$LAB_DIR/$host/mailtwin.toml"
+		if [[ ${LAB_ETCD_TLS:-0} == 1 ]]; then  # the lab's etcd CA (lab_etcd_cluster)
+			lab_etcd_client_cert "$host"
+			printf 'ca_file = "%s"\ncert_file = "%s"\nkey_file = "%s"\n' "$LAB_DIR/etcd-ca/ca.pem" \
+				"$LAB_DIR/etcd-ca/$host.pem" "$LAB_DIR/etcd-ca/$host.key" >>"$LAB_DIR/$host/mailtwin.toml"
+		fi
 	fi
 	if [[ -n ${MT_METRICS_PORT:-} ]]; then
 		printf '\n[metrics]\nlisten = "%s:%s"\n' "$(lab_ip "$host")" "$MT_METRICS_PORT" \
