@@ -195,22 +195,25 @@ void Vip::Tick(std::chrono::steady_clock::time_point now) {
 std::string Vip::Announce() {
   unsigned index = if_nametoindex(if_.c_str());
   if (!index) return fmt::format("interface {}: {}", if_, std::strerror(errno));
-  if (addr_.family == AF_INET6) return AnnounceNa(index);
-  int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
-  if (fd < 0) return fmt::format("gratuitous ARP: socket: {}", std::strerror(errno));
+  // The interface's MAC: the ARP sender address, or the neighbour
+  // advertisement's target link-layer address option.
+  int ifd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (ifd < 0) return fmt::format("announcing {}: socket: {}", addr_.text, std::strerror(errno));
   ifreq ifr{};
   std::strncpy(ifr.ifr_name, if_.c_str(), IFNAMSIZ - 1);
-  if (ioctl(fd, SIOCGIFHWADDR, &ifr) != 0) {
-    int err = errno;
-    close(fd);
-    return fmt::format("gratuitous ARP: MAC address of {}: {}", if_, std::strerror(err));
-  }
-  if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) {
-    close(fd);
-    return {};  // no ARP on this interface (loopback, tun): nothing to announce
-  }
+  int rc = ioctl(ifd, SIOCGIFHWADDR, &ifr);
+  int err = errno;
+  close(ifd);
+  if (rc != 0)
+    return fmt::format("announcing {}: MAC address of {}: {}", addr_.text, if_, std::strerror(err));
+  // No ARP or neighbour discovery on this interface (loopback, tun).
+  if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) return {};
   std::uint8_t mac[6];
   std::memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+  if (addr_.family == AF_INET6) return AnnounceNa(index, mac);
+
+  int fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP));
+  if (fd < 0) return fmt::format("gratuitous ARP: socket: {}", std::strerror(errno));
   std::string pkt = GratuitousArp(mac, addr_.addr);
   sockaddr_ll to{};
   to.sll_family = AF_PACKET;
@@ -219,27 +222,14 @@ std::string Vip::Announce() {
   to.sll_halen = 6;
   std::memset(to.sll_addr, 0xff, 6);  // broadcast
   ssize_t n = sendto(fd, pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-  int err = errno;
+  err = errno;
   close(fd);
   if (n != static_cast<ssize_t>(pkt.size()))
     return fmt::format("gratuitous ARP on {}: {}", if_, std::strerror(err));
   return {};
 }
 
-std::string Vip::AnnounceNa(unsigned index) {
-  // The interface's MAC, for the target link-layer address option.
-  int ifd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (ifd < 0) return fmt::format("neighbour advertisement: socket: {}", std::strerror(errno));
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, if_.c_str(), IFNAMSIZ - 1);
-  int rc = ioctl(ifd, SIOCGIFHWADDR, &ifr);
-  int err = errno;
-  close(ifd);
-  if (rc != 0)
-    return fmt::format("neighbour advertisement: MAC address of {}: {}", if_, std::strerror(err));
-  if (ifr.ifr_hwaddr.sa_family != ARPHRD_ETHER) return {};  // no neighbour discovery there
-  std::uint8_t mac[6];
-  std::memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+std::string Vip::AnnounceNa(unsigned index, const std::uint8_t mac[6]) {
   std::string pkt = UnsolicitedNa(mac, addr_.addr6);
 
   int fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6);
@@ -260,7 +250,7 @@ std::string Vip::AnnounceNa(unsigned index) {
       setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof ifindex) == 0 &&
       bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) == 0)
     n = sendto(fd, pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
-  err = errno;
+  int err = errno;
   close(fd);
   if (n != static_cast<ssize_t>(pkt.size()))
     return fmt::format("neighbour advertisement on {}: {}", if_, std::strerror(err));

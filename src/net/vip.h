@@ -70,7 +70,7 @@ class Vip {
   std::string Change(bool add, int prefix);
   int PresentPrefix() const;  // the prefix it has on the interface, -1 if absent
   std::string Announce();
-  std::string AnnounceNa(unsigned index);  // IPv6
+  std::string AnnounceNa(unsigned index, const std::uint8_t mac[6]);  // IPv6
 
   VipAddress addr_;
   std::string if_;
