@@ -1,6 +1,6 @@
 #!/bin/bash
 #
-# bench/run mx [--quick]: what senders on the Internet feel when the primary
+# bench/run mx [--quick] [--silent]: what senders on the Internet feel when the primary
 # dies. Mail comes by MX from a real sending Postfix that keeps Postfix's
 # DEFAULT retry settings (queue_run_delay and minimal_backoff_time 300 s,
 # maximal_backoff_time 4000 s), and is counted at the destination.
@@ -18,7 +18,9 @@
 # half for sink.lab.test, half for slow.lab.test, whose server (smtp-sink -w 1)
 # waits 1 s before it answers DATA: main's queue holds mail in flight, as a
 # real server's does (with an instant sink it would be empty at all times,
-# and a classic backup MX would strand nothing). After 5 s main's host dies (lab_crash: every process, kill -9); the
+# and a classic backup MX would strand nothing). After 5 s main's host dies
+# (lab_crash: every process, kill -9; with --silent, lab_silence: no RST, no
+# ICMP, its processes frozen, so the sender's connections to it hang); the
 # stream goes on for 5 s more, then stops. The round waits until the
 # sender's queue is empty (drain_s: from the kill; at most 20 min) and the
 # surviving node has delivered everything, then counts (lab_mx_account):
@@ -43,7 +45,7 @@
 #                    in the bench log
 # Sums over the rounds, drain_s as the median.
 #
-# Last line: RESULT kills=N lost=N duplicated=N dup_lost250=N dup_lost250_gap=N dup_other=N
+# Last line: RESULT kills=N kill=crash|silent lost=N duplicated=N dup_lost250=N dup_lost250_gap=N dup_other=N
 #   dup_inflight=N dup_done_lag=N refused_both=N
 #   sender_deferred=N drain_s_p50=.. classic_drain_s_p50=.. drain_gap_s=..
 #   (mailtwin's median minus classic's; target <= 2) classic_lost=N
@@ -59,7 +61,15 @@ bench_product_failover
 # Half the mail is for slow.lab.test, whose server takes 1 s before it
 # answers DATA: so main's queue holds mail in flight, as a real one does.
 export SLOW_SECONDS=1
-bench_args mx "$@"
+# --silent: main dies silently (lab_silence: its cable cut and every
+# process frozen, as at a power loss) instead of by kill -9, whose kernel
+# refuses at once.
+KILL=crash
+args=()
+for a in "$@"; do
+	if [[ $a == --silent ]]; then KILL=silent; else args+=("$a"); fi
+done
+bench_args mx "${args[@]}"
 ROUNDS=$((QUICK ? 1 : 3))
 ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
 [[ -x $MAILTWIN_BIN/mailtwind && -x $MAILTWIN_BIN/mailtwin ]] ||
@@ -87,13 +97,13 @@ round() {
 	start_sender 20 "a@sink.lab.test,b@slow.lab.test" 127.0.0.1 sender
 	sleep 5
 	t0=$EPOCHREALTIME
-	lab_crash main
+	if [[ $KILL == silent ]]; then lab_silence main; else lab_crash main; fi
 	if [[ $mode == mailtwin ]]; then
 		took_over() { mt_role_is backup primary 2; }
 		lab_wait_for 20 took_over || fail "$mode $k: backup did not take over"
-		bench_log "$mode $k: main killed; backup primary after $(bench_fmt "$(bench_sub "$EPOCHREALTIME" "$t0")" %.2f) s"
+		bench_log "$mode $k: main killed ($KILL); backup primary after $(bench_fmt "$(bench_sub "$EPOCHREALTIME" "$t0")" %.2f) s"
 	else
-		bench_log "$mode $k: main killed; backup serves all along"
+		bench_log "$mode $k: main killed ($KILL); backup serves all along"
 	fi
 	sleep 5
 	touch "$LAB_DIR/stop"
@@ -128,7 +138,7 @@ bench_log "mailtwin: lost ${SUM[mailtwin.lost]} (target 0: $(bench_verdict "${SU
 # classic backup MX's time.
 gap=$(bench_fmt "$(bench_sub "$(p50 "${DRAIN[@]}")" "$(p50 "${CDRAIN[@]}")")" %.1f)
 bench_log "targets: refused_both ${SUM[mailtwin.refused_both]} ($(bench_verdict "${SUM[mailtwin.refused_both]}" '<=' 0)), sender_deferred ${SUM[mailtwin.sender_deferred]} ($(bench_verdict "${SUM[mailtwin.sender_deferred]}" '<=' 0)), drain gap to classic $gap s ($(bench_verdict "$gap" '<=' 2))"
-echo "RESULT kills=$ROUNDS lost=${SUM[mailtwin.lost]} duplicated=${SUM[mailtwin.duplicated]}" \
+echo "RESULT kills=$ROUNDS kill=$KILL lost=${SUM[mailtwin.lost]} duplicated=${SUM[mailtwin.duplicated]}" \
 	"dup_lost250=${SUM[mailtwin.dup_lost250]} dup_lost250_gap=${SUM[mailtwin.dup_lost250_gap]} dup_other=${SUM[mailtwin.dup_other]}" \
 	"dup_inflight=${SUM[mailtwin.dup_inflight]} dup_done_lag=${SUM[mailtwin.dup_done_lag]}" \
 	"refused_both=${SUM[mailtwin.refused_both]} sender_deferred=${SUM[mailtwin.sender_deferred]}" \

@@ -81,6 +81,23 @@ _pc_evidence() {
 	cp "$LAB_DIR"/*-mailtwind.history "$LAB_DIR/main/mailtwind.log" "$PC_LOG" "$d/" 2>/dev/null || true
 	echo "   evidence kept in $d" >&2
 }
+
+# _pc_stuck_evidence: the promoted node still holds acknowledged mail with
+# the destination up: keeps what says why (its queue with each message's
+# queue and delay reason, its maillog, its daemon's log and status).
+_pc_stuck_evidence() {
+	local d=${PC_EVIDENCE:-/tmp}/powercut-$LAB_ID-stuck
+	mkdir -p "$d"
+	echo "stuck: $PC_LAST" >"$d/check"
+	lab_pf backup postqueue -j >"$d/postqueue.json" 2>&1 || true
+	find "$LAB_DIR/backup/spool"/{maildrop,incoming,active,deferred,hold} -type f \
+		-printf '%P mode %m size %s mtime %TT\n' >"$d/queue-files" 2>&1 || true
+	mt_json backup >"$d/status.json"
+	lab_exec backup ss -tanp >"$d/sockets" 2>&1 || true
+	cp "$LAB_DIR/backup/maillog" "$LAB_DIR/backup/mailtwind.log" "$LAB_DIR"/sink-dest-*.log "$d/" 2>/dev/null || true
+	cp "$LAB_DIR"/*-mailtwind.history "$PC_LOG" "$d/" 2>/dev/null || true
+	echo "   $PC_STUCK messages stuck on the promoted node: evidence kept in $d" >&2
+}
 _pc_field() { [[ " $1 " =~ [[:space:]]$2=([0-9]+) ]] && echo "${BASH_REMATCH[1]}" || echo 0; }
 
 # pc_power_off HOST: everything on HOST dies at once, then its disk loses
@@ -166,6 +183,7 @@ pc_deliver_and_check() {
 	# Still queued after two minutes with the destination up: not lost, but
 	# a promoted node that does not deliver is a failure too.
 	PC_STUCK=$(_pc_field "$PC_LAST" queued)
+	((PC_STUCK == 0)) || _pc_stuck_evidence
 	if [[ -n ${PC_DEBUG_PAUSE:-} && $PC_LAST != *" queued=0"* ]]; then
 		echo "lab $LAB_DIR kept for $PC_DEBUG_PAUSE s"; sleep "$PC_DEBUG_PAUSE"
 	fi

@@ -12,6 +12,7 @@ std::string_view ActionName(Action a) {
     case Action::kPromote: return "promote";
     case Action::kFailback: return "failback";
     case Action::kSwitchover: return "switchover";
+    case Action::kReconfirm: return "reconfirm";
   }
   return "?";
 }
@@ -76,6 +77,23 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
                             "taken over, so Postfix stops until the peer confirms epoch {}",
                             o.stalled.count(), c.lease().count(), o.epoch),
                 {Action::kFence});
+  if (!o.epoch_confirmed && o.fenced_by_stall && !o.paused) {
+    // The stall gave the standby its chance to take over. A peer that took
+    // over serves (its Hello, or its SMTP answering, says so); one that
+    // neither dials in nor answers SMTP cannot have: without this a node
+    // whose peer is down stayed fenced for good.
+    if (!o.link_live && o.probe_failures >= c.fail_threshold)
+      return Decided(P,
+                     fmt::format("fenced after a stall, but the peer does not serve ({} probes "
+                                 "of its SMTP service failed: {}) and no link is up: it did not "
+                                 "take over; epoch {} is confirmed again",
+                                 o.probe_failures, o.probe_error, o.epoch),
+                     {Action::kReconfirm});
+    return Decided(P, fmt::format("fenced after a stall: Postfix stays stopped until the peer "
+                                  "confirms epoch {}, or {} probes of its SMTP service fail ({} "
+                                  "so far)",
+                                  o.epoch, c.fail_threshold, o.probe_failures));
+  }
   if (!o.epoch_confirmed) {
     // A Postfix already running (the daemon restarted) keeps serving while
     // the peer has peer_timeout to answer: a standby that is up confirms in

@@ -25,7 +25,10 @@
 // - A primary serves (runs Postfix) only once it knows the cluster's epoch:
 //   after a standby acknowledged it, or after its own promotion. A primary
 //   whose daemon was stalled (frozen, suspended) long enough for the standby
-//   to take over fences itself - Postfix stopped - until the peer confirms.
+//   to take over fences itself - Postfix stopped - until the peer confirms,
+//   or, with no link to the peer, until fail_threshold probes of the peer's
+//   SMTP service have failed: a peer that does not serve did not take over
+//   (without that a stall with the peer down stopped the mail for good).
 // - Whoever sees a higher epoch than its own steps down; equal epochs on two
 //   primaries (split brain after forced promotions) go to the smaller name.
 // - A peer's epoch more than kMaxEpochLead ahead of ours, or at kMaxEpoch
@@ -57,6 +60,9 @@ struct Observations {
   // The daemon's loop did not run for this long (frozen, suspended, starved).
   Millis stalled{0};
   Millis unconfirmed_for{0};  // since the epoch stopped being confirmed
+  // Fenced after a stall: the peer's SMTP service is probed (probe_failures)
+  // to learn whether it took over.
+  bool fenced_by_stall = false;
   bool link_live = false;     // replicating to the standby
   Millis link_down_for{0};
   Millis link_live_for{0};    // since the link went live
@@ -81,7 +87,9 @@ struct Observations {
   bool primary_seen = false;  // a primary at our epoch connected since we started
   bool link_up = false;       // the replication session with the primary is open
   std::optional<Clock::time_point> last_from_primary;  // last frame received
-  int probe_failures = 0;     // consecutive failed SMTP probes of the primary (they overlap)
+  // Consecutive failed SMTP probes of the primary (they overlap); of the
+  // peer, on a primary fenced by a stall.
+  int probe_failures = 0;
   // The same streak counted one probe at a time (ha/probe_streak.h): what a
   // live link's primary is judged by, so that a slow greeting is not
   // counted once per overlapping probe.
@@ -100,6 +108,7 @@ enum class Action {
   kPromote,      // take over: epoch + 1 stored first, then the mirror goes live
   kFailback,     // primary: hand the role to the preferred node (a switchover)
   kSwitchover,   // primary: hand the role to the standby (a switchover)
+  kReconfirm,    // primary fenced by a stall: the peer does not serve; the epoch is ours again
 };
 std::string_view ActionName(Action a);
 

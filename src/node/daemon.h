@@ -214,6 +214,12 @@ class Daemon {
   // A primary serves once its epoch is confirmed (ha/decide.h).
   bool epoch_confirmed_ = false;
   std::optional<ha::Clock::time_point> unconfirmed_since_;
+  // The epoch stopped being confirmed because the loop stalled: the peer's
+  // SMTP service is probed until it confirms (ha::Observations).
+  bool fenced_by_stall_ = false;
+  // This node's SMTP probes of its peer run: a standby's, or a primary's
+  // fenced by a stall.
+  bool Probing() const;
   bool primary_seen_ = false;
   // When this node handed the role over (switchover, failback), until the
   // new primary connects: Decide gives it handover_grace to come up.

@@ -32,8 +32,8 @@ void Daemon::Tick() {
   stalled_ = std::chrono::duration_cast<Millis>(now - last_tick_) - cfg_.check_interval - busy_;
   last_tick_ = now;
   busy_ = Millis(0);
-  if (roles_.role() == NodeRole::kStandby)
-    probe_.Run([this] { return roles_.role() == NodeRole::kStandby; },
+  if (Probing())
+    probe_.Run([this] { return Probing(); },
                // Decide at once rather than at the next tick: it may be the
                // failure that makes the threshold.
                [this] { Evaluate(std::chrono::steady_clock::now()); });
@@ -49,6 +49,11 @@ void Daemon::Tick() {
   stalled_ = Millis(0);  // a stall is seen by this tick's decision only
   RaiseIfUnprotected();
   ScheduleTick();
+}
+
+bool Daemon::Probing() const {
+  return roles_.role() == NodeRole::kStandby ||
+         (roles_.primary() && fenced_by_stall_ && !epoch_confirmed_);
 }
 
 void Daemon::WatchSilence(ha::Clock::time_point now) {
@@ -91,6 +96,7 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   o.postfix_running = postfix_->Running();
   o.epoch_confirmed = epoch_confirmed_;
   o.stalled = stalled_;
+  o.fenced_by_stall = roles_.primary() && fenced_by_stall_ && !epoch_confirmed_;
   if (unconfirmed_since_)
     o.unconfirmed_for = std::chrono::duration_cast<Millis>(now - *unconfirmed_since_);
   o.postfix_start_failures = postfix_start_failures_;
@@ -170,11 +176,23 @@ void Daemon::Apply(const ha::Decision& d, ha::Clock::time_point now) {
       case ha::Action::kFence:
         ReleaseVip("fencing");
         StopPostfix(true);
+        fenced_by_stall_ = epoch_confirmed_ && stalled_ >= ha_.lease();
+        if (fenced_by_stall_) probe_.Reset();  // its failures count from the fence on
         epoch_confirmed_ = false;
         unconfirmed_since_ = now;
         Raise("fencing", d.reason);
         // Meet the peer again: its Hello confirms our epoch or deposes us.
         if (primary_) primary_->link().Reconnect("re-confirming the epoch after fencing");
+        break;
+      case ha::Action::kReconfirm:
+        epoch_confirmed_ = true;
+        fenced_by_stall_ = false;
+        unconfirmed_since_.reset();
+        Raise("unfenced", d.reason);
+        asio::post(io_, [this] {
+          Evaluate(std::chrono::steady_clock::now());
+          SyncVip(std::chrono::steady_clock::now());
+        });
         break;
       case ha::Action::kPromote: TakeOver(d.reason); break;
       case ha::Action::kFailback: StartSwitchover(d.reason, "failback"); break;

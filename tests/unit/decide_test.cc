@@ -32,6 +32,15 @@ Observations Standby() {
   return o;
 }
 
+// A primary after a stall's fence: Postfix stopped, epoch not confirmed,
+// no link to the peer.
+void Stalled(Observations& o) {
+  o.epoch_confirmed = false;
+  o.fenced_by_stall = true;
+  o.postfix_running = false;
+  o.link_live = false;
+}
+
 Observations Primary() {
   Observations o;
   o.role = NodeRole::kPrimary;
@@ -149,6 +158,21 @@ TEST(Decide, Table) {
        "cannot be written: Postfix answers 4xx", "queue-trouble"},
       {"primary stalled 0.5 s: fine", With(Primary(), [](auto& o) { o.stalled = 500ms; }), 100ms, P,
        {}, "serving at epoch 4"},
+      {"fenced by a stall, peer probes failing 2 of 3: stays stopped",
+       With(Primary(), [](auto& o) { Stalled(o); o.probe_failures = 2; }), 100ms, P, {},
+       "until the peer confirms epoch 4, or 3 probes of its SMTP service fail (2 so far)"},
+      {"fenced by a stall, 3 peer probes failed, no link: the epoch is ours again",
+       With(Primary(), [](auto& o) { Stalled(o); o.probe_failures = 3; o.probe_error = "connect: Connection refused"; }),
+       100ms, P, {Action::kReconfirm}, "did not take over; epoch 4 is confirmed again"},
+      {"fenced by a stall, probes failing but a link is up: its Hello decides",
+       With(Primary(), [](auto& o) { Stalled(o); o.probe_failures = 5; o.link_live = true; }), 100ms, P,
+       {}, "fenced after a stall: Postfix stays stopped"},
+      {"fenced by a stall and paused: no reconfirmation",
+       With(Primary(), [](auto& o) { Stalled(o); o.probe_failures = 5; o.paused = true; }), 100ms, P,
+       {}, "is not confirmed by the peer yet"},
+      {"unconfirmed after a restart, peer probes failing: only the peer (or --force) confirms",
+       With(Primary(), [](auto& o) { o.epoch_confirmed = false; o.postfix_running = false; o.probe_failures = 9; }),
+       100ms, P, {}, "is not confirmed by the peer yet: Postfix stays stopped"},
   };
   for (const auto& r : rows) {
     const HaConfig& c = std::string(r.reason_has).find("manual") != std::string::npos ? manual : Cfg();

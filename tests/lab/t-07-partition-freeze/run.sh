@@ -11,6 +11,10 @@
 #   B. Freeze: backup (now primary) is frozen (SIGSTOP, every process) for
 #      6 s. Main takes over (epoch 3). Backup wakes: its daemon sees it was
 #      stalled, fences Postfix at once, learns epoch 3, steps down, hands over.
+#   C. Freeze with the peer dead: backup's host dies, then main (primary) is
+#      frozen for 3 s. Main fences itself at the thaw; no peer dials in and
+#      backup's SMTP refuses: nobody took over, so main confirms its epoch
+#      again and serves.
 #   Then the down destination comes back, and every message the client got a
 #   250 for is delivered: none lost. In A nothing can be delivered twice (the
 #   only mail both had waits for the down destination); in B the thawed
@@ -66,6 +70,27 @@ grep -q "stalled for" "$LAB_DIR/backup/mailtwind.log" || fail "the thawed backup
 lab_postfix_running backup && fail "the thawed backup's Postfix still runs"
 lab_wait_for 30 mt_handover_done backup || fail "backup did not settle its set-aside queue"
 echo "B. freeze: main took over at epoch 3; the thawed backup fenced itself ($(grep -ho 'this daemon stalled for [0-9]* ms' "$LAB_DIR/backup/mailtwind.log" | head -1)) and stepped down"
+
+# C. The primary (main) freezes while its peer is dead: backup's host dies,
+# then main is frozen for 3 s. Main wakes, sees its stall and fences; but no
+# peer dials in and backup's SMTP refuses, so nobody took over: main must
+# confirm its own epoch again and serve (before, it waited for a peer that
+# never came: the mail stopped until an administrator ran promote --force).
+mt_wait_state main live 20 || fail "main does not replicate to backup"
+lab_crash backup
+sleep 1
+lab_freeze main
+sleep 3
+t_thaw=$EPOCHREALTIME
+lab_thaw main
+serving() { [[ $(mt_ha main epoch_confirmed) == True ]] && lab_postfix_running main; }
+lab_wait_for 30 serving || fail "main stayed fenced after its stall with backup dead: $(mt_ha main decision)"
+resumed=$(awk -v a="$t_thaw" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+grep -q "did not take over; epoch 3 is confirmed again" "$LAB_DIR/main/mailtwind.log" ||
+	fail "main serves again, but not after judging its peer down: $(grep -c 'decide:' "$LAB_DIR/main/mailtwind.log")"
+before=$(wc -l <"$log")
+lab_wait_for 10 eval '(($(wc -l <"$log") > before))' || fail "main serves again, but the client gets no 250"
+echo "C. frozen with its peer dead: main fenced ($(grep -ho 'this daemon stalled for [0-9]* ms' "$LAB_DIR/main/mailtwind.log" | tail -1)), found backup down, and served again $resumed s after the thaw"
 
 # Everything accepted is delivered.
 lab_sink_start dest 2526 "$SINK_DEAD" >/dev/null
