@@ -1,6 +1,6 @@
 #!/bin/bash
 #
-# bench/run mx [--quick] [--silent]: what senders on the Internet feel when the primary
+# bench/run mx [--quick] [--silent] [--vip]: what senders on the Internet feel when the primary
 # dies. Mail comes by MX from a real sending Postfix that keeps Postfix's
 # DEFAULT retry settings (queue_run_delay and minimal_backoff_time 300 s,
 # maximal_backoff_time 4000 s), and is counted at the destination.
@@ -45,7 +45,7 @@
 #                    in the bench log
 # Sums over the rounds, drain_s as the median.
 #
-# Last line: RESULT kills=N kill=crash|silent lost=N duplicated=N dup_lost250=N dup_lost250_gap=N dup_other=N
+# Last line: RESULT kills=N kill=crash|silent mx=hosts|vip lost=N duplicated=N dup_lost250=N dup_lost250_gap=N dup_other=N
 #   dup_inflight=N dup_done_lag=N refused_both=N
 #   sender_deferred=N drain_s_p50=.. classic_drain_s_p50=.. drain_gap_s=..
 #   (mailtwin's median minus classic's; target <= 2) classic_lost=N
@@ -64,10 +64,17 @@ export SLOW_SECONDS=1
 # --silent: main dies silently (lab_silence: its cable cut and every
 # process frozen, as at a power loss) instead of by kill -9, whose kernel
 # refuses at once.
-KILL=crash
+# --vip: the pair's MX 10 is its service address ([vip] $LAB_NET.100,
+# held by the primary: mx.lab.test), MX 20 backup's own address; the
+# classic setup keeps main 10, backup 20.
+KILL=crash VIA_VIP=0
 args=()
 for a in "$@"; do
-	if [[ $a == --silent ]]; then KILL=silent; else args+=("$a"); fi
+	case $a in
+	--silent) KILL=silent ;;
+	--vip) VIA_VIP=1 ;;
+	*) args+=("$a") ;;
+	esac
 done
 bench_args mx "${args[@]}"
 ROUNDS=$((QUICK ? 1 : 3))
@@ -84,8 +91,15 @@ round() {
 	local relay=${MX_RELAY:-on}
 	[[ $mode == classic ]] && relay=off
 	MT_RELAY=$relay pair_setup "bench-mx-$mode"
+	local mx="main:10 backup:20"
+	if ((VIA_VIP)) && [[ $mode == mailtwin ]]; then
+		export MT_VIP=$LAB_NET.100/24
+		mt_config main primary backup
+		mt_config backup standby main
+		mx="mx=${MT_VIP%/*}:10 backup:20"
+	fi
 	bench_private_bin
-	mx_setup  # Postfix's default retry settings
+	MX_RECORDS=$mx mx_setup  # Postfix's default retry settings
 	if [[ $mode == mailtwin ]]; then
 		mt_gate main
 		mt_gate backup
@@ -138,7 +152,7 @@ bench_log "mailtwin: lost ${SUM[mailtwin.lost]} (target 0: $(bench_verdict "${SU
 # classic backup MX's time.
 gap=$(bench_fmt "$(bench_sub "$(p50 "${DRAIN[@]}")" "$(p50 "${CDRAIN[@]}")")" %.1f)
 bench_log "targets: refused_both ${SUM[mailtwin.refused_both]} ($(bench_verdict "${SUM[mailtwin.refused_both]}" '<=' 0)), sender_deferred ${SUM[mailtwin.sender_deferred]} ($(bench_verdict "${SUM[mailtwin.sender_deferred]}" '<=' 0)), drain gap to classic $gap s ($(bench_verdict "$gap" '<=' 2))"
-echo "RESULT kills=$ROUNDS kill=$KILL lost=${SUM[mailtwin.lost]} duplicated=${SUM[mailtwin.duplicated]}" \
+echo "RESULT kills=$ROUNDS kill=$KILL mx=$( ((VIA_VIP)) && echo vip || echo hosts) lost=${SUM[mailtwin.lost]} duplicated=${SUM[mailtwin.duplicated]}" \
 	"dup_lost250=${SUM[mailtwin.dup_lost250]} dup_lost250_gap=${SUM[mailtwin.dup_lost250_gap]} dup_other=${SUM[mailtwin.dup_other]}" \
 	"dup_inflight=${SUM[mailtwin.dup_inflight]} dup_done_lag=${SUM[mailtwin.dup_done_lag]}" \
 	"refused_both=${SUM[mailtwin.refused_both]} sender_deferred=${SUM[mailtwin.sender_deferred]}" \

@@ -1,6 +1,6 @@
 #!/bin/bash
 #
-# bench/run vip [--quick]: how long the service address ([vip]) answers
+# bench/run vip [--quick] [--ipv6]: how long the service address ([vip]) answers
 # nowhere when the primary dies, as its clients live it (issue 14, item 2).
 #
 # Lab: main and backup (Postfix + mailtwind, gate on, failover auto, the
@@ -26,7 +26,11 @@
 #              1 s, 3 s, 7 s... and must reach the new holder)
 #   refused  = attempts refused meanwhile (the old host's kernel)
 #
-# Last line: RESULT kills=N dark_p50_s= dark_p99_s= silent_dark_p50_s=
+# --ipv6: the service address is ${LAB_NET6}100/64 (every lab host has an
+# IPv6 address too; the clients and watchers use IPv6; the announcement is
+# an unsolicited neighbour advertisement instead of gratuitous ARP).
+#
+# Last line: RESULT family=4|6 kills=N dark_p50_s= dark_p99_s= silent_dark_p50_s=
 #   silent_dark_p99_s= extra_p99_s= silent_extra_p99_s= once_ok=N/M
 #   silent_once_ok=N/M silent_once_p50_s= refused_per_kill= lost= duplicated=
 # Targets: extra_p99_s <= 0.2 (the address adds next to nothing to the
@@ -44,7 +48,13 @@ MAILTWIN_BIN=${MAILTWIN_BIN:-$REPO/build/apps}
 export MT_FAILOVER=auto MT_MANAGE=true MT_PREFERRED=main
 bench_product_failover
 
-bench_args vip "$@"
+FAMILY=4
+args=()
+for a in "$@"; do
+	if [[ $a == --ipv6 ]]; then FAMILY=6; else args+=("$a"); fi
+done
+((FAMILY == 4)) || export LAB_IPV6=1
+bench_args vip "${args[@]}"
 if ((QUICK)); then MODE=quick KILLS=3; else MODE=full KILLS=10; fi
 KILLS=${BENCH_KILLS:-$KILLS}
 [[ -x $MAILTWIN_BIN/mailtwind && -x $MAILTWIN_BIN/mailtwin ]] ||
@@ -55,10 +65,21 @@ lab_host main 1
 lab_host backup 2
 lab_host dest 9
 lab_host client 20
-export MT_VIP=$LAB_NET.100/24
+# own HOST: HOST's own address in the service address's family.
+if ((FAMILY == 6)); then
+	export MT_VIP=${LAB_NET6}100/64
+	own() { lab_ip6 "$1"; }
+	v6conf=("inet_protocols = all" "mynetworks = 127.0.0.0/8, $LAB_NET.0/24, [${LAB_NET6}]/64")
+	sender_vip="[${MT_VIP%/*}]"
+else
+	export MT_VIP=$LAB_NET.100/24
+	own() { lab_ip "$1"; }
+	v6conf=()
+	sender_vip=${MT_VIP%/*}
+fi
 vip=${MT_VIP%/*}
 for h in main backup; do
-	lab_postfix_create "$h" relay=dest "inet_interfaces = all"
+	lab_postfix_create "$h" relay=dest "inet_interfaces = all" "${v6conf[@]}"
 done
 SINK=$LAB_DIR/sink
 lab_sink_start dest 25 "$SINK" >/dev/null
@@ -71,13 +92,13 @@ lab_postfix_start main
 mt_start backup >/dev/null
 mt_start main >/dev/null
 mt_wait_state main live 30 || { bench_log "the link did not come up"; exit 1; }
-has_vip() { ip -n "$(lab_ns "$1")" -4 -o addr show dev eth0 | grep -q " $vip/"; }
+has_vip() { ip -n "$(lab_ns "$1")" -o addr show dev eth0 | grep -q " $vip/"; }
 lab_wait_for 10 has_vip main || { bench_log "main does not hold $vip"; exit 1; }
 bench_log "mode $MODE: $KILLS kills of each kind; service address $vip"
 
 log=$LAB_DIR/accepted.log
 lab_bg client "$LAB_DIR/sender.out" "$BENCH_PY" "$REPO/lab/sender.py" \
-	--servers "$vip" --rcpt "a@sink.lab.test,b@sink.lab.test" \
+	--servers "$sender_vip" --rcpt "a@sink.lab.test,b@sink.lab.test" \
 	--rate 20 --log "$log" --stop-file "$LAB_DIR/stop" --max-seconds 3600 >/dev/null
 
 pair_ready() { bench_pair_ready "$@" && has_vip "$1" && ! has_vip "$2"; }
@@ -108,7 +129,7 @@ for ((k = 1; k <= 2 * KILLS; k++)); do
 	sleep 2
 	lab_bg client "$LAB_DIR/watch-vip-$k" "$BENCH_PY" "$REPO/lab/smtp_watch.py" "$vip" 25 8 >/dev/null
 	wv=$LAB_BG_PID
-	lab_bg client "$LAB_DIR/watch-own-$k" "$BENCH_PY" "$REPO/lab/smtp_watch.py" "$(lab_ip "$S")" 25 8 >/dev/null
+	lab_bg client "$LAB_DIR/watch-own-$k" "$BENCH_PY" "$REPO/lab/smtp_watch.py" "$(own "$S")" 25 8 >/dev/null
 	wo=$LAB_BG_PID
 	sleep 0.2  # both watchers run
 	if [[ $kind == loud ]]; then lab_crash "$P"; else lab_silence "$P"; fi
@@ -166,4 +187,4 @@ SO50=$(pct 0.5 "${SONCE[@]}")
 RPK=$(bench_calc "round($REFUSED / $((2 * KILLS)), 1)")
 bench_log "loud: dark p50 $D50 s, p99 $D99 s, extra p99 $E99 s; silent: dark p50 $SD50 s, p99 $SD99 s, extra p99 $SE99 s (target extra <= 0.2 s: $(bench_verdict "$E99" '<=' 0.2), $(bench_verdict "$SE99" '<=' 0.2))"
 bench_log "single connect: $ONCE_OK/$KILLS loud, $SONCE_OK/$KILLS silent got a greeting (silent p50 $SO50 s; target all silent: $(bench_verdict "$SONCE_OK" '>=' "$KILLS")); $RPK attempts refused per kill"
-echo "RESULT kills=$KILLS dark_p50_s=$D50 dark_p99_s=$D99 silent_dark_p50_s=$SD50 silent_dark_p99_s=$SD99 extra_p99_s=$E99 silent_extra_p99_s=$SE99 once_ok=$ONCE_OK/$KILLS silent_once_ok=$SONCE_OK/$KILLS silent_once_p50_s=$SO50 refused_per_kill=$RPK lost=$LOST duplicated=$DUPS"
+echo "RESULT family=$FAMILY kills=$KILLS dark_p50_s=$D50 dark_p99_s=$D99 silent_dark_p50_s=$SD50 silent_dark_p99_s=$SD99 extra_p99_s=$E99 silent_extra_p99_s=$SE99 once_ok=$ONCE_OK/$KILLS silent_once_ok=$SONCE_OK/$KILLS silent_once_p50_s=$SO50 refused_per_kill=$RPK lost=$LOST duplicated=$DUPS"

@@ -1107,7 +1107,8 @@ lab_source() {
 # and TCP), the lab's DNS server. It knows only what it is told: an A record
 # NAME.lab.test for every host of the lab made so far, and for each of the
 # comma-separated DOMAINS one MX record per MXHOST:PREF (to
-# MXHOST.lab.test). Other names under lab.test do not exist
+# MXHOST.lab.test). NAME=IPV4:PREF is an MX to NAME.lab.test, an A record
+# of IPV4 made for it (an address that is no host's own: a [vip]). Other names under lab.test do not exist
 # (--local=/lab.test/); no system configuration is read
 # (--conf-file=/dev/null, --no-resolv, --no-hosts) and nothing is
 # forwarded. Queries are logged to $LAB_DIR/dns-HOST.log. Waits until it
@@ -1126,10 +1127,18 @@ lab_dns_start() {
 		--listen-address="$ip" --bind-interfaces --port=53 --local=/lab.test/
 		--log-queries --log-facility="$LAB_DIR/dns-$host.log")
 	while read -r name addr; do opt+=(--host-record="$name.lab.test,$addr"); done <"$st/hosts"
+	for mx in "$@"; do
+		if [[ $mx =~ ^([a-z][a-z0-9-]*)=([0-9.]+):[0-9]+$ ]]; then
+			opt+=(--host-record="${BASH_REMATCH[1]}.lab.test,${BASH_REMATCH[2]}")
+		elif [[ $mx =~ ^[a-z][a-z0-9-]*:[0-9]+$ ]]; then
+			lab_ip "${mx%%:*}" >/dev/null
+		else
+			_lab_die "lab_dns_start: not MXHOST:PREF or NAME=IPV4:PREF: $mx"
+		fi
+	done
 	for d in ${domains//,/ }; do
 		for mx in "$@"; do
-			[[ $mx =~ ^[a-z][a-z0-9-]*:[0-9]+$ ]] || _lab_die "lab_dns_start: not MXHOST:PREF: $mx"
-			lab_ip "${mx%%:*}" >/dev/null
+			mx=${mx/=*:/:}  # NAME=IPV4:PREF -> NAME:PREF
 			opt+=(--mx-host="$d,${mx%%:*}.lab.test,${mx#*:}")
 		done
 	done

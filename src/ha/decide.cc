@@ -78,21 +78,26 @@ Decision DecidePrimary(const Observations& o, const HaConfig& c) {
                             o.stalled.count(), c.lease().count(), o.epoch),
                 {Action::kFence});
   if (!o.epoch_confirmed && o.fenced_by_stall && !o.paused) {
-    // The stall gave the standby its chance to take over. A peer that took
-    // over serves (its Hello, or its SMTP answering, says so); one that
-    // neither dials in nor answers SMTP cannot have: without this a node
-    // whose peer is down stayed fenced for good.
-    if (!o.link_live && o.probe_failures >= c.fail_threshold)
+    // The stall gave the standby its chance to take over, and the fence
+    // gives it another (our SMTP is down now). A peer that took over serves
+    // (its Hello, or its SMTP answering, says so); one that still neither
+    // dials in nor answers SMTP after handover_grace, a take-over's time,
+    // did not: without this a node whose peer is down stayed fenced for
+    // good.
+    if (!o.link_live && o.probe_failures >= c.fail_threshold &&
+        o.unconfirmed_for >= c.handover_grace())
       return Decided(P,
                      fmt::format("fenced after a stall, but the peer does not serve ({} probes "
-                                 "of its SMTP service failed: {}) and no link is up: it did not "
-                                 "take over; epoch {} is confirmed again",
-                                 o.probe_failures, o.probe_error, o.epoch),
+                                 "of its SMTP service failed: {}) and no link came up in {} ms: "
+                                 "it did not take over; epoch {} is confirmed again",
+                                 o.probe_failures, o.probe_error, o.unconfirmed_for.count(),
+                                 o.epoch),
                      {Action::kReconfirm});
     return Decided(P, fmt::format("fenced after a stall: Postfix stays stopped until the peer "
-                                  "confirms epoch {}, or {} probes of its SMTP service fail ({} "
-                                  "so far)",
-                                  o.epoch, c.fail_threshold, o.probe_failures));
+                                  "confirms epoch {}, or its SMTP service has failed {} probes "
+                                  "in a row ({} so far) and {} ms passed without a link",
+                                  o.epoch, c.fail_threshold, o.probe_failures,
+                                  c.handover_grace().count()));
   }
   if (!o.epoch_confirmed) {
     // A Postfix already running (the daemon restarted) keeps serving while

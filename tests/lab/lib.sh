@@ -128,7 +128,8 @@ mt_event_raised() { grep -q "\"kind\":\"$2\"" "$LAB_DIR/$1/mailtwin/state/events
 
 # mx_setup [KEY=VALUE...]: mail from the Internet, by MX. Adds host dns
 # (.53: dnsmasq; the MX records of each domain above, sink.lab.test to
-# late.lab.test, are main at 10 and backup at 20) and host sender (.30: a Postfix that delivers by
+# late.lab.test, are main at 10 and backup at 20, or $MX_RECORDS: see
+# lab_dns_start) and host sender (.30: a Postfix that delivers by
 # MX, with the settings KEY=VALUE; Postfix's default retry times unless they
 # say otherwise, e.g. "${MX_FAST_RETRY[@]}"), and starts both. Feed it
 # with start_sender RATE RCPTS 127.0.0.1 sender.
@@ -136,8 +137,9 @@ MX_FAST_RETRY=(minimal_backoff_time=2s maximal_backoff_time=4s queue_run_delay=2
 mx_setup() {
 	lab_host dns 53
 	lab_host sender 30
+	# shellcheck disable=SC2086 # MX_RECORDS: words (lab_dns_start's MXHOST:PREF)
 	lab_dns_start dns sink.lab.test,dead.lab.test,bounce.lab.test,slow.lab.test,late.lab.test \
-		main:10 backup:20 >/dev/null
+		${MX_RECORDS:-main:10 backup:20} >/dev/null
 	lab_mx_sender_create sender dns "$@"
 	lab_postfix_start sender
 }
