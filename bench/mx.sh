@@ -94,8 +94,8 @@ round() {
 	local mx="main:10 backup:20"
 	if ((VIA_VIP)) && [[ $mode == mailtwin ]]; then
 		export MT_VIP=$LAB_NET.100/24
-		mt_config main primary backup
-		mt_config backup standby main
+		MT_RELAY=$relay mt_config main primary backup
+		MT_RELAY=$relay mt_config backup standby main
 		mx="mx=${MT_VIP%/*}:10 backup:20"
 	fi
 	bench_private_bin
