@@ -16,7 +16,10 @@
 namespace mailtwin::gate {
 namespace {
 
-constexpr std::string_view kHeader = "mailtwin-dedup 1";
+// Version 2 adds orphan lines; a version 1 file (entries only) reads the same.
+constexpr std::string_view kHeader = "mailtwin-dedup 2";
+constexpr std::string_view kHeaderV1 = "mailtwin-dedup 1";
+constexpr std::string_view kOrphanTag = "orphan ";
 
 bool ParseInt(std::string_view s, std::int64_t& v) {
   if (s.empty() || s.size() > 19) return false;
@@ -82,9 +85,40 @@ bool DedupTable::ParseLine(std::string_view line, std::int64_t now_s, DedupEntry
   return true;
 }
 
+std::string DedupTable::FormatOrphanLine(const OrphanEntry& o) {
+  return fmt::format("orphan {} {} {}{}{}\n", DigestHex(o.digest), o.token, o.expires_s,
+                     o.resent_as.empty() ? "" : " ", o.resent_as);
+}
+
+bool DedupTable::ParseOrphanLine(std::string_view line, std::int64_t now_s, OrphanEntry& out) {
+  if (!line.starts_with(kOrphanTag)) return false;
+  line.remove_prefix(kOrphanTag.size());
+  std::string_view f[4];
+  int n = 0;
+  while (!line.empty() && n < 4) {
+    std::size_t sp = line.find(' ');
+    f[n++] = line.substr(0, sp);
+    line.remove_prefix(sp == std::string_view::npos ? line.size() : sp + 1);
+    if (sp != std::string_view::npos && line.empty()) return false;  // a trailing space
+  }
+  if (!line.empty() || n < 3) return false;
+  OrphanEntry o;
+  if (!DigestFromHex(f[0], o.digest) || !IsGateToken(f[1])) return false;
+  if (!ParseInt(f[2], o.expires_s) || o.expires_s > now_s + kMaxRetentionS) return false;
+  if (n == 4) {
+    if (f[3].size() > kMaxQueueIdLen || !IsValidQueueId(std::string(f[3]))) return false;
+    o.resent_as = std::string(f[3]);
+  }
+  o.token = std::string(f[1]);
+  out = std::move(o);
+  return true;
+}
+
 std::string DedupTable::Open(const std::string& path, std::int64_t now_s) {
   path_ = path;
   entries_.clear();
+  orphans_.clear();
+  orphan_tokens_.clear();
   int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) return {};
@@ -114,7 +148,7 @@ std::string DedupTable::Open(const std::string& path, std::int64_t now_s) {
   data.resize(got);
   std::string_view rest(data);
   std::size_t nl = rest.find('\n');
-  if (nl == std::string_view::npos || rest.substr(0, nl) != kHeader)
+  if (nl == std::string_view::npos || (rest.substr(0, nl) != kHeader && rest.substr(0, nl) != kHeaderV1))
     return fmt::format("dedup table {}: no '{}' header; starting with an empty table", path,
                        kHeader);
   rest.remove_prefix(nl + 1);
@@ -126,6 +160,25 @@ std::string DedupTable::Open(const std::string& path, std::int64_t now_s) {
     if (nl == std::string_view::npos) {  // a torn last line
       ++bad;
       break;
+    }
+    if (line.starts_with(kOrphanTag)) {
+      OrphanEntry o;
+      if (!ParseOrphanLine(line, now_s, o)) {
+        ++bad;
+      } else if (o.expires_s <= now_s) {
+        ++expired;
+      } else if (orphan_tokens_.count(o.token)) {
+        ++bad;  // one token, one orphan
+      } else if (orphans_.size() >= kMaxEntries) {
+        ++over;
+      } else {
+        std::string key = Key(o.digest);
+        if (auto old = orphans_.find(key); old != orphans_.end())
+          orphan_tokens_.erase(old->second.token);
+        orphan_tokens_[o.token] = key;
+        orphans_[key] = Orphan{std::move(o.token), o.expires_s, std::move(o.resent_as)};
+      }
+      continue;
     }
     DedupEntry e;
     if (!ParseLine(line, now_s, e)) {
@@ -145,8 +198,8 @@ std::string DedupTable::Open(const std::string& path, std::int64_t now_s) {
   }
   if (bad || over)
     return fmt::format("dedup table {}: {} lines ignored (not valid entries), {} over the cap of "
-                       "{} entries; {} entries kept",
-                       path, bad, over, kMaxEntries, entries_.size());
+                       "{} entries; {} entries and {} orphans kept",
+                       path, bad, over, kMaxEntries, entries_.size(), orphans_.size());
   (void)expired;
   return {};
 }
@@ -189,7 +242,7 @@ const DedupEntry* DedupTable::Match(const Digest& d, std::int64_t now_s) const {
 
 std::string DedupTable::Expire(std::int64_t now_s) {
   std::size_t n = std::erase_if(entries_, [&](const auto& kv) { return kv.second.expires_s <= now_s; });
-  std::erase_if(orphans_, [&](const auto& kv) {
+  n += std::erase_if(orphans_, [&](const auto& kv) {
     if (kv.second.expires_s > now_s) return false;
     orphan_tokens_.erase(kv.second.token);
     return true;
@@ -203,6 +256,11 @@ std::string DedupTable::Save() {
   std::string data(kHeader);
   data.push_back('\n');
   for (const auto& [k, e] : entries_) data += FormatLine(e);
+  for (const auto& [k, o] : orphans_) {
+    OrphanEntry line{o.token, {}, o.expires_s, o.resent_as};
+    std::copy(k.begin(), k.end(), line.digest.begin());
+    data += FormatOrphanLine(line);
+  }
   std::string tmp = path_ + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return fmt::format("cannot write {}: {}", tmp, std::strerror(errno));
@@ -252,13 +310,16 @@ void DedupTable::AddOrphans(const std::vector<std::pair<std::string, Digest>>& t
     if (auto old = orphans_.find(key); old != orphans_.end()) orphan_tokens_.erase(old->second.token);
     orphans_[key] = Orphan{token, expires_s, {}};
     orphan_tokens_[token] = key;
+    dirty_ = true;
   }
 }
 
 void DedupTable::NoteQueued(const Digest& d, const std::string& id) {
   if (orphans_.empty()) return;
-  if (auto o = orphans_.find(Key(d)); o != orphans_.end() && o->second.resent_as.empty())
+  if (auto o = orphans_.find(Key(d)); o != orphans_.end() && o->second.resent_as.empty()) {
     o->second.resent_as = id;
+    dirty_ = true;
+  }
 }
 
 std::optional<std::string> DedupTable::ResentAs(std::string_view token, std::int64_t now_s) const {

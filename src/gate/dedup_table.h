@@ -15,7 +15,8 @@
 // in whichever order the two arrive; a token without its file is a message
 // that was never queued.
 //
-// DedupTable: durable, one text file (<state_dir>/dedup.table), rewritten
+// DedupTable: durable, one text file (<state_dir>/dedup.table: entries, and
+// orphans on lines of their own), rewritten
 // whole (temporary file, fsync, rename, fsync of the directory) when
 // entries are added or expire. Read back as hostile input: a line that is
 // not exactly a valid entry is skipped and counted, the file's size and the
@@ -83,9 +84,10 @@ class DedupTable {
   // message it queues whose fingerprint is an orphan's (NoteQueued), and the
   // handover drops a copy whose log_ident names an orphan that was resent
   // (ResentAs). Never consulted on intake: an orphan must never make the
-  // gate drop a message. In memory only (a restart of this node in between
-  // turns it back into a duplicate, never a loss); at most kMaxEntries, for
-  // the table's retention.
+  // gate drop a message. Saved in the table's file beside the entries
+  // (dirty() until the next Save: a crash in between turns the case back
+  // into a duplicate, never a loss); at most kMaxEntries, for the table's
+  // retention.
   void AddOrphans(const std::vector<std::pair<std::string, Digest>>& tokens,
                   std::int64_t expires_s);
   void NoteQueued(const Digest& d, const std::string& id);
@@ -98,6 +100,15 @@ class DedupTable {
   // Parses one line of the file; false if it is not a valid entry.
   static bool ParseLine(std::string_view line, std::int64_t now_s, DedupEntry& out);
   static std::string FormatLine(const DedupEntry& e);
+  // An orphan's line: "orphan DIGEST TOKEN EXPIRES [RESENT_AS]".
+  struct OrphanEntry {
+    std::string token;
+    Digest digest{};
+    std::int64_t expires_s = 0;
+    std::string resent_as;
+  };
+  static bool ParseOrphanLine(std::string_view line, std::int64_t now_s, OrphanEntry& out);
+  static std::string FormatOrphanLine(const OrphanEntry& o);
 
  private:
   static std::string Key(const Digest& d) { return std::string(d.begin(), d.end()); }

@@ -312,6 +312,64 @@ TEST(DedupTable, OrphansAreNeverMatchedOnlyNotedAndNamed) {
   EXPECT_EQ(t.ResentAs(tok1, kNow), std::nullopt);
 }
 
+// Orphans are saved with the entries: a restart of the new primary before
+// the old one rejoins still drops the old primary's copy of a resent one.
+TEST(DedupTable, OrphansSurviveARestart) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/dedup.table";
+  const std::string tok1 = "mt-00000000000000000000000a", tok2 = "mt-00000000000000000000000b";
+  {
+    DedupTable t;
+    ASSERT_EQ(t.Open(path, kNow), "");
+    t.AddOrphans({{tok1, Entry(1, 0, 0).digest}, {tok2, Entry(2, 0, 0).digest}}, kNow + 100);
+    EXPECT_TRUE(t.dirty());
+    ASSERT_EQ(t.Save(), "");
+    t.NoteQueued(Entry(1, 0, 0).digest, "4jbphZ0BYjz1bYr1");
+    EXPECT_TRUE(t.dirty());  // the resend's ID must reach the file too
+    ASSERT_EQ(t.Save(), "");
+  }
+  DedupTable again;
+  ASSERT_EQ(again.Open(path, kNow + 10), "");
+  EXPECT_EQ(again.orphans(), 2u);
+  EXPECT_TRUE(again.empty());  // orphans are not entries: never matched on intake
+  EXPECT_EQ(again.Match(Entry(1, 0, 0).digest, kNow + 10), nullptr);
+  EXPECT_EQ(again.ResentAs(tok1, kNow + 10), "4jbphZ0BYjz1bYr1");
+  EXPECT_EQ(again.ResentAs(tok2, kNow + 10), std::nullopt);
+  again.NoteQueued(Entry(2, 0, 0).digest, "4jbphZ0BYjz1bYr2");  // still noted after the restart
+  EXPECT_EQ(again.ResentAs(tok2, kNow + 10), "4jbphZ0BYjz1bYr2");
+  // Expired while the daemon was down: gone.
+  DedupTable late;
+  ASSERT_EQ(late.Open(path, kNow + 100), "");
+  EXPECT_EQ(late.orphans(), 0u);
+}
+
+TEST(DedupTable, HostileOrphanLinesAreSkipped) {
+  testing::TempDir dir;
+  std::string path = dir.path() + "/dedup.table";
+  const std::string tok = "mt-00000000000000000000000a";
+  std::string hex = DigestHex(Entry(1, 0, 0).digest);
+  std::ofstream(path) << "mailtwin-dedup 2\n"
+                      << DedupTable::FormatOrphanLine({tok, Entry(1, 0, 0).digest, kNow + 50, "4jbphZ0BYjz1bYr1"})
+                      << "orphan " << hex << " 4jbphZ0BYjz1bYr1 " << kNow + 50 << "\n"   // not a token
+                      << "orphan " << hex << " " << tok << " " << kNow + 50 << "\n"      // its token again
+                      << "orphan " << hex << " mt-00000000000000000000000b " << kNow + 400 * 86400 << "\n"
+                      << "orphan " << hex << " mt-00000000000000000000000c " << kNow << " ../x\n"
+                      << "orphan " << hex << " mt-00000000000000000000000d " << kNow << " a b\n"
+                      << "orphan " << hex << " mt-00000000000000000000000e " << kNow + 50 << " \n"
+                      << "orphan " << hex << " mt-00000000000000000000000f\n"
+                      << "orphan  " << hex << " mt-000000000000000000000010 " << kNow + 50 << "\n";
+  DedupTable t;
+  std::string w = t.Open(path, kNow);
+  EXPECT_NE(w.find("8 lines ignored"), std::string::npos) << w;
+  EXPECT_EQ(t.orphans(), 1u);
+  EXPECT_EQ(t.ResentAs(tok, kNow), "4jbphZ0BYjz1bYr1");
+  // A file of the first version (entries only) still reads.
+  std::ofstream(path) << "mailtwin-dedup 1\n" << DedupTable::FormatLine(Entry(2, kNow, kNow + 9));
+  DedupTable v1;
+  EXPECT_EQ(v1.Open(path, kNow), "");
+  EXPECT_EQ(v1.size(), 1u);
+}
+
 TEST(GateToken, FreshTokensAreValidAndDistinct) {
   std::string a = NewGateToken(), b = NewGateToken();
   EXPECT_TRUE(IsGateToken(a)) << a;
