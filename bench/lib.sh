@@ -51,18 +51,24 @@ BENCH_PY=${BENCH_PY:-${LAB_PY:-$(if [[ -x /usr/bin/python3 ]]; then echo /usr/bi
 
 bench_now() { echo "$EPOCHREALTIME"; }
 
+# bench_args NAME [ARGS...]: QUICK=1 for --quick; BENCH_FLAGS names the
+# benchmark's own flags ("--silent --vip"), each found in ARGS set to 1 in
+# the associative array BENCH_OPT. Anything else: usage, exit 2.
 bench_args() {
-	local name=$1 arg
+	local name=$1 arg flags=" ${BENCH_FLAGS:-} " usage="[--quick]"
 	shift
 	QUICK=0
+	declare -gA BENCH_OPT=()
+	for arg in ${BENCH_FLAGS:-}; do usage+=" [$arg]"; done
 	for arg in "$@"; do
-		case $arg in
-		--quick) QUICK=1 ;;
-		*)
-			echo "usage: bench/run $name [--quick]" >&2
+		if [[ $arg == --quick ]]; then
+			QUICK=1
+		elif [[ $arg == --* && $flags == *" $arg "* ]]; then
+			BENCH_OPT[$arg]=1
+		else
+			echo "usage: bench/run $name $usage" >&2
 			exit 2
-			;;
-		esac
+		fi
 	done
 }
 

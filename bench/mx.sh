@@ -67,16 +67,10 @@ export SLOW_SECONDS=1
 # --vip: the pair's MX 10 is its service address ([vip] $LAB_NET.100,
 # held by the primary: mx.lab.test), MX 20 backup's own address; the
 # classic setup keeps main 10, backup 20.
-KILL=crash VIA_VIP=0
-args=()
-for a in "$@"; do
-	case $a in
-	--silent) KILL=silent ;;
-	--vip) VIA_VIP=1 ;;
-	*) args+=("$a") ;;
-	esac
-done
-bench_args mx "${args[@]}"
+BENCH_FLAGS="--silent --vip" bench_args mx "$@"
+KILL=crash
+[[ -z ${BENCH_OPT[--silent]:-} ]] || KILL=silent
+VIA_VIP=${BENCH_OPT[--vip]:-0}
 ROUNDS=$((QUICK ? 1 : 3))
 ROUNDS=${BENCH_ROUNDS:-$ROUNDS}
 [[ -x $MAILTWIN_BIN/mailtwind && -x $MAILTWIN_BIN/mailtwin ]] ||

@@ -48,13 +48,9 @@ MAILTWIN_BIN=${MAILTWIN_BIN:-$REPO/build/apps}
 export MT_FAILOVER=auto MT_MANAGE=true MT_PREFERRED=main
 bench_product_failover
 
+BENCH_FLAGS="--ipv6" bench_args vip "$@"
 FAMILY=4
-args=()
-for a in "$@"; do
-	if [[ $a == --ipv6 ]]; then FAMILY=6; else args+=("$a"); fi
-done
-((FAMILY == 4)) || export LAB_IPV6=1
-bench_args vip "${args[@]}"
+[[ -z ${BENCH_OPT[--ipv6]:-} ]] || { FAMILY=6; export LAB_IPV6=1; }
 if ((QUICK)); then MODE=quick KILLS=3; else MODE=full KILLS=10; fi
 KILLS=${BENCH_KILLS:-$KILLS}
 [[ -x $MAILTWIN_BIN/mailtwind && -x $MAILTWIN_BIN/mailtwin ]] ||
