@@ -1108,8 +1108,9 @@ lab_source() {
 # NAME.lab.test for every host of the lab made so far, and for each of the
 # comma-separated DOMAINS one MX record per MXHOST:PREF (to
 # MXHOST.lab.test). NAME=IPV4:PREF is an MX to NAME.lab.test, an A record
-# of IPV4 made for it (an address that is no host's own: a [vip]). Other names under lab.test do not exist
-# (--local=/lab.test/); no system configuration is read
+# of IPV4 made for it (an address that is no host's own: a [vip]). Other
+# names under lab.test do not exist (--local=/lab.test/); no system
+# configuration is read
 # (--conf-file=/dev/null, --no-resolv, --no-hosts) and nothing is
 # forwarded. Queries are logged to $LAB_DIR/dns-HOST.log. Waits until it
 # answers; prints the PID.

@@ -148,7 +148,8 @@ std::string DedupTable::Open(const std::string& path, std::int64_t now_s) {
   data.resize(got);
   std::string_view rest(data);
   std::size_t nl = rest.find('\n');
-  if (nl == std::string_view::npos || (rest.substr(0, nl) != kHeader && rest.substr(0, nl) != kHeaderV1))
+  std::string_view header = rest.substr(0, nl);
+  if (nl == std::string_view::npos || (header != kHeader && header != kHeaderV1))
     return fmt::format("dedup table {}: no '{}' header; starting with an empty table", path,
                        kHeader);
   rest.remove_prefix(nl + 1);
@@ -172,11 +173,7 @@ std::string DedupTable::Open(const std::string& path, std::int64_t now_s) {
       } else if (orphans_.size() >= kMaxEntries) {
         ++over;
       } else {
-        std::string key = Key(o.digest);
-        if (auto old = orphans_.find(key); old != orphans_.end())
-          orphan_tokens_.erase(old->second.token);
-        orphan_tokens_[o.token] = key;
-        orphans_[key] = Orphan{std::move(o.token), o.expires_s, std::move(o.resent_as)};
+        PutOrphan(o.digest, Orphan{std::move(o.token), o.expires_s, std::move(o.resent_as)});
       }
       continue;
     }
@@ -306,12 +303,16 @@ void DedupTable::AddOrphans(const std::vector<std::pair<std::string, Digest>>& t
                             std::int64_t expires_s) {
   for (const auto& [token, d] : tokens) {
     if (orphans_.size() >= kMaxEntries) break;
-    std::string key = Key(d);
-    if (auto old = orphans_.find(key); old != orphans_.end()) orphan_tokens_.erase(old->second.token);
-    orphans_[key] = Orphan{token, expires_s, {}};
-    orphan_tokens_[token] = key;
+    PutOrphan(d, Orphan{token, expires_s, {}});
     dirty_ = true;
   }
+}
+
+void DedupTable::PutOrphan(const Digest& d, Orphan o) {
+  std::string key = Key(d);
+  if (auto old = orphans_.find(key); old != orphans_.end()) orphan_tokens_.erase(old->second.token);
+  orphan_tokens_[o.token] = key;
+  orphans_[key] = std::move(o);
 }
 
 void DedupTable::NoteQueued(const Digest& d, const std::string& id) {

@@ -119,6 +119,9 @@ class DedupTable {
     std::int64_t expires_s = 0;
     std::string resent_as;  // queue ID here, once resent
   };
+  // Stores o under its digest (a previous orphan of that digest goes, and
+  // its token with it).
+  void PutOrphan(const Digest& d, Orphan o);
   std::unordered_map<std::string, Orphan> orphans_;   // by digest (Key)
   std::unordered_map<std::string, std::string> orphan_tokens_;  // token -> digest key
   std::uint64_t duplicates_ = 0;

@@ -26,9 +26,10 @@
 //   after a standby acknowledged it, or after its own promotion. A primary
 //   whose daemon was stalled (frozen, suspended) long enough for the standby
 //   to take over fences itself - Postfix stopped - until the peer confirms,
-//   or, with no link to the peer, until fail_threshold probes of the peer's
-//   SMTP service have failed: a peer that does not serve did not take over
-//   (without that a stall with the peer down stopped the mail for good).
+//   or, with no link to the peer for handover_grace (a take-over's time),
+//   until its latest fail_threshold probes of the peer's SMTP service have
+//   failed: a peer that does not serve did not take over (without that a
+//   stall with the peer down stopped the mail for good).
 // - Whoever sees a higher epoch than its own steps down; equal epochs on two
 //   primaries (split brain after forced promotions) go to the smaller name.
 // - A peer's epoch more than kMaxEpochLead ahead of ours, or at kMaxEpoch

@@ -217,6 +217,8 @@ class Daemon {
   // The epoch stopped being confirmed because the loop stalled: the peer's
   // SMTP service is probed until it confirms (ha::Observations).
   bool fenced_by_stall_ = false;
+  // A primary, fenced by a stall, whose epoch no one confirmed since.
+  bool FencedByStall() const;
   // This node's SMTP probes of its peer run: a standby's, or a primary's
   // fenced by a stall.
   bool Probing() const;

@@ -51,10 +51,11 @@ void Daemon::Tick() {
   ScheduleTick();
 }
 
-bool Daemon::Probing() const {
-  return roles_.role() == NodeRole::kStandby ||
-         (roles_.primary() && fenced_by_stall_ && !epoch_confirmed_);
+bool Daemon::FencedByStall() const {
+  return roles_.primary() && fenced_by_stall_ && !epoch_confirmed_;
 }
+
+bool Daemon::Probing() const { return roles_.role() == NodeRole::kStandby || FencedByStall(); }
 
 void Daemon::WatchSilence(ha::Clock::time_point now) {
   // A standby decides at the very moment the link's silence reaches
@@ -96,7 +97,7 @@ ha::Observations Daemon::Observe(ha::Clock::time_point now) {
   o.postfix_running = postfix_->Running();
   o.epoch_confirmed = epoch_confirmed_;
   o.stalled = stalled_;
-  o.fenced_by_stall = roles_.primary() && fenced_by_stall_ && !epoch_confirmed_;
+  o.fenced_by_stall = FencedByStall();
   if (unconfirmed_since_)
     o.unconfirmed_for = std::chrono::duration_cast<Millis>(now - *unconfirmed_since_);
   o.postfix_start_failures = postfix_start_failures_;
