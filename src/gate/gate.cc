@@ -486,12 +486,10 @@ void Gate::Resolve(const std::shared_ptr<Hold>& h, bool replicated) {
   if (h->answered) {
     // Answered without a replica before; now it has one (or is delivered).
     unprotected_.erase(h->id);
-    if (unprotected_.empty() && warned_degraded_) {
-      spdlog::info("gate: every message answered without a replica is protected again");
-      warned_degraded_ = false;
-    }
+    if (replicated) Recovered();
     return;
   }
+  if (replicated) Recovered();
   if (cfg_.durability == Durability::kStrict && h->session.expired()) {
     // Postfix's smtpd hung up before the reply (its proxy timeout, the
     // client went away): nobody was told 250, so the sender will send it
@@ -577,6 +575,18 @@ void Gate::Timeout(const std::shared_ptr<Hold>& h) {
                   h->id, cfg_.sync_timeout.count());
   }
   Answer(h, std::nullopt);
+}
+
+void Gate::Recovered() {
+  // Said once a replica confirms a message again and none answered without
+  // one is left. Not when the last of them is merely delivered while
+  // replication is still down (no standby since a takeover, a dead link):
+  // the next message would have no replica either, and the warning would
+  // come back for each one, two log lines per message.
+  if (!warned_degraded_ || !unprotected_.empty()) return;
+  spdlog::info("gate: replication works again: every message answered without a replica is "
+               "protected or delivered");
+  warned_degraded_ = false;
 }
 
 std::vector<std::string> Gate::unprotected_ids(std::size_t max) const {

@@ -132,6 +132,7 @@ class Gate {
   void HoldReply(const std::string& id, std::weak_ptr<Session> session, std::uint64_t n);
   void Resolve(const std::shared_ptr<Hold>& h, bool replicated);
   void Timeout(const std::shared_ptr<Hold>& h);
+  void Recovered();
   void Arm(const std::shared_ptr<Hold>& h);
   void Answer(const std::shared_ptr<Hold>& h, std::optional<std::string> text);
 
@@ -152,7 +153,7 @@ class Gate {
   std::size_t waiting_ = 0;
   // id -> when its 250 went out without a replica.
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> unprotected_;
-  bool warned_degraded_ = false;
+  bool warned_degraded_ = false;  // said "answering 250 anyway"; not yet Recovered()
   bool warned_not_held_ = false;
   repl::LatencyStats hold_ms_;
 };

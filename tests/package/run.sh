@@ -98,7 +98,7 @@ cleanup() {
 			if mountpoint -q "$root/$m"; then umount "$root/$m" || true; fi
 	done
 	# Nothing may be mounted under the root any more: only then remove it.
-	if ! findmnt -rn -o TARGET | grep -q "^$root/"; then
+	if ! grep -q "^$root/" <<<"$(findmnt -rn -o TARGET)"; then
 		rm -rf --one-file-system "$root" "$root.console"
 	else
 		echo "package test: $root still has mounts; not removed" >&2
@@ -140,7 +140,7 @@ out=$(in_root systemd-analyze verify --man=no mailtwind.service postfix@-.servic
 	fail "systemd-analyze verify: $out"
 # Only lines about our units count (systemd also comments on others').
 if grep -E 'mailtwin|postfix@' <<<"$out"; then fail "systemd-analyze verify complains (above)"; fi
-in_root systemd-delta --type=extended --no-pager | grep -q 'postfix@.service.d/mailtwin.conf' ||
+grep -q 'postfix@.service.d/mailtwin.conf' <<<"$(in_root systemd-delta --type=extended --no-pager)" ||
 	fail "the postfix@.service drop-in is not seen by systemd: $(in_root systemd-delta --no-pager)"
 grep -qx 'Type=notify' "$root$unit" || fail "mailtwind.service is not Type=notify"
 echo "3. systemd-analyze verify: mailtwind.service and postfix@-.service OK; drop-in postfix@.service.d/mailtwin.conf active"

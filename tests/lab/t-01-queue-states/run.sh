@@ -41,11 +41,11 @@ count() { lab_postfix_queued main "$1"; }
 (($(count defer) >= 4)) || fail "expected defer logs"
 # Looked for a few times: postcat -q can miss a file that a retry is moving
 # between deferred/ and active/ at that instant (seen under CI load).
-b1_done() { lab_pf main postcat -q "$bounced" 2>/dev/null | grep -q "done_recipient: b1@bounce.lab.test"; }
+b1_done() { grep -q "done_recipient: b1@bounce.lab.test" <<<"$(lab_pf main postcat -q "$bounced" 2>/dev/null)"; }
 lab_wait_for 10 b1_done || fail "$bounced: b1 not marked done after its bounce"
 # partly delivered: p1's recipient record is marked done ('D') in place
 # (looked for a few times, as b1 above: a retry may be moving the file).
-p1_done() { lab_pf main postcat -q "$partly" 2>/dev/null | grep -q "done_recipient: p1@sink.lab.test"; }
+p1_done() { grep -q "done_recipient: p1@sink.lab.test" <<<"$(lab_pf main postcat -q "$partly" 2>/dev/null)"; }
 lab_wait_for 10 p1_done || fail "$partly has no done recipient"
 mt_wait_synced main backup 30 || fail "mirror did not converge (checkpoint 1)"
 echo "checkpoint 1: mirror identical, $(mt_queue_digest "$queue" | wc -l) files and logs"

@@ -45,7 +45,7 @@ grep -q '^mailtwin_role_info{node="backup",cluster="lab",value="primary"} 1$' <<
 	fail "metrics do not say backup is primary: $(grep role <<<"$metrics")"
 grep -q '^mailtwin_epoch{node="backup",cluster="lab"} 2$' <<<"$metrics" || fail "metrics: epoch is not 2"
 echo "   metrics: $(grep -c '^mailtwin_' <<<"$metrics") series, e.g. $(grep '^mailtwin_ha_probe_failures' <<<"$metrics")"
-grep -h "decide: primary down" "$LAB_DIR/backup/mailtwind.log" | head -1 | sed 's/^.*decide: /   backup decided: /'
+grep -m1 -h "decide: primary down" "$LAB_DIR/backup/mailtwind.log" | sed 's/^.*decide: /   backup decided: /'
 grep -ho "promote: this node is the primary now.*" "$LAB_DIR/backup/mailtwind.log" | sed 's/^/   /'
 # Its own promotion (a second of blocking work) must not look like a freeze.
 ! grep -q "stalled for" "$LAB_DIR/backup/mailtwind.log" || fail "backup fenced itself: $(grep -h 'stalled for' "$LAB_DIR/backup/mailtwind.log" | head -1)"
@@ -97,7 +97,7 @@ sleep 1
 [[ -z $(mails | uniq -d) ]] || fail "a notification mail arrived twice: $(mails | uniq -d)"
 for k in primary-lost promotion; do
 	seq=$(awk -v k="$k" '$2 == k {print $1}' "$LAB_DIR/backup.hook")
-	mails | grep -qx "$seq.backup.lab@mailtwin" || fail "no mail for backup's $k event (#$seq): $(mails)"
+	grep -qx "$seq.backup.lab@mailtwin" <<<"$(mails)" || fail "no mail for backup's $k event (#$seq): $(mails)"
 done
 echo "   administrator's mailbox: $(mails | tr '\n' ' ')"
 pass

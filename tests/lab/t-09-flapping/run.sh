@@ -23,7 +23,7 @@ pair_start
 start_sender 20 "a@sink.lab.test,b@sink.lab.test"
 takeovers() { cat "$LAB_DIR"/{main,backup}/mailtwind.log | grep -c " warning taking over at epoch" || true; }
 
-decision_has() { mt_ha main decision | grep -q "$1"; }
+decision_has() { grep -q "$1" <<<"$(mt_ha main decision)"; }
 lab_wait_for 10 decision_has "MB free (min_free_mb 100000000)" || fail "main does not report its queue's free space: $(mt_ha main decision)"
 n=$(mt main events | grep -c " queue-trouble ") || true
 ((n == 1)) || fail "$n queue-trouble events, want 1"

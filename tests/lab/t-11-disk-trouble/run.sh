@@ -28,7 +28,7 @@ pair_start
 start_sender 20 "a@sink.lab.test,b@sink.lab.test"
 
 # 1. Both nodes in one table.
-peer_heard() { mt main status | grep -q "backup (said"; }
+peer_heard() { grep -q "backup (said" <<<"$(mt main status)"; }
 lab_wait_for 5 peer_heard || fail "main's status does not show backup: $(mt main status | head -8)"
 st=$(mt main status)
 grep -Eq '^role +primary at epoch 1 +standby at epoch 1' <<<"$st" || fail "status: roles: $(grep ^role <<<"$st")"
@@ -42,7 +42,7 @@ free_mb() { df -m --output=avail "$LAB_DIR/main" | tail -1 | tr -d ' '; }
 dd if=/dev/zero of="$LAB_DIR/main/filler" bs=1M count=$(($(free_mb) - 30)) status=none ||
 	fail "could not fill main's disk"
 echo "2. main's disk filled: $(free_mb) MB free (min_free_mb 60)"
-decision_has() { mt_ha "$1" decision | grep -q "$2"; }
+decision_has() { grep -q "$2" <<<"$(mt_ha "$1" decision)"; }
 lab_wait_for 10 decision_has main "the role moves to backup if this lasts 10 s" ||
 	fail "main does not plan to hand the role over: $(mt_ha main decision)"
 echo "   main: $(mt_ha main decision)"

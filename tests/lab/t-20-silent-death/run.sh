@@ -62,7 +62,7 @@ t_ok=$(lab_exec client python3 "$REPO/lab/smtp_wait.py" "$(lab_ip backup)" 25 30
 rto=$(python3 -c "print(f'{$t_ok - $t0:.2f}')")
 mt_role_is backup primary 2 || fail "backup answers SMTP but is not primary at epoch 2: $(mt backup status)"
 echo "B. main silenced after $before accepted messages; backup accepts mail again after $rto s"
-grep -h "decide: primary down" "$LAB_DIR/backup/mailtwind.log" | head -1 | sed 's/^.*decide: /   backup decided: /'
+grep -m1 -h "decide: primary down" "$LAB_DIR/backup/mailtwind.log" | sed 's/^.*decide: /   backup decided: /'
 grep -q "decide: primary down: [0-9]* consecutive SMTP probe failures ([^)]*no answer within 700 ms" "$LAB_DIR/backup/mailtwind.log" ||
 	fail "backup's decision does not name hung probes (a silent death refuses nothing)"
 sleep 5  # mail flows to backup alone
