@@ -345,16 +345,22 @@ struct Gate::Hold {
 
 Gate::Gate(asio::io_context& io, const Config& cfg, Replicas& replicas, DedupTable* dedup)
     : io_(io), cfg_(cfg), replicas_(replicas), dedup_(dedup), acceptor_(io) {
-  if (const char* v = std::getenv("MAILTWIN_TEST_GATE_REPLY_DELAY_MS")) {
+  // Test switches (lab tests only): a delay of 1 to 60000 ms, else none.
+  auto test_delay = [](const char* name, const char* what) {
+    const char* v = std::getenv(name);
     int ms = 0;
+    if (!v) return std::chrono::milliseconds(0);
     auto [p, ec] = std::from_chars(v, v + std::strlen(v), ms);
-    if (ec == std::errc{} && *p == 0 && ms > 0 && ms <= 60000) {
-      test_reply_delay_ = std::chrono::milliseconds(ms);
-      spdlog::warn("gate: MAILTWIN_TEST_GATE_REPLY_DELAY_MS={}: every message's 250 waits that "
-                   "long before the gate even reads it (a test switch; never in production)",
-                   ms);
-    }
-  }
+    if (ec != std::errc{} || *p != 0 || ms <= 0 || ms > 60000) return std::chrono::milliseconds(0);
+    spdlog::warn("gate: {}={}: {} (a test switch; never in production)", name, ms, what);
+    return std::chrono::milliseconds(ms);
+  };
+  test_reply_delay_ = test_delay("MAILTWIN_TEST_GATE_REPLY_DELAY_MS",
+                                 "every message's 250 waits that long before the gate even "
+                                 "reads it");
+  test_released_delay_ = test_delay("MAILTWIN_TEST_GATE_RELEASED_DELAY_MS",
+                                    "strict: every message's 250 waits that long after the "
+                                    "standby has its release from hold");
 }
 
 Gate::~Gate() {
@@ -540,6 +546,14 @@ void Gate::Resolve(const std::shared_ptr<Hold>& h, bool replicated) {
   }
   ++(replicated ? stats_.replicated : stats_.gone);
   hold_ms_.Add(std::chrono::duration<double, std::milli>(Clock::now() - h->t0).count());
+  if (h->released && replicated && test_released_delay_.count() > 0) {
+    ++h->stage;  // the sync_timeout wait is over: its expiry must not answer
+    auto t = std::make_shared<asio::steady_timer>(io_, test_released_delay_);
+    t->async_wait([this, h, t, alive = alive_](asio::error_code) {
+      if (*alive && !h->answered) Answer(h, std::nullopt);
+    });
+    return;
+  }
   Answer(h, std::nullopt);
 }
 

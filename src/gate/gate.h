@@ -146,6 +146,10 @@ class Gate {
   // long on the after-filter's reply to a message's end, as a node that
   // dies between the commit and the reply would (tests/lab/t-27).
   std::chrono::milliseconds test_reply_delay_{0};
+  // MAILTWIN_TEST_GATE_RELEASED_DELAY_MS (lab tests only; strict): the 250
+  // waits that long once the standby has the release from hold, as a node
+  // that dies between step 3 and its reply would (tests/lab/t-27).
+  std::chrono::milliseconds test_released_delay_{0};
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::vector<std::weak_ptr<Session>> sessions_;
   bool draining_ = false;
