@@ -48,6 +48,10 @@
 #    SMTP (partition_refuse_p99_s, < ttl) and to the standby serving
 #    (partition_serve_p99_s). A run that fails before its accounting counts
 #    in partition_failed (the end of its output goes to the bench's log).
+# 7. Sending MTAs: bench/mx.sh, with and without --silent (MX_ROUNDS kills
+#    each, full 3, quick 1; BENCH_MX_ROUNDS): a real sending Postfix with
+#    Postfix's default retry settings finds the pair by DNS MX; what it
+#    deferred or found refused by both MX hosts, and the duplicates by source.
 # The settings are the product's defaults (heartbeat_interval 100 ms,
 # peer_timeout 1.2 s, check_interval 250 ms, fail_threshold 3, probe_timeout
 # 700 ms).
@@ -57,6 +61,8 @@
 #   (both kinds) switchover_pause_s=.. failback_pause_s=.. false_failovers=N
 #   partition_dup=N partition_lost=N (with a witness) lost=N duplicated=N
 #   partition_refuse_p99_s=.. partition_serve_p99_s=.. partition_failed=N
+#   mx_kills=N (step 7, both kinds) refused_both=N sender_deferred=N
+#   dup_lost250=N dup_other=N mx_lost=N mx_drain_gap_s=.. mx_failed=N
 set -euo pipefail
 BENCH=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH/.." && pwd)
@@ -224,7 +230,7 @@ bench_log "$ACCEPTED messages answered 250 over $((2 * KILLS)) kills, $((SWITCHE
 
 # 6. Partitions with a witness (each run is a lab of its own).
 PLOST=0 PDUP=0 PFAILED=0
-declare -a PREF PSERVE
+declare -a PREF=() PSERVE=()
 for ((r = 1; r <= PARTITIONS; r++)); do
 	out=$LAB_DIR/partition-$r.out
 	MAILTWIN_BIN=$MAILTWIN_BIN bash "$REPO/tests/lab/t-24-witness-partition/run.sh" >"$out" 2>&1 || true
@@ -244,6 +250,39 @@ for ((r = 1; r <= PARTITIONS; r++)); do
 	bench_log "partition $r (witness, ttl 4 s): main refused SMTP after ${PREF[-1]} s, backup served after ${PSERVE[-1]} s; $acct; $(grep -m1 -E '^(PASS|FAIL)' "$out")"
 done
 
+# 7. Sending MTAs (issue 14, 15): bench/mx.sh, a real sending Postfix that
+# finds the pair by DNS MX and keeps Postfix's default retry settings, with a
+# classic backup MX measured beside it: MX_ROUNDS kills by kill -9 and
+# MX_ROUNDS silent ones (full 3 + 3, quick 1 + 1; BENCH_MX_ROUNDS), each a
+# lab of its own. Summed: refused_both (delivery attempts every MX refused),
+# sender_deferred (messages the sender deferred: each waits 300 s or more
+# for its retry), dup_lost250 and dup_other (docs/benchmarks.md, bench mx),
+# mx_lost; mx_drain_gap_s is the worse of the two kinds' median drain time
+# minus the classic backup MX's.
+MX_ROUNDS=${BENCH_MX_ROUNDS:-$((QUICK ? 1 : 3))}
+declare -A MX=()
+MX_FAILED=0 MX_GAP=NA
+for kind in crash silent; do
+	out=$LAB_DIR/mx-$kind.out
+	flags=()
+	[[ $kind == crash ]] || flags=(--silent)
+	BENCH_ROUNDS=$MX_ROUNDS MAILTWIN_BIN=$MAILTWIN_BIN bash "$BENCH/mx.sh" "${flags[@]}" >"$out" 2>&1 || true
+	r=$(grep '^RESULT ' "$out" | tail -1 || true)
+	sed -n 's/^\[ *[0-9.]*s\] /mx '"$kind"': /p' "$out" >&2
+	if [[ -z $r ]]; then
+		MX_FAILED=$((MX_FAILED + 1))
+		bench_log "mx $kind: bench/mx.sh ended without its RESULT: $(tail -3 "$out" | tr '\n' ' ')"
+		continue
+	fi
+	for key in lost refused_both sender_deferred dup_lost250 dup_other; do
+		MX[$key]=$((${MX[$key]:-0} + $(bench_field "$r" "$key")))
+	done
+	g=$(bench_field "$r" drain_gap_s)
+	MX_GAP=$(awk -v a="$MX_GAP" -v b="$g" 'BEGIN { print (a == "NA" || b + 0 > a + 0) ? b : a }')
+done
+if ((MX_FAILED == 2)); then for key in lost refused_both sender_deferred dup_lost250 dup_other; do MX[$key]=NA; done; fi
+bench_log "sending MTAs: $MX_ROUNDS kills by kill -9 and $MX_ROUNDS silent ($MX_FAILED runs failed): refused_both ${MX[refused_both]} (target 0: $(bench_verdict "${MX[refused_both]}" '<=' 0)), sender_deferred ${MX[sender_deferred]} (target 0: $(bench_verdict "${MX[sender_deferred]}" '<=' 0)), dup_lost250 ${MX[dup_lost250]} (target 0: $(bench_verdict "${MX[dup_lost250]}" '<=' 0)), dup_other ${MX[dup_other]}, lost ${MX[lost]}; drain gap to a classic backup MX $MX_GAP s (target <= 2: $(bench_verdict "$MX_GAP" '<=' 2))"
+
 pct() { bench_pct "$@"; }
 RTO50=$(pct 0.5 "${RTO[@]}")
 RTO99=$(pct 0.99 "${RTO[@]}")
@@ -260,4 +299,5 @@ PREF99=NA PSERVE99=NA
 if ((${#PREF[@]})); then PREF99=$(pct 0.99 "${PREF[@]}"); PSERVE99=$(pct 0.99 "${PSERVE[@]}"); fi
 if ((${#PREF[@]} == 0)); then PLOST=NA PDUP=NA; fi
 bench_log "partitions with a witness: $PARTITIONS runs ($PFAILED ended early): lost $PLOST, duplicated $PDUP (targets 0); the old primary refused after p99 $PREF99 s (ttl 4 s), the standby served after p99 $PSERVE99 s"
-echo "RESULT kills=$KILLS rto_p50_s=$RTO50 rto_p99_s=$RTO99 silent_rto_p50_s=$SRTO50 silent_rto_p99_s=$SRTO99 detect_p99_s=$DET99 promote_p99_s=$PRO99 switchover_pause_s=$SWP failback_pause_s=$FBP false_failovers=$FALSE partition_dup=$PDUP partition_lost=$PLOST lost=$LOST duplicated=$DUPS partition_refuse_p99_s=$PREF99 partition_serve_p99_s=$PSERVE99 partition_failed=$PFAILED"
+echo "RESULT kills=$KILLS rto_p50_s=$RTO50 rto_p99_s=$RTO99 silent_rto_p50_s=$SRTO50 silent_rto_p99_s=$SRTO99 detect_p99_s=$DET99 promote_p99_s=$PRO99 switchover_pause_s=$SWP failback_pause_s=$FBP false_failovers=$FALSE partition_dup=$PDUP partition_lost=$PLOST lost=$LOST duplicated=$DUPS partition_refuse_p99_s=$PREF99 partition_serve_p99_s=$PSERVE99 partition_failed=$PFAILED" \
+	"mx_kills=$((2 * MX_ROUNDS)) refused_both=${MX[refused_both]} sender_deferred=${MX[sender_deferred]} dup_lost250=${MX[dup_lost250]} dup_other=${MX[dup_other]} mx_lost=${MX[lost]} mx_drain_gap_s=$MX_GAP mx_failed=$MX_FAILED"
