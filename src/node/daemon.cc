@@ -468,6 +468,7 @@ ctl::Json Daemon::DedupJson() const {
           {"duplicates", dedup_.duplicates()},
           {"recent_fingerprints", recent_fps_ ? recent_fps_->size() : 0},
           {"tokens_bound", recent_fps_ ? recent_fps_->bound() : 0},
+          {"tokens_waiting", recent_fps_ ? recent_fps_->unbound_tokens() : 0},
           {"orphans", dedup_.orphans()}};
 }
 

@@ -1,5 +1,7 @@
 #include "node/primary_side.h"
 
+#include <cstdlib>
+
 #include <spdlog/spdlog.h>
 
 #include "postfix/gate_config.h"
@@ -46,7 +48,7 @@ std::string PrimarySide::Start() {
             ledger_.Record(id);
             break;
           }
-        if (link_) link_->OnChanges(id, std::move(r));
+        if (link_ && !test_no_live_changes_) link_->OnChanges(id, std::move(r));
       },
       hash_);
   auto t0 = std::chrono::steady_clock::now();
@@ -56,6 +58,11 @@ std::string PrimarySide::Start() {
   spdlog::info("watcher: {} holds {} committed messages (scanned in {:.3f} s)", queue_dir_,
                model_->size(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (const char* v = std::getenv("MAILTWIN_TEST_REPL_NO_LIVE_CHANGES"); v && *v == '1') {
+    test_no_live_changes_ = true;
+    spdlog::warn("replication: MAILTWIN_TEST_REPL_NO_LIVE_CHANGES=1: no queue change made from now "
+                 "on is sent to the standby (a test switch; never in production)");
+  }
   if (std::string err = StartLink(); !err.empty()) return err;
   inotify_ = std::make_unique<asio::posix::stream_descriptor>(io_, watcher_->fd());
   WatchInotify();

@@ -106,6 +106,11 @@ class PrimarySide : private gate::Replicas {
   std::unique_ptr<repl::PrimaryLink> link_;
   std::unique_ptr<HandoverSink> sink_;
   std::unique_ptr<gate::Gate> gate_;
+  // MAILTWIN_TEST_REPL_NO_LIVE_CHANGES=1 (lab tests only): queue changes
+  // after the start never go to the standby, as if this node died before
+  // its watcher sent them, while the gate's token frames still do
+  // (tests/lab/t-27, an orphan made on purpose).
+  bool test_no_live_changes_ = false;
 };
 
 }  // namespace mailtwin
