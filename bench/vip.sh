@@ -88,8 +88,7 @@ lab_postfix_start main
 mt_start backup >/dev/null
 mt_start main >/dev/null
 mt_wait_state main live 30 || { bench_log "the link did not come up"; exit 1; }
-# Not `ip ... | grep -q` under pipefail: see tests/lab/t-10-vip.
-has_vip() { grep -q " $vip/" <<<"$(ip -n "$(lab_ns "$1")" -o addr show dev eth0)"; }
+has_vip() { lab_has_addr "$1" "$vip"; }
 lab_wait_for 10 has_vip main || { bench_log "main does not hold $vip"; exit 1; }
 bench_log "mode $MODE: $KILLS kills of each kind; service address $vip"
 

@@ -378,6 +378,16 @@ lab_ns() {
 	echo "$LAB_ID-$host"
 }
 
+# lab_has_addr HOST ADDR: HOST's eth0 has the address ADDR (IPv4 or IPv6,
+# any prefix). Not `ip ... | grep -q`: ip writes a line at a time, grep -q
+# exits at its first match, and under pipefail ip's SIGPIPE on the next
+# line would fail the check although the address is there.
+lab_has_addr() {
+	local ns
+	ns=$(lab_ns "${1:?usage: lab_has_addr HOST ADDR}") || return 1
+	grep -q " ${2:?usage: lab_has_addr HOST ADDR}/" <<<"$(ip -n "$ns" -o addr show dev eth0)"
+}
+
 # lab_exec HOST CMD...: run CMD inside HOST.
 lab_exec() {
 	local ns

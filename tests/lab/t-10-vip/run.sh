@@ -42,10 +42,7 @@ mt_gate main
 mt_gate backup
 pair_start
 
-# Not `ip ... | grep -q`: ip writes a line at a time, grep -q exits at the
-# first match, and under pipefail ip's SIGPIPE on the next line fails the
-# pipeline although the address is there.
-has_vip() { grep -q " $vip/" <<<"$(ip -n "$(lab_ns "$1")" -o addr show dev eth0)"; }
+has_vip() { lab_has_addr "$1" "$vip"; }
 lacks_vip() { ! has_vip "$1"; }
 mac_of() { ip -n "$(lab_ns "$1")" -o link show dev eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2; }
 # The client's neighbour entry for the VIP points at HOST's MAC.
