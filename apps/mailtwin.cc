@@ -172,6 +172,8 @@ void PrintStatus(const Json& s) {
                r.value("unacked_frames", 0), r.value("pending_resend", 0));
     fmt::print("lag ms    p50 {:.2f}  p99 {:.2f}  ({} samples)\n", r.value("lag_p50_ms", 0.0),
                r.value("lag_p99_ms", 0.0), r.value("lag_samples", 0));
+    fmt::print("done ms   p50 {:.2f}  p99 {:.2f}  ({} samples)\n", r.value("done_lag_p50_ms", 0.0),
+               r.value("done_lag_p99_ms", 0.0), r.value("done_lag_samples", 0));
   } else {
     fmt::print("link      {} (primary {})\n", r.value("state", "?"), r.value("peer_node", ""));
     fmt::print("mirror    {} queue files, {} logs, applied seq {}\n", r.value("mirror_files", 0),

@@ -62,7 +62,12 @@
 #   RESULT plain_msgs_per_s=.. async_ratio=.. lag_p50_ms=.. lag_p99_ms=..
 #          cpu_ms_per_1000=.. rsync_cpu_ratio_10k=.. rsync_lag_ratio_10k=..
 #          initial_sync_100k_s=.. disk_floor_p99_ms=.. disk_floor_serial_p99_ms=..
-#          rsync_run_cpu_ratio_10k=..   (the last three are context, not targets)
+#          rsync_run_cpu_ratio_10k=.. done_lag_p99_ms=.. sat_done_lag_p99_ms=..
+#          (the last five are context, not targets: done_lag_p99_ms, at
+#          200 msg/s, and sat_done_lag_p99_ms, the median over the
+#          throughput rounds, say how long after Postfix finished a delivery
+#          the standby had its done mark or removal acknowledged: a failover
+#          within that time delivers the message again)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -247,6 +252,13 @@ declare -A PHASE_S
 # the standby), TP_DRAIN (s from queue empty to all frames acked) and
 # TP_COMMIT (the standby's group commits: avg/max ms, and how many of them
 # were a syncfs of the whole filesystem).
+# done_lags JSON: the primary's done marks and removals, Postfix -> standby
+# (replication.done_lag_*: how long a delivery the primary finished can be
+# repeated after a failover), and its parts (docs/replication.md).
+done_lags() {
+	echo "done marks/removals to the standby: p50 $(bench_fmt "$(lab_json "$1" replication.done_lag_p50_ms)" %.2f) ms, p99 $(bench_fmt "$(lab_json "$1" replication.done_lag_p99_ms)" %.2f) ms ($(lab_json "$1" replication.done_lag_samples) samples; p99 of Postfix's write -> watcher $(bench_fmt "$(lab_json "$1" replication.done_read_p99_ms)" %.2f) ms, watcher -> link $(bench_fmt "$(lab_json "$1" replication.done_ship_p99_ms)" %.2f) ms)"
+}
+
 tp_round() {
 	local mode=$1 n=$TP_MSGS j0m j0b j1m j1b
 	if [[ $mode == mt ]]; then
@@ -275,12 +287,15 @@ tp_round() {
 			bench_log "WARNING: the standby's mirror holds $(lab_json "$j1b" replication.mirror_files) messages; main's queue is empty"
 		TP_LAG50=$(bench_fmt "$(lab_json "$j1m" replication.lag_p50_ms)" %.2f)
 		TP_LAG99=$(bench_fmt "$(lab_json "$j1m" replication.lag_p99_ms)" %.2f)
+		TP_DONE=$(done_lags "$j1m")
+		TP_DONE99=$(bench_fmt "$(lab_json "$j1m" replication.done_lag_p99_ms)" %.2f)
 		TP_CPU="$(per1000 "$(delta "$j1m" "$j0m" cpu_ms)" "$n" | cut -d. -f1)+$(per1000 "$(delta "$j1b" "$j0b" cpu_ms)" "$n" | cut -d. -f1)"
 		TP_DRAIN=$(bench_sub "$t3" "$t2")
 		TP_COMMIT="$(bench_fmt "$(lab_json "$j1b" replication.commit_ms_avg)" %.0f)/$(bench_fmt "$(lab_json "$j1b" replication.commit_ms_max)" %.0f)/$(lab_json "$j1b" replication.syncfs)"
 		mt_pair_stop main backup
 	fi
 	bench_log "  $mode: $n msgs, smtp-source $(bench_fmt "$(bench_sub "$t1" "$t0")" %.2f) s, queue empty at $(bench_fmt "$(bench_sub "$t2" "$t0")" %.2f) s: $TP_RATE msgs/s"
+	if [[ $mode == mt ]]; then bench_log "    lag p50/p99 $TP_LAG50/$TP_LAG99 ms; $TP_DONE"; fi
 }
 
 phase_t0=$(bench_now)
@@ -296,7 +311,7 @@ if [[ -z $TP_MSGS ]]; then
 	TP_MSGS=$(awk -v r="$WARM_RATE" 'BEGIN { n = int(r * 15 / 500 + 1) * 500; if (n < 3000) n = 3000; if (n > 30000) n = 30000; print n }')
 fi
 bench_log "  warm-up: $warm msgs at $WARM_RATE msgs/s; rounds of $TP_MSGS msgs"
-TP_PLAIN=() TP_MT=() TP_LAG50S=() TP_LAG99S=() TP_CPUS=() TP_DRAINS=() TP_COMMITS=()
+TP_PLAIN=() TP_MT=() TP_LAG50S=() TP_LAG99S=() TP_DONE99S=() TP_CPUS=() TP_DRAINS=() TP_COMMITS=()
 for ((r = 1; r <= TP_ROUNDS; r++)); do
 	bench_log "1. throughput round $r/$TP_ROUNDS"
 	tp_round plain
@@ -305,6 +320,7 @@ for ((r = 1; r <= TP_ROUNDS; r++)); do
 	TP_MT+=("$TP_RATE")
 	TP_LAG50S+=("$TP_LAG50")
 	TP_LAG99S+=("$TP_LAG99")
+	TP_DONE99S+=("$TP_DONE99")
 	TP_CPUS+=("$TP_CPU")
 	TP_DRAINS+=("$TP_DRAIN")
 	TP_COMMITS+=("$TP_COMMIT")
@@ -312,6 +328,7 @@ done
 read -r PLAIN_MED PLAIN_MIN PLAIN_MAX <<<"$(bench_stats "${TP_PLAIN[@]}")"
 read -r MT_MED MT_MIN MT_MAX <<<"$(bench_stats "${TP_MT[@]}")"
 ASYNC_RATIO=$(bench_ratio "$MT_MED" "$PLAIN_MED")
+read -r SAT_DONE99 _ <<<"$(bench_stats "${TP_DONE99S[@]}")"
 PHASE_S[1]=$(bench_sub "$(bench_now)" "$phase_t0")
 
 #
@@ -335,6 +352,8 @@ LAG_P99=$(bench_fmt "$(lab_json "$j1m" replication.lag_p99_ms)" %.2f)
 LAG_SAMPLES=$(lab_json "$j1m" replication.lag_samples)
 SHIP_P50=$(bench_fmt "$(lab_json "$j1m" replication.ship_p50_ms)" %.2f)
 SHIP_P99=$(bench_fmt "$(lab_json "$j1m" replication.ship_p99_ms)" %.2f)
+DONE_P50=$(bench_fmt "$(lab_json "$j1m" replication.done_lag_p50_ms)" %.2f)
+DONE_P99=$(bench_fmt "$(lab_json "$j1m" replication.done_lag_p99_ms)" %.2f)
 CPU_P=$(per1000 "$(delta "$j1m" "$j0m" cpu_ms)" "${LAG_N:-0}")
 CPU_S=$(per1000 "$(delta "$j1b" "$j0b" cpu_ms)" "${LAG_N:-0}")
 CPU_SUM=$(sum "$CPU_P" "$CPU_S")
@@ -347,6 +366,7 @@ LAG_COMMIT_Q="$(bench_fmt "$(lab_json "$j1b" replication.commit_p50_ms)" %.2f)/$
 LAG_BATCH_Q="$(bench_fmt "$(lab_json "$j1b" replication.batch_p50_ms)" %.2f)/$(bench_fmt "$(lab_json "$j1b" replication.batch_p99_ms)" %.2f)"
 LAG_RECYCLED=$(bench_fmt "$(delta "$j1b" "$j0b" replication.recycled_inodes)" %.0f)
 bench_log "  lag p50 $LAG_P50 ms, p99 $LAG_P99 ms ($LAG_SAMPLES samples); cpu/1000 msgs: primary $CPU_P ms, standby $CPU_S ms"
+bench_log "  $(done_lags "$j1m")"
 mt_pair_stop main backup
 
 # 2b. The disk's floor for that lag: the same paced load on plain Postfix,
@@ -547,6 +567,7 @@ other labs on this machine: $OTHER_LABS_START at start, $OTHER_LABS_END at end; 
    at saturation, mailtwind rounds:
      lag p50 ms:          $(printf '%9s' "${TP_LAG50S[@]}")
      lag p99 ms:          $(printf '%9s' "${TP_LAG99S[@]}")
+     done-mark lag p99 ms:$(printf '%9s' "${TP_DONE99S[@]}")   (a finished delivery's 'D' or removal, Postfix -> acked)
      CPU ms / 1000 msgs:  $(printf '%9s' "${TP_CPUS[@]}")   (primary+standby)
      acked s after empty: $(printf '%9.2f' "${TP_DRAINS[@]}")
      standby commits ms avg/max/syncfs: $(printf ' %s' "${TP_COMMITS[@]}")
@@ -556,6 +577,7 @@ other labs on this machine: $OTHER_LABS_START at start, $OTHER_LABS_END at end; 
    lag p50 = $LAG_P50 ms, p99 = $LAG_P99 ms over $LAG_SAMPLES samples        target p99 <= 5 ms   $V_LAG$(
 	awk -v l="$(bench_field "$PACED_LAG" late_p99_ms)" 'BEGIN { if (l + 0 > 50) printf "\n   (the sender itself ran up to %s ms late: the machine was out of CPU during this run)", l }')
    of which on the primary (commit -> frame handed to the connection): p50 $SHIP_P50 ms, p99 $SHIP_P99 ms
+   done marks and removals (Postfix's write -> acked): p50 $DONE_P50 ms, p99 $DONE_P99 ms
    on the standby, per ack (first change applied -> ack sent) p50/p99 $LAG_BATCH_Q ms; its commits alone p50/p99 $LAG_COMMIT_Q ms
      (the rest of the lag: network both ways, and changes waiting in the socket while a commit ran)
    the disk's floor (bench/fsync_floor.py: 4 KB write + fsync + rename + directory fsync at $LAG_RATE/s,
@@ -607,4 +629,4 @@ fi
 echo "phases (s): $(for p in 1 2 4 5; do [[ -n ${PHASE_S[$p]:-} ]] && printf '%s=%.0f ' "$p" "${PHASE_S[$p]}"; done)total=$(bench_fmt "$T_TOTAL" %.0f)"
 for t in "${MT_TROUBLE[@]}"; do echo "mailtwind trouble: $t"; done
 echo "daemon logs kept in $OUT"
-echo "RESULT plain_msgs_per_s=$PLAIN_MED async_ratio=$ASYNC_RATIO lag_p50_ms=$LAG_P50 lag_p99_ms=$LAG_P99 cpu_ms_per_1000=$CPU_SUM rsync_cpu_ratio_10k=$RSYNC_CPU_RATIO_10K rsync_lag_ratio_10k=$RSYNC_LAG_RATIO_10K initial_sync_100k_s=$INITIAL_SYNC disk_floor_p99_ms=$FLOOR_P99 disk_floor_serial_p99_ms=$FLOOR_SERIAL_P99 rsync_run_cpu_ratio_10k=$RSYNC_RUN_CPU_RATIO_10K"
+echo "RESULT plain_msgs_per_s=$PLAIN_MED async_ratio=$ASYNC_RATIO lag_p50_ms=$LAG_P50 lag_p99_ms=$LAG_P99 cpu_ms_per_1000=$CPU_SUM rsync_cpu_ratio_10k=$RSYNC_CPU_RATIO_10K rsync_lag_ratio_10k=$RSYNC_LAG_RATIO_10K initial_sync_100k_s=$INITIAL_SYNC disk_floor_p99_ms=$FLOOR_P99 disk_floor_serial_p99_ms=$FLOOR_SERIAL_P99 rsync_run_cpu_ratio_10k=$RSYNC_RUN_CPU_RATIO_10K done_lag_p99_ms=$DONE_P99 sat_done_lag_p99_ms=$SAT_DONE99"

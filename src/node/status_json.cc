@@ -96,6 +96,12 @@ ctl::Json PrimaryReplicationJson(const PrimarySide& p, const Config& cfg) {
           {"lag_p99_ms", lag.Quantile(0.99)},
           {"ship_p50_ms", link.ship_lag().Quantile(0.5)},
           {"ship_p99_ms", link.ship_lag().Quantile(0.99)},
+          // A finished delivery's done mark or removal, Postfix -> standby.
+          {"done_lag_samples", link.done_lag().count()},
+          {"done_lag_p50_ms", link.done_lag().Quantile(0.5)},
+          {"done_lag_p99_ms", link.done_lag().Quantile(0.99)},
+          {"done_read_p99_ms", link.done_read().Quantile(0.99)},
+          {"done_ship_p99_ms", link.done_ship().Quantile(0.99)},
           {"last_catchup_s", link.last_catchup_seconds().value_or(-1)},
           {"last_error", link.last_error()},
           // After a failover, until the first standby acknowledges: the

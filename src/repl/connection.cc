@@ -5,12 +5,6 @@
 
 namespace mailtwin::repl {
 
-std::int64_t WallClockNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 Connection::Connection(TlsStream stream, Handler* h, Millis heartbeat, Millis timeout)
     : stream_(std::move(stream)),
       handler_(h),

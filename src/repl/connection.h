@@ -22,14 +22,11 @@
 
 #include "common/config.h"
 #include "repl/frame_codec.h"
+#include "repl/stats.h"
 
 namespace mailtwin::repl {
 
 using TlsStream = asio::ssl::stream<asio::ip::tcp::socket>;
-
-// Wall-clock time in ns since the epoch: heartbeats and commit times carry
-// it, to measure lag across the two hosts.
-std::int64_t WallClockNs();
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:

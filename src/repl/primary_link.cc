@@ -281,6 +281,23 @@ void PrimaryLink::SendChanges(const std::string& id, ApplyResult&& r, bool live)
         if (spdlog::should_log(spdlog::level::debug))
           spdlog::debug("sent {} seq {} {:.3f} ms after commit", id, seq, after_ms);
       }
+    } else if (live && r.seen_ns &&
+               (std::holds_alternative<msg::Patch>(c) || std::holds_alternative<msg::Delete>(c))) {
+      // A finished delivery on its way (docs/operations.md, `done ms`):
+      // a done mark dates from Postfix's write, a removal from its event.
+      std::int64_t now = WallClockNs();
+      std::int64_t start = r.seen_ns;
+      if (std::holds_alternative<msg::Patch>(c) && r.observed_mtime_ns &&
+          r.observed_mtime_ns < start) {
+        start = r.observed_mtime_ns;
+        done_read_.Add(static_cast<double>(r.seen_ns - start) / 1e6);
+      }
+      done_ship_.Add(static_cast<double>(now - r.seen_ns) / 1e6);
+      inflight_.push_back(Inflight{seq, start, true, true});
+      if (spdlog::should_log(spdlog::level::debug))
+        spdlog::debug("sent {} of {} seq {} {:.3f} ms after Postfix made it; {} bytes ahead",
+                      std::holds_alternative<msg::Patch>(c) ? "done mark" : "removal", id, seq,
+                      static_cast<double>(now - start) / 1e6, conn_->queued_bytes());
     }
     conn_->Send(seq, c);
   }
@@ -291,7 +308,10 @@ void PrimaryLink::OnAck(std::uint64_t seq) {
   acked_ = std::max(acked_, seq);
   std::int64_t now = WallClockNs();
   while (!inflight_.empty() && inflight_.front().seq <= acked_) {
-    if (inflight_.front().live) lag_.Add(static_cast<double>(now - inflight_.front().commit_ns) / 1e6);
+    const Inflight& f = inflight_.front();
+    double ms = static_cast<double>(now - f.commit_ns) / 1e6;
+    if (f.done) done_lag_.Add(ms);
+    else if (f.live) lag_.Add(ms);
     if (spdlog::should_log(spdlog::level::debug))
       spdlog::debug("acked seq {} {:.3f} ms after commit", inflight_.front().seq,
                     (now - inflight_.front().commit_ns) / 1e6);

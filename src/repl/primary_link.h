@@ -100,6 +100,15 @@ class PrimaryLink : public Connection::Handler {
   const LatencyStats& lag() const { return lag_; }
   // The primary's share of lag(): commit -> the frame handed to the connection.
   const LatencyStats& ship_lag() const { return ship_; }
+  // Done marks and removals (a finished delivery): from Postfix's write (the
+  // queue file's mtime; a removal, which has none: the watcher's first event
+  // of it) to the standby's acknowledgement. A primary lost within this time
+  // of a delivery leaves the standby a copy it delivers again.
+  const LatencyStats& done_lag() const { return done_lag_; }
+  // Its parts: Postfix's write -> the watcher's first event (done marks
+  // only), and that event -> the frame handed to the connection.
+  const LatencyStats& done_read() const { return done_read_; }
+  const LatencyStats& done_ship() const { return done_ship_; }
   std::uint64_t files_sent() const { return files_sent_; }
   std::uint64_t bytes_sent() const { return bytes_sent_; }
   std::string last_error() const { return last_error_; }
@@ -183,12 +192,14 @@ class PrimaryLink : public Connection::Handler {
   std::uint64_t acked_ = 0;
   struct Inflight {
     std::uint64_t seq;
-    std::int64_t commit_ns;
+    std::int64_t commit_ns;  // a done mark or removal: when Postfix made it
     bool live;
+    bool done = false;  // a done mark or removal, not a whole file
   };
   std::deque<Inflight> inflight_;
   LatencyStats lag_;
   LatencyStats ship_;
+  LatencyStats done_lag_, done_read_, done_ship_;
   std::uint64_t files_sent_ = 0;
   std::uint64_t fingerprints_sent_ = 0;
   bool peer_fingerprints_ = false;

@@ -82,6 +82,13 @@ struct ApplyResult {
   std::vector<Message> changes;
   bool new_file = false;     // the message was shipped whole (commit or full resync)
   bool maybe_gone = false;   // something known was not found; confirm later
+  // Wall-clock ns of the first inotify event that led to these changes (set
+  // by the watcher; 0 for snapshots): how long a change waited in the
+  // watcher, and where a removal's clock starts (it has no mtime).
+  std::int64_t seen_ns = 0;
+  // The file's mtime as observed (the model keeps the standby's for files in
+  // active/): after a 'D' write in active/, when Postfix made it.
+  std::int64_t observed_mtime_ns = 0;
 };
 
 class QueueModel {

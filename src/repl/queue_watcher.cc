@@ -9,9 +9,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include "repl/stats.h"
 
 namespace mailtwin::repl {
 namespace {
@@ -149,13 +152,19 @@ void QueueWatcher::Rescan() {
   for (const auto& [id, st] : model_.entries()) MarkDirty(id, st.file.relpath);
 }
 
-void QueueWatcher::MarkDirty(const std::string& id, const std::string& relpath) {
+void QueueWatcher::MarkDirty(const std::string& id, const std::string& relpath,
+                             std::int64_t seen_ns) {
   auto [it, fresh] = dirty_.try_emplace(id);
-  if (fresh) dirty_order_.push_back(id);
+  if (fresh) {
+    dirty_order_.push_back(id);
+    it->second.seen_ns = seen_ns ? seen_ns : WallClockNs();
+  } else if (seen_ns && seen_ns < it->second.seen_ns) {
+    it->second.seen_ns = seen_ns;
+  }
   if (fresh && !IsLongQueueId(id)) NoteShortId(id, relpath);
-  if (!relpath.empty() &&
-      std::find(it->second.begin(), it->second.end(), relpath) == it->second.end())
-    it->second.push_back(relpath);
+  auto& hints = it->second.hints;
+  if (!relpath.empty() && std::find(hints.begin(), hints.end(), relpath) == hints.end())
+    hints.push_back(relpath);
 }
 
 void QueueWatcher::NoteShortId(const std::string& id, const std::string& relpath) {
@@ -240,42 +249,46 @@ bool QueueWatcher::Poll(int max_rounds) {
 void QueueWatcher::SyncDirty() {
   std::vector<std::string> order;
   order.swap(dirty_order_);
-  auto hints = std::move(dirty_);
+  auto dirty = std::move(dirty_);
   dirty_.clear();
   for (const std::string& id : order) {
     ++stats_.syncs;
+    const Dirty& d = dirty[id];
     Observation obs;
-    if (!Observe(id, hints[id], false, obs)) {
+    if (!Observe(id, d.hints, false, obs)) {
       ++stats_.read_races;
-      MarkDirty(id, {});
-      for (const std::string& h : hints[id]) MarkDirty(id, h);  // (see initial_)
+      MarkDirty(id, {}, d.seen_ns);
+      for (const std::string& h : d.hints) MarkDirty(id, h);  // (see initial_)
       continue;
     }
     ApplyResult r = model_.Apply(obs, /*allow_deletes=*/false);
-    if (r.maybe_gone) suspects_.insert(id);
+    r.seen_ns = d.seen_ns;
+    r.observed_mtime_ns = obs.file.mtime_ns;
+    if (r.maybe_gone) suspects_.try_emplace(id, d.seen_ns);
     if (!r.changes.empty()) emit_(id, std::move(r));
   }
 }
 
 void QueueWatcher::ConfirmSuspects() {
-  std::vector<std::string> ids(suspects_.begin(), suspects_.end());
+  auto suspects = std::move(suspects_);
   suspects_.clear();
-  std::vector<std::pair<std::string, Observation>> gone;
-  for (const std::string& id : ids) {
+  std::vector<std::tuple<std::string, Observation, std::int64_t>> gone;
+  for (const auto& [id, seen_ns] : suspects) {
     Observation obs;
     if (!Observe(id, {}, false, obs)) {
-      MarkDirty(id, {});
+      MarkDirty(id, {}, seen_ns);
       continue;
     }
-    gone.emplace_back(id, std::move(obs));
+    gone.emplace_back(id, std::move(obs), seen_ns);
   }
   // A file renamed into a place we did not look (a new hash directory) just
   // before we looked has its events queued by now: read them, and let any ID
   // they name be synced again instead of being declared deleted.
   ReadEvents();
-  for (auto& [id, obs] : gone) {
+  for (auto& [id, obs, seen_ns] : gone) {
     if (dirty_.count(id)) continue;
     ApplyResult r = model_.Apply(obs, /*allow_deletes=*/true);
+    r.seen_ns = seen_ns;
     if (!r.changes.empty()) emit_(id, std::move(r));
   }
 }

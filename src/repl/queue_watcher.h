@@ -84,7 +84,8 @@ class QueueWatcher {
   bool ReadEvents();
   void AddWatchTree(const std::string& relpath, int depth);
   void ScanDir(const std::string& relpath, int depth);
-  void MarkDirty(const std::string& id, const std::string& relpath);
+  // seen_ns: when the change was first noticed (0: now).
+  void MarkDirty(const std::string& id, const std::string& relpath, std::int64_t seen_ns = 0);
   void NoteShortId(const std::string& id, const std::string& relpath);
   void SyncDirty();
   void ConfirmSuspects();
@@ -105,8 +106,12 @@ class QueueWatcher {
   std::unordered_map<int, Dir> watches_;
   bool overflow_ = false;
   std::vector<std::string> dirty_order_;
-  std::unordered_map<std::string, std::vector<std::string>> dirty_;
-  std::unordered_set<std::string> suspects_;
+  struct Dirty {
+    std::vector<std::string> hints;  // where events said the file went
+    std::int64_t seen_ns = 0;        // wall clock of the first event
+  };
+  std::unordered_map<std::string, Dirty> dirty_;
+  std::unordered_map<std::string, std::int64_t> suspects_;  // id -> seen_ns
   // Until the first Poll() that drains everything (the start-up scan, before
   // any link exists to ship to), a changed file's logs are looked up only
   // where an event or the scan of the log directories named one (its hints):

@@ -2,10 +2,19 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
 namespace mailtwin::repl {
+
+// Wall-clock time in ns since the epoch: heartbeats and commit times carry
+// it, to measure lag across the two hosts.
+inline std::int64_t WallClockNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 // Keeps the last kWindow samples (milliseconds) and the totals.
 class LatencyStats {

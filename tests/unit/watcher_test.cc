@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include "repl/stats.h"
 #include "test_util.h"
 
 namespace mailtwin::repl {
@@ -27,6 +28,7 @@ class WatcherTest : public ::testing::Test {
                           "bounce", "trace"})
       std::filesystem::create_directory(q_ + "/" + d);
     watcher_ = std::make_unique<QueueWatcher>(q_, model_, [this](const std::string&, ApplyResult&& r) {
+      times_.push_back({r.seen_ns, r.observed_mtime_ns});
       for (auto& c : r.changes) out_.push_back(std::move(c));
     });
     ASSERT_EQ(watcher_->Start(), "");
@@ -56,6 +58,10 @@ class WatcherTest : public ::testing::Test {
   QueueModel model_;
   std::unique_ptr<QueueWatcher> watcher_;
   std::vector<Message> out_;
+  struct Times {
+    std::int64_t seen_ns, observed_mtime_ns;
+  };
+  std::vector<Times> times_;  // of each emitted ApplyResult
 };
 
 TEST_F(WatcherTest, CommitIsShippedWholeOnce) {
@@ -141,6 +147,47 @@ TEST_F(WatcherTest, DeletionIsConfirmedAndLogsGoFirst) {
   EXPECT_TRUE(std::holds_alternative<msg::LogDelete>(out[0]));
   EXPECT_TRUE(std::holds_alternative<msg::Delete>(out[1]));
   EXPECT_EQ(model_.size(), 0u);
+}
+
+// The link measures how long a finished delivery takes to reach the standby
+// (status: replication.done_lag_*) from these: when the watcher first heard
+// of the change, and the file's own mtime (a 'D' write sets it; the model
+// keeps the standby's mtime for files in active/, so it cannot tell).
+TEST_F(WatcherTest, DoneMarkAndRemovalSayWhenTheyHappened) {
+  auto q = MakeQueueFile(1, 100);
+  Commit(q.bytes);
+  Drain();
+  rename((q_ + "/incoming/" + kWatchedId).c_str(), (q_ + "/active/" + kWatchedId).c_str());
+  Drain();
+  usleep(30000);  // the 'D' comes well after the commit
+  times_.clear();
+  std::int64_t before = WallClockNs();
+  int fd = open((q_ + "/active/" + kWatchedId).c_str(), O_WRONLY);
+  ASSERT_EQ(pwrite(fd, "D", 1, static_cast<off_t>(q.rcpt_offsets[0])), 1);
+  close(fd);
+  usleep(20000);  // the watcher reads the event late
+  std::int64_t written = WallClockNs();
+  auto out = Drain();
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<msg::Patch>(out[0]));
+  ASSERT_EQ(times_.size(), 1u);
+  // Seen when the watcher read the event, after the wait; the mtime is the
+  // write's (file timestamps are coarse: a few ms of slack), not the commit's.
+  EXPECT_GE(times_[0].seen_ns, written);
+  EXPECT_GT(times_[0].observed_mtime_ns, before - 10'000'000);
+  EXPECT_LT(times_[0].observed_mtime_ns, written);
+
+  // A removal is confirmed only when the queue is quiet; its time is still
+  // that of its first event.
+  times_.clear();
+  std::int64_t unlinked = WallClockNs();
+  unlink((q_ + "/active/" + kWatchedId).c_str());
+  out = Drain();
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_TRUE(std::holds_alternative<msg::Delete>(out[0]));
+  ASSERT_EQ(times_.size(), 1u);
+  EXPECT_GE(times_.back().seen_ns, unlinked);
+  EXPECT_LE(times_.back().seen_ns, WallClockNs());
 }
 
 TEST_F(WatcherTest, OverflowRescanFindsEverything) {
