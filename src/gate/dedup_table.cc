@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -384,8 +385,11 @@ std::vector<DedupEntry> RecentFingerprints::Take(Clock::time_point now, std::int
   Prune(now);
   std::vector<DedupEntry> out;
   out.reserve(recent_.size());
+  // A message's fingerprint can come twice: the primary sends the recent
+  // ones again to each new session's standby.
+  std::unordered_set<std::string> taken;
   for (auto& it : recent_)
-    if (whole_.contains(it.id))
+    if (whole_.contains(it.id) && taken.insert(it.id).second)
       out.push_back(DedupEntry{it.digest, std::move(it.id), std::move(it.origin), now_s,
                                now_s + retention_s});
   recent_.clear();

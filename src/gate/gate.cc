@@ -184,7 +184,7 @@ class Gate::Session : public std::enable_shared_from_this<Session> {
       auto [d, by_token] = fps_.front();
       fps_.pop_front();
       if (r.EndsMessage() && !r.queue_id.empty()) {
-        if (!by_token) gate_.replicas_.Fingerprint(r.queue_id, d);
+        gate_.replicas_.Fingerprint(r.queue_id, d, by_token);
         // The resend of an orphan: the old primary's copy must not follow.
         if (gate_.dedup_) gate_.dedup_->NoteQueued(d, r.queue_id);
       }

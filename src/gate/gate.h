@@ -55,12 +55,16 @@ class Replicas {
   // answer 250).
   virtual postfix::HoldResult Release(const std::string& id) = 0;
   virtual postfix::HoldResult Withdraw(const std::string& id) = 0;
-  // The fingerprint of message id, queued just now: it goes to the standby
-  // ahead of the WaitDurable that follows, so that the acknowledgement the
-  // gate waits for covers it too.
-  virtual void Fingerprint(const std::string& id, const Digest& d) {
+  // The fingerprint of message id, queued just now: unless it already went
+  // under its token (sent_by_token), it goes to the standby ahead of the
+  // WaitDurable that follows, so that the acknowledgement the gate waits
+  // for covers it too. Either way the replicas keep it for dedup_window, to
+  // send it again to the standby of a later session (a frame lost with a
+  // broken connection, or none sent while the link was down).
+  virtual void Fingerprint(const std::string& id, const Digest& d, bool sent_by_token) {
     (void)id;
     (void)d;
+    (void)sent_by_token;
   }
   // The fingerprint of a message that has not been committed yet, under the
   // token the gate gave the after-filter as XFORWARD IDENT (its queue file

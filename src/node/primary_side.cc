@@ -77,8 +77,10 @@ std::string PrimarySide::StartLink() {
   });
   link_->SetOnSwitchoverRequest(hooks_.on_switchover_request);
   // The dedup table follows the role: a standby that takes fingerprints
-  // gets this primary's inherited entries, for its own next take-over.
+  // gets this primary's inherited entries, for its own next take-over, and
+  // the fingerprints of the messages queued here lately (recent_).
   link_->SetOnFingerprintsOk([this] {
+    SendRecentFingerprints();
     if (!dedup_ || dedup_->empty()) return;
     auto now_s = gate::WallSeconds();
     std::size_t n = 0;
@@ -179,8 +181,28 @@ std::optional<std::chrono::steady_clock::time_point> PrimarySide::DownSince() co
   return link_->down_since();
 }
 
-void PrimarySide::Fingerprint(const std::string& id, const gate::Digest& d) {
-  link_->SendFingerprint(id, d);
+void PrimarySide::Fingerprint(const std::string& id, const gate::Digest& d, bool sent_by_token) {
+  if (!sent_by_token) link_->SendFingerprint(id, d);
+  if (cfg_.dedup_window.count() <= 0) return;
+  auto now = std::chrono::steady_clock::now();
+  PruneRecent(now);
+  if (recent_.size() >= kMaxRecent) recent_.pop_front();
+  recent_.push_back({now, id, d});
+}
+
+void PrimarySide::PruneRecent(std::chrono::steady_clock::time_point now) {
+  while (!recent_.empty() && now - recent_.front().at > cfg_.dedup_window) recent_.pop_front();
+}
+
+void PrimarySide::SendRecentFingerprints() {
+  PruneRecent(std::chrono::steady_clock::now());
+  std::size_t n = 0;
+  for (const Queued& q : recent_)
+    if (model_->Find(q.id) && link_->SendFingerprint(q.id, q.digest)) ++n;
+  if (n)
+    spdlog::info("dedup: sent standby {} again the fingerprints of the {} messages queued here in "
+                 "the last dedup_window and still in the queue",
+                 link_->peer_node(), n);
 }
 
 bool PrimarySide::FingerprintByToken(const std::string& token, const gate::Digest& d) {

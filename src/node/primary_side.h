@@ -16,6 +16,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -84,7 +85,7 @@ class PrimarySide : private gate::Replicas {
   std::optional<std::chrono::steady_clock::time_point> DownSince() const override;
   postfix::HoldResult Release(const std::string& id) override;
   postfix::HoldResult Withdraw(const std::string& id) override;
-  void Fingerprint(const std::string& id, const gate::Digest& d) override;
+  void Fingerprint(const std::string& id, const gate::Digest& d, bool sent_by_token) override;
   bool FingerprintByToken(const std::string& token, const gate::Digest& d) override;
 
   asio::io_context& io_;
@@ -106,6 +107,20 @@ class PrimarySide : private gate::Replicas {
   std::unique_ptr<repl::PrimaryLink> link_;
   std::unique_ptr<HandoverSink> sink_;
   std::unique_ptr<gate::Gate> gate_;
+  // The fingerprints of the messages the gate saw queued over the last
+  // dedup_window, oldest first: a new session's standby gets them again
+  // (SendRecentFingerprints), so that one whose frame was lost with a
+  // broken connection, or never sent while the link was down, still
+  // reaches it with the queue file that the catch-up sends.
+  struct Queued {
+    std::chrono::steady_clock::time_point at;
+    std::string id;
+    gate::Digest digest;
+  };
+  static constexpr std::size_t kMaxRecent = 200000;
+  std::deque<Queued> recent_;
+  void PruneRecent(std::chrono::steady_clock::time_point now);
+  void SendRecentFingerprints();
   // MAILTWIN_TEST_REPL_NO_LIVE_CHANGES=1 (lab tests only): queue changes
   // after the start never go to the standby, as if this node died before
   // its watcher sent them, while the gate's token frames still do

@@ -220,6 +220,24 @@ TEST(RecentFingerprints, KeepsTheWindowAndHandsItOver) {
   EXPECT_EQ(off.size(), 0u);
 }
 
+// The primary sends its recent fingerprints again to each new session's
+// standby: one that came twice is one entry.
+TEST(RecentFingerprints, AFingerprintSentAgainIsOneEntry) {
+  using namespace std::chrono_literals;
+  RecentFingerprints r(30s);
+  auto t0 = RecentFingerprints::Clock::now();
+  r.Add("4jbphZ0BYjz1bYp1", Entry(1, 0, 0).digest, "main", t0);
+  r.Add("4jbphZ0BYjz1bYp2", Entry(2, 0, 0).digest, "main", t0);
+  r.FileWhole("4jbphZ0BYjz1bYp1", t0 + 1ms);
+  r.FileWhole("4jbphZ0BYjz1bYp2", t0 + 1ms);
+  r.Add("4jbphZ0BYjz1bYp1", Entry(1, 0, 0).digest, "main", t0 + 5s);  // the new session
+  r.Add("4jbphZ0BYjz1bYp2", Entry(2, 0, 0).digest, "main", t0 + 5s);
+  auto got = r.Take(t0 + 6s, kNow, 3600);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].id, "4jbphZ0BYjz1bYp1");
+  EXPECT_EQ(got[1].id, "4jbphZ0BYjz1bYp2");
+}
+
 // A fingerprint can arrive before its queue file; if the primary dies in
 // between, the new primary does not have the message, and an entry would
 // make it drop the resend: only messages whose file arrived whole count.
