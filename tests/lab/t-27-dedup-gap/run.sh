@@ -82,24 +82,11 @@ mt_wait_state main live 20 || fail "replication link did not come up"
 grep -q "$DELAY_SWITCH=5000" "$LAB_DIR/main/mailtwind.log" ||
 	fail "main's gate did not take the test switch"
 
-# send.py SERVER OUT: the one message (always the same bytes), its outcome in OUT.
-cat >"$LAB_DIR/send.py" <<'PY'
-import smtplib, sys
-msg = (b"From: <a@client.lab.test>\r\nTo: <a@sink.lab.test>\r\n"
-       b"Message-ID: <t27-gap@client.lab.test>\r\nSubject: t-27\r\n\r\n"
-       b"sent until it is answered 250\r\n")
-try:
-    s = smtplib.SMTP(sys.argv[1], 25, local_hostname="client.lab.test", timeout=30)
-    s.sendmail("a@client.lab.test", ["a@sink.lab.test"], msg)
-    out = "250"
-    s.quit()
-except Exception as e:
-    out = "no 250: %s: %s" % (type(e).__name__, e)
-open(sys.argv[2], "w").write(out + "\n")
-PY
+# The one message (lab/send_once.py: always the same bytes).
+MESSAGE=(t27-gap@client.lab.test t-27 "sent until it is answered 250")
 
 # 1.
-lab_bg client "$LAB_DIR/send1.log" python3 "$LAB_DIR/send.py" "$(lab_ip main)" "$LAB_DIR/first" >/dev/null
+lab_bg client "$LAB_DIR/send1.log" python3 "$REPO/lab/send_once.py" "$(lab_ip main)" "$LAB_DIR/first" "${MESSAGE[@]}" >/dev/null
 if [[ $CASE == orphan ]]; then
 	# The token frame arrived; main's after-filter committed the file, which
 	# never leaves main.
@@ -164,7 +151,7 @@ if ((STRICT)); then
 	mt_wait_state backup live 30 || fail "main did not rejoin as backup's standby: $(mt backup status)"
 fi
 lab_wait_port client "$(lab_ip backup)" 25 || fail "backup does not listen on port 25"
-lab_exec client python3 "$LAB_DIR/send.py" "$(lab_ip backup)" "$LAB_DIR/second"
+lab_exec client python3 "$REPO/lab/send_once.py" "$(lab_ip backup)" "$LAB_DIR/second" "${MESSAGE[@]}"
 [[ $(cat "$LAB_DIR/second") == 250 ]] || fail "the resend to backup was not answered 250: $(cat "$LAB_DIR/second")"
 dup=$(grep -h "gate: duplicate of" "$blog" | head -1 || true)
 case $CASE in

@@ -31,20 +31,9 @@ mt_gate backup
 lab_postconf main -e "defer_transports = smtp"
 pair_start
 
-cat >"$LAB_DIR/send.py" <<'PY'
-import smtplib, sys
-msg = (b"From: <a@client.lab.test>\r\nTo: <a@sink.lab.test>\r\n"
-       b"Message-ID: <t29-resend@client.lab.test>\r\nSubject: t-29\r\n\r\n"
-       b"queued while the link was down\r\n")
-try:
-    s = smtplib.SMTP(sys.argv[1], 25, local_hostname="client.lab.test", timeout=30)
-    s.sendmail("a@client.lab.test", ["a@sink.lab.test"], msg)
-    out = "250"
-    s.quit()
-except Exception as e:
-    out = "no 250: %s: %s" % (type(e).__name__, e)
-open(sys.argv[2], "w").write(out + "\n")
-PY
+
+# The one message (lab/send_once.py: always the same bytes).
+MESSAGE=(t29-resend@client.lab.test t-29 "queued while the link was down")
 
 # 1. Only the link's port: backup still reaches main's SMTP.
 lab_exec main nft -f - <<EOT || fail "nft failed on main"
@@ -58,7 +47,7 @@ lab_wait_for 15 link_down || fail "main's link stayed live with its port cut"
 echo "1. main's link to backup cut: main's link is $(mt_status main state)"
 
 # 2.
-lab_exec client python3 "$LAB_DIR/send.py" "$(lab_ip main)" "$LAB_DIR/first"
+lab_exec client python3 "$REPO/lab/send_once.py" "$(lab_ip main)" "$LAB_DIR/first" "${MESSAGE[@]}"
 [[ $(cat "$LAB_DIR/first") == 250 ]] || fail "main did not answer 250: $(cat "$LAB_DIR/first")"
 id=$(grep -h "cleanup.*message-id=<t29-resend@client.lab.test>" "$LAB_DIR/main/maillog" | head -1 | sed -E 's/.*: ([0-9A-Za-z]+): message-id=.*/\1/' || true)
 [[ -n $id ]] || fail "main's maillog names no queued message"
@@ -88,7 +77,7 @@ echo "4. main killed -9; backup took over: $(grep -o "dedup: [0-9]* messages the
 
 # 5.
 lab_wait_port client "$(lab_ip backup)" 25 || fail "backup does not listen on port 25"
-lab_exec client python3 "$LAB_DIR/send.py" "$(lab_ip backup)" "$LAB_DIR/second"
+lab_exec client python3 "$REPO/lab/send_once.py" "$(lab_ip backup)" "$LAB_DIR/second" "${MESSAGE[@]}"
 [[ $(cat "$LAB_DIR/second") == 250 ]] || fail "the resend to backup was not answered 250: $(cat "$LAB_DIR/second")"
 dup=$(grep -h "gate: duplicate of" "$blog" | head -1 || true)
 [[ -n $dup ]] || fail "backup's gate did not recognise the resend"
