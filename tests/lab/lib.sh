@@ -225,6 +225,20 @@ settle() {
 	sleep 1
 }
 
+# sink_copies MESSAGE_ID: how many copies the good destination received.
+sink_copies() { lab_sink_rcpts "$SINK_OK" | awk -v m="$1" '$1 == m' | wc -l; }
+
+# expect_one_copy HOST MESSAGE_ID: the destination receives the message
+# once HOST has delivered everything: fails on none or on more than one.
+expect_one_copy() {
+	local host=$1 mid=$2 n
+	lab_wait_for 30 eval '(($(sink_copies "$mid") >= 1))' || fail "the message never reached the destination"
+	settle "$host"
+	sleep 2
+	n=$(sink_copies "$mid")
+	((n == 1)) || fail "the destination has $n copies of the message"
+}
+
 # crash_after_250s N LOAD_LOG: under smtp-source load, lab/gate_trial.py
 # sends to main until the N-th 250 (To: crash@sink.lab.test), then every
 # process of main is killed -9 at once and backup is promoted by hand.

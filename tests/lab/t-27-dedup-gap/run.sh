@@ -176,12 +176,7 @@ if [[ $CASE == orphan ]]; then
 fi
 
 # 4.
-copies() { lab_sink_rcpts "$SINK_OK" | awk '$1 == "t27-gap@client.lab.test"' | wc -l; }
-lab_wait_for 30 eval '(($(copies) >= 1))' || fail "the message never reached the destination"
-settle backup
-sleep 2
-n=$(copies)
-((n == 1)) || fail "the destination has $n copies of the message"
+expect_one_copy backup "${MESSAGE[0]}"
 case $CASE in
 held)
 	held=$(lab_postfix_queued backup hold)
