@@ -739,6 +739,22 @@ lab_cut() {
 }
 lab_heal() { lab_exec "${1:?usage: lab_heal HOST NAME}" nft delete table inet "${2:?}"; }
 
+# lab_cut_port HOST NAME PORT: every TCP packet to or from PORT (either end)
+# is dropped in HOST's own firewall (nft table inet NAME), silently: one
+# service's connections are cut while the host answers all else (SMTP
+# probes, say). lab_heal HOST NAME ends it.
+lab_cut_port() {
+	local host=${1:?usage: lab_cut_port HOST NAME PORT} name=${2:?usage: lab_cut_port HOST NAME PORT}
+	local port=${3:?usage: lab_cut_port HOST NAME PORT} rules
+	rules="tcp sport $port drop; tcp dport $port drop; "
+	lab_exec "$host" nft -f - <<-EOT || _lab_die "lab_cut_port: nft failed on $host"
+		table inet $name {
+		  chain in { type filter hook input priority 0; $rules}
+		  chain out { type filter hook output priority 0; $rules}
+		}
+	EOT
+}
+
 # lab_etcd_cluster HOST...: a real etcd cluster (Debian's etcd-server), one
 # member per lab host (made with lab_host first), each with its own data
 # directory $LAB_DIR/HOST/etcd, client URL http://IP:2379, peer URL

@@ -225,6 +225,12 @@ settle() {
 	sleep 1
 }
 
+# maillog_queue_id HOST MESSAGE_ID: the queue ID HOST's Postfix first gave
+# the message (its cleanup's message-id= line), or nothing.
+maillog_queue_id() {
+	grep -F "message-id=<$2>" "$LAB_DIR/$1/maillog" | grep -o ': [0-9A-Za-z]*: message-id' | head -1 | cut -d' ' -f2 | tr -d : || true
+}
+
 # sink_copies MESSAGE_ID: how many copies the good destination received.
 sink_copies() { lab_sink_rcpts "$SINK_OK" | awk -v m="$1" '$1 == m' | wc -l; }
 
@@ -358,7 +364,7 @@ dup_sources() {
 	: >"$LAB_DIR/dup_sources"
 	while read -r id; do
 		[[ -n $id ]] || continue
-		qid=$(grep -F "message-id=<$id>" "$LAB_DIR/$sender/maillog" | grep -o ': [0-9A-Za-z]*: message-id' | head -1 | cut -d' ' -f2 | tr -d : || true)
+		qid=$(maillog_queue_id "$sender" "$id")
 		via=$(grep -rliF "Message-Id: <$id>" "$@" 2>/dev/null | xargs -r grep -h '^X-Client-Addr:' |
 			awk -v m="$(lab_ip main)" -v b="$(lab_ip backup)" '{ print ($2 == m ? "main" : $2 == b ? "backup" : $2) }' | paste -sd+ || true)
 		# The pair's queue IDs of the copies at the sink (a long queue ID

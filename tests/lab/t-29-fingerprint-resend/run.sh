@@ -31,17 +31,11 @@ mt_gate backup
 lab_postconf main -e "defer_transports = smtp"
 pair_start
 
-
 # The one message (lab/send_once.py: always the same bytes).
 MESSAGE=(t29-resend@client.lab.test t-29 "queued while the link was down")
 
 # 1. Only the link's port: backup still reaches main's SMTP.
-lab_exec main nft -f - <<EOT || fail "nft failed on main"
-table inet t29 {
-  chain in { type filter hook input priority 0; tcp sport $MT_PORT drop; tcp dport $MT_PORT drop; }
-  chain out { type filter hook output priority 0; tcp dport $MT_PORT drop; tcp sport $MT_PORT drop; }
-}
-EOT
+lab_cut_port main t29 "$MT_PORT"
 link_down() { [[ $(mt_status main state) != live ]]; }
 lab_wait_for 15 link_down || fail "main's link stayed live with its port cut"
 echo "1. main's link to backup cut: main's link is $(mt_status main state)"
@@ -49,14 +43,14 @@ echo "1. main's link to backup cut: main's link is $(mt_status main state)"
 # 2.
 lab_exec client python3 "$REPO/lab/send_once.py" "$(lab_ip main)" "$LAB_DIR/first" "${MESSAGE[@]}"
 [[ $(cat "$LAB_DIR/first") == 250 ]] || fail "main did not answer 250: $(cat "$LAB_DIR/first")"
-id=$(grep -h "cleanup.*message-id=<t29-resend@client.lab.test>" "$LAB_DIR/main/maillog" | head -1 | sed -E 's/.*: ([0-9A-Za-z]+): message-id=.*/\1/' || true)
+id=$(maillog_queue_id main "${MESSAGE[0]}")
 [[ -n $id ]] || fail "main's maillog names no queued message"
 mt_role_is backup standby 1 || fail "backup took over while main's SMTP was up: $(mt backup status)"
 echo "2. main queued the message as $id and answered 250 without a standby;" \
 	"backup holds $(mt_json backup dedup.recent_fingerprints) fingerprints"
 
 # 3.
-lab_exec main nft delete table inet t29 || fail "could not heal the cut"
+lab_heal main t29 || fail "could not heal the cut"
 mt_wait_state main live 30 || fail "the link did not come back: $(mt main status)"
 has_file() { [[ -n $(find "$LAB_DIR/backup/mirror" -type f -name "$id" 2>/dev/null) ]]; }
 lab_wait_for 10 has_file || fail "backup's mirror has no $id after the catch-up"
